@@ -1,0 +1,89 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BFDProfileSpec holds the timers of a BFD session (RFC 5880), which detects
+// a dead BGP peer in milliseconds instead of waiting for the hold time.
+// +kubebuilder:validation:XValidation:rule="!has(self.echoInterval) || (has(self.echoMode) && self.echoMode)",message="echoInterval needs echoMode: true",fieldPath=".echoInterval"
+type BFDProfileSpec struct {
+	// receiveInterval is the minimum interval, in milliseconds, between BFD
+	// control packets this node is able to receive.
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=60000
+	// +kubebuilder:default=300
+	// +optional
+	ReceiveInterval *int32 `json:"receiveInterval,omitempty"`
+
+	// transmitInterval is the minimum interval, in milliseconds, at which
+	// this node wants to send BFD control packets.
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=60000
+	// +kubebuilder:default=300
+	// +optional
+	TransmitInterval *int32 `json:"transmitInterval,omitempty"`
+
+	// detectMultiplier is how many intervals may pass without a packet
+	// before the session is declared down.
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=255
+	// +kubebuilder:default=3
+	// +optional
+	DetectMultiplier *int32 `json:"detectMultiplier,omitempty"`
+
+	// echoMode enables BFD echo packets, which the peer forwards back
+	// without processing.
+	// +optional
+	EchoMode *bool `json:"echoMode,omitempty"`
+
+	// echoInterval is the minimum interval, in milliseconds, between echo
+	// packets. Needs echoMode.
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=60000
+	// +optional
+	EchoInterval *int32 `json:"echoInterval,omitempty"`
+
+	// passiveMode makes this end wait for the peer's first packet instead of
+	// starting the session.
+	// +optional
+	PassiveMode *bool `json:"passiveMode,omitempty"`
+
+	// minimumTtl is the lowest TTL accepted on incoming packets; 254 means
+	// the peer must be directly connected.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=254
+	// +kubebuilder:default=254
+	// +optional
+	MinimumTTL *int32 `json:"minimumTtl,omitempty"`
+}
+
+// BFDProfile is a named set of BFD timers that BGPPeers refer to.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,categories=lbstack
+// +kubebuilder:printcolumn:name="Receive",type=integer,JSONPath=`.spec.receiveInterval`
+// +kubebuilder:printcolumn:name="Transmit",type=integer,JSONPath=`.spec.transmitInterval`
+// +kubebuilder:printcolumn:name="Multiplier",type=integer,JSONPath=`.spec.detectMultiplier`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BFDProfile struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec holds the timers.
+	// +optional
+	Spec BFDProfileSpec `json:"spec,omitempty"`
+}
+
+// BFDProfileList is a list of BFDProfiles.
+//
+// +kubebuilder:object:root=true
+type BFDProfileList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BFDProfile `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&BFDProfile{}, &BFDProfileList{})
+}

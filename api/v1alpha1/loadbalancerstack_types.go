@@ -1,0 +1,325 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LoadBalancerStackSpec is the whole load balancer in one object: how the
+// speakers and the controller run, and the configuration (pools, peers,
+// advertisements) that the operator expands into standalone objects.
+type LoadBalancerStackSpec struct {
+	// speaker configures the per-node speaker DaemonSet.
+	// +kubebuilder:default={}
+	// +optional
+	Speaker SpeakerSpec `json:"speaker,omitempty"`
+
+	// controller configures the IP-assigning controller Deployment.
+	// +kubebuilder:default={}
+	// +optional
+	Controller ControllerSpec `json:"controller,omitempty"`
+
+	// loadBalancerClass is the spec.loadBalancerClass of the Services this
+	// stack serves. Empty serves Services that set no class; Services with
+	// another class are never touched.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="loadBalancerClass cannot be changed; Services would lose their IPs"
+	// +optional
+	LoadBalancerClass string `json:"loadBalancerClass,omitempty"`
+
+	// pools are IPAddressPools owned by this stack. Each becomes an
+	// IPAddressPool object with the item's name. Up to 32 pools fit in a
+	// stack (a bound that keeps the API server's validation cost in check);
+	// more can be created as standalone IPAddressPools.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Pools []InlineIPAddressPool `json:"pools,omitempty"`
+
+	// bgpPeers are BGPPeers owned by this stack.
+	// +kubebuilder:validation:MaxItems=256
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	BGPPeers []InlineBGPPeer `json:"bgpPeers,omitempty"`
+
+	// bfdProfiles are BFDProfiles owned by this stack.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	BFDProfiles []InlineBFDProfile `json:"bfdProfiles,omitempty"`
+
+	// communities are Community objects owned by this stack.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Communities []InlineCommunity `json:"communities,omitempty"`
+
+	// l2Advertisements are L2Advertisements owned by this stack.
+	// +kubebuilder:validation:MaxItems=256
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	L2Advertisements []InlineL2Advertisement `json:"l2Advertisements,omitempty"`
+
+	// bgpAdvertisements are BGPAdvertisements owned by this stack.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	BGPAdvertisements []InlineBGPAdvertisement `json:"bgpAdvertisements,omitempty"`
+}
+
+// InlineMeta names an inline item; it becomes the child object's name and labels.
+type InlineMeta struct {
+	// name of the child object. It must not clash with an object of the
+	// same kind that the stack does not own.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// labels of the child object, for selectors such as
+	// ipAddressPoolSelectors.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// InlineIPAddressPool is an IPAddressPool written inside a LoadBalancerStack.
+type InlineIPAddressPool struct {
+	InlineMeta        `json:",inline"`
+	IPAddressPoolSpec `json:",inline"`
+}
+
+// InlineBGPPeer is a BGPPeer written inside a LoadBalancerStack.
+type InlineBGPPeer struct {
+	InlineMeta  `json:",inline"`
+	BGPPeerSpec `json:",inline"`
+}
+
+// InlineBFDProfile is a BFDProfile written inside a LoadBalancerStack.
+type InlineBFDProfile struct {
+	InlineMeta     `json:",inline"`
+	BFDProfileSpec `json:",inline"`
+}
+
+// InlineCommunity is a Community written inside a LoadBalancerStack.
+type InlineCommunity struct {
+	InlineMeta    `json:",inline"`
+	CommunitySpec `json:",inline"`
+}
+
+// InlineL2Advertisement is an L2Advertisement written inside a LoadBalancerStack.
+type InlineL2Advertisement struct {
+	InlineMeta          `json:",inline"`
+	L2AdvertisementSpec `json:",inline"`
+}
+
+// InlineBGPAdvertisement is a BGPAdvertisement written inside a LoadBalancerStack.
+type InlineBGPAdvertisement struct {
+	InlineMeta           `json:",inline"`
+	BGPAdvertisementSpec `json:",inline"`
+}
+
+// WorkloadSpec holds the scheduling and runtime settings shared by the
+// speaker and the controller.
+type WorkloadSpec struct {
+	// image overrides the container image. Empty uses the image the
+	// operator was built with.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// logLevel is the verbosity of the component's log.
+	// +kubebuilder:default=info
+	// +optional
+	LogLevel LogLevel `json:"logLevel,omitempty"`
+
+	// nodeSelector restricts the component's pods to nodes with these labels.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations let the component's pods run on tainted nodes.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// resources are the component container's requests and limits.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// SpeakerSpec configures the per-node speakers.
+type SpeakerSpec struct {
+	WorkloadSpec `json:",inline"`
+
+	// memberlistBindPort is the TCP and UDP port the speakers use to find
+	// each other and exchange heartbeats, on the node's network.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:default=7946
+	// +optional
+	MemberlistBindPort int32 `json:"memberlistBindPort,omitempty"`
+
+	// failureDetection tunes how fast a dead speaker is noticed and its
+	// layer 2 IPs move to another node.
+	// +kubebuilder:default={}
+	// +optional
+	FailureDetection FailureDetectionSpec `json:"failureDetection,omitempty"`
+}
+
+// FailureDetectionSpec tunes the speakers' failure detection. The defaults
+// move IPs within about 400 ms (p99) of a node's death and survive a 250 ms
+// stall of a healthy node. The documented aggressive setting,
+// missedHeartbeats: 3, moves IPs within about 300 ms but a healthy node
+// stalled for 200 ms (CPU starvation, a long GC) loses its IPs.
+// +kubebuilder:validation:XValidation:rule="!has(self.probeTimeout) || !has(self.probeInterval) || duration(self.probeTimeout) < duration(self.probeInterval)",message="probeTimeout must be shorter than probeInterval",fieldPath=".probeTimeout"
+type FailureDetectionSpec struct {
+	// heartbeatInterval is how often each speaker sends a heartbeat to the
+	// speakers that could take over its IPs.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('20ms') && duration(self) <= duration('10s')",message="must be between 20ms and 10s"
+	// +kubebuilder:default="100ms"
+	// +optional
+	HeartbeatInterval metav1.Duration `json:"heartbeatInterval,omitempty"`
+
+	// missedHeartbeats is how many heartbeats in a row may be missed before
+	// a speaker is declared dead.
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=4
+	// +optional
+	MissedHeartbeats int32 `json:"missedHeartbeats,omitempty"`
+
+	// probeInterval is memberlist's probe interval, the slower membership
+	// check behind the heartbeat.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('50ms') && duration(self) <= duration('60s')",message="must be between 50ms and 60s"
+	// +kubebuilder:default="1s"
+	// +optional
+	ProbeInterval metav1.Duration `json:"probeInterval,omitempty"`
+
+	// probeTimeout is memberlist's probe timeout; shorter than probeInterval.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('60s')",message="must be between 10ms and 60s"
+	// +kubebuilder:default="500ms"
+	// +optional
+	ProbeTimeout metav1.Duration `json:"probeTimeout,omitempty"`
+}
+
+// ControllerSpec configures the controller that assigns Service IPs.
+type ControllerSpec struct {
+	WorkloadSpec `json:",inline"`
+
+	// replicas of the controller; one is the leader at any time, the others
+	// take over within the leader-election lease.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5
+	// +kubebuilder:default=2
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+}
+
+// Condition types of a LoadBalancerStack.
+const (
+	// ConditionAvailable is True when the speakers and the controller are fully rolled out.
+	ConditionAvailable = "Available"
+	// ConditionProgressing is True while the speakers or the controller roll out.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when the configuration is invalid or cannot be applied.
+	ConditionDegraded = "Degraded"
+)
+
+// NamedPoolUsage is the usage of one pool, by name.
+type NamedPoolUsage struct {
+	// name of the IPAddressPool.
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	PoolUsage `json:",inline"`
+}
+
+// LoadBalancerStackStatus reports whether the load balancer works.
+type LoadBalancerStackStatus struct {
+	// conditions: Available, Progressing and Degraded.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the stack generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// speakersDesired is the number of nodes that should run a speaker.
+	// +optional
+	SpeakersDesired int32 `json:"speakersDesired,omitempty"`
+
+	// speakersReady is the number of nodes whose speaker is ready.
+	// +optional
+	SpeakersReady int32 `json:"speakersReady,omitempty"`
+
+	// speakers is speakersReady/speakersDesired, for kubectl get.
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Speakers string `json:"speakers,omitempty"`
+
+	// controllerReady is the number of ready controller replicas.
+	// +optional
+	ControllerReady int32 `json:"controllerReady,omitempty"`
+
+	// pools reports the usage of each pool the stack serves.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Pools []NamedPoolUsage `json:"pools,omitempty"`
+}
+
+// LoadBalancerStack is the one object a user applies to run lbstack: it
+// declares the speakers, the controller and the load-balancing
+// configuration. Only one stack may exist in a cluster.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=lbs,categories=lbstack
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Available")].status`
+// +kubebuilder:printcolumn:name="Speakers",type=string,JSONPath=`.status.speakers`
+// +kubebuilder:printcolumn:name="Class",type=string,JSONPath=`.spec.loadBalancerClass`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LoadBalancerStack struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the load balancer.
+	// +optional
+	Spec LoadBalancerStackSpec `json:"spec,omitempty"`
+
+	// status reports roll-out, health and pool usage.
+	// +optional
+	Status LoadBalancerStackStatus `json:"status,omitempty"`
+}
+
+// LoadBalancerStackList is a list of LoadBalancerStacks.
+//
+// +kubebuilder:object:root=true
+type LoadBalancerStackList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LoadBalancerStack `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&LoadBalancerStack{}, &LoadBalancerStackList{})
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/lbstack/lbstack/internal/cli"
+)
+
+func operatorCommand() cli.Command {
+	return cli.Command{
+		Name:  "operator",
+		Short: "render LoadBalancerStacks into the controller, the speakers and their configuration; serve the admission webhooks",
+		Flags: func(fs *flag.FlagSet) func(context.Context, logr.Logger) error {
+			var m cli.ManagerOptions
+			m.AddFlags(fs, ":8080", ":8081", true)
+			m.LeaderElectionID = "lbstack-operator.lbstack.io"
+			return func(ctx context.Context, log logr.Logger) error {
+				return runManager(ctx, log, m)
+			}
+		},
+	}
+}
+
+func controllerCommand() cli.Command {
+	return cli.Command{
+		Name:  "controller",
+		Short: "assign external IPs from the pools to Services of type LoadBalancer",
+		Flags: func(fs *flag.FlagSet) func(context.Context, logr.Logger) error {
+			var m cli.ManagerOptions
+			m.AddFlags(fs, ":7472", ":7473", true)
+			m.LeaderElectionID = "lbstack-controller.lbstack.io"
+			return func(ctx context.Context, log logr.Logger) error {
+				return runManager(ctx, log, m)
+			}
+		},
+	}
+}
+
+func speakerCommand() cli.Command {
+	return cli.Command{
+		Name:  "speaker",
+		Short: "announce Service IPs from this node over ARP/NDP or BGP",
+		Flags: func(fs *flag.FlagSet) func(context.Context, logr.Logger) error {
+			var m cli.ManagerOptions
+			m.AddFlags(fs, ":7474", ":7475", false)
+			var nodeName string
+			fs.StringVar(&nodeName, "node-name", "", "name of the node this speaker runs on (from the downward API spec.nodeName)")
+			return func(ctx context.Context, log logr.Logger) error {
+				if nodeName == "" {
+					return errors.New("--node-name is required")
+				}
+				return runManager(ctx, log.WithValues("node", nodeName), m)
+			}
+		},
+	}
+}
+
+// runManager starts a manager with the component's options and blocks
+// until ctx ends.
+func runManager(ctx context.Context, log logr.Logger, m cli.ManagerOptions) error {
+	cfg, err := m.RESTConfig()
+	if err != nil {
+		return err
+	}
+	mgr, err := m.NewManager(cfg, nil)
+	if err != nil {
+		return err
+	}
+	log.Info("Starting manager", "metrics", m.MetricsAddr, "probes", m.ProbeAddr, "leaderElection", m.LeaderElect)
+	if err := mgr.Start(ctrl.LoggerInto(ctx, log)); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}

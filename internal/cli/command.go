@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"sort"
+	"syscall"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/klog/v2"
+)
+
+// Command is one subcommand of the lbstack binary.
+type Command struct {
+	// Name is the word that selects the command.
+	Name string
+	// Short is the one-line description shown in the usage.
+	Short string
+	// Flags registers the command's flags and returns the function that
+	// runs it once the flags are parsed. The function runs until ctx is
+	// cancelled (SIGTERM or SIGINT) or it fails.
+	Flags func(fs *flag.FlagSet) func(ctx context.Context, log logr.Logger) error
+}
+
+// Main dispatches args to the named command and returns the process exit
+// code: 0 on success or clean shutdown, 1 on failure, 2 on bad usage.
+func Main(args []string, stderr io.Writer, commands []Command) int {
+	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
+	usage := func() {
+		fmt.Fprintf(stderr, "lbstack: a load balancer for bare-metal Kubernetes clusters\n\nUsage: lbstack <command> [flags]\n\nCommands:\n")
+		for _, c := range commands {
+			fmt.Fprintf(stderr, "  %-12s %s\n", c.Name, c.Short)
+		}
+		fmt.Fprintf(stderr, "\nRun 'lbstack <command> --help' for the flags of a command.\n")
+	}
+	if len(args) == 0 {
+		usage()
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage()
+		return 0
+	}
+	var cmd *Command
+	for i := range commands {
+		if commands[i].Name == args[0] {
+			cmd = &commands[i]
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(stderr, "lbstack: unknown command %q\n\n", args[0])
+		usage()
+		return 2
+	}
+
+	fs := flag.NewFlagSet("lbstack "+cmd.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var logOpts LogOptions
+	logOpts.AddFlags(fs)
+	run := cmd.Flags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "lbstack %s: %s\n\nUsage: lbstack %s [flags]\n\nFlags:\n", cmd.Name, cmd.Short, cmd.Name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "lbstack %s: unexpected arguments %q\n", cmd.Name, fs.Args())
+		return 2
+	}
+	log, err := logOpts.NewLogger()
+	if err != nil {
+		fmt.Fprintf(stderr, "lbstack %s: %v\n", cmd.Name, err)
+		return 2
+	}
+	log = log.WithValues("component", cmd.Name)
+	// controller-runtime and client-go log through these.
+	ctrl.SetLogger(log)
+	klog.SetLogger(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx = logr.NewContext(ctx, log)
+	if err := run(ctx, log); err != nil {
+		log.Error(err, "Exiting on error")
+		return 1
+	}
+	log.Info("Stopped")
+	return 0
+}
+

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+)
+
+// ManagerOptions are the flags shared by the subcommands that run a
+// controller-runtime manager.
+type ManagerOptions struct {
+	// Kubeconfig is a kubeconfig path; empty uses the in-cluster config.
+	Kubeconfig string
+	// MetricsAddr is the Prometheus metrics listen address; "0" disables it.
+	MetricsAddr string
+	// ProbeAddr is the /healthz and /readyz listen address; "0" disables it.
+	ProbeAddr string
+	// LeaderElect turns leader election on.
+	LeaderElect bool
+	// LeaderElectionID names the Lease.
+	LeaderElectionID string
+	// LeaderElectionNamespace is the Lease's namespace.
+	LeaderElectionNamespace string
+	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// AddFlags registers the manager flags on fs. defaultMetrics and
+// defaultProbe are the component's default listen addresses.
+func (o *ManagerOptions) AddFlags(fs *flag.FlagSet, defaultMetrics, defaultProbe string, leaderElect bool) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty uses the in-cluster configuration")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", defaultMetrics, "address the Prometheus metrics endpoint listens on; 0 disables it")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", defaultProbe, "address the /healthz and /readyz endpoints listen on; 0 disables them")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", leaderElect, "run leader election so only one replica is active")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease; empty uses the pod's namespace")
+	fs.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's lease is valid")
+	fs.DurationVar(&o.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up")
+	fs.DurationVar(&o.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire the lease")
+}
+
+// RESTConfig loads the Kubernetes client configuration.
+func (o ManagerOptions) RESTConfig() (*rest.Config, error) {
+	if o.Kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("loading in-cluster configuration (pass --kubeconfig outside a cluster): %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", o.Kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+// Scheme returns a scheme with the built-in kinds and lbstack.io/v1alpha1.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding client-go kinds to scheme: %w", err)
+	}
+	if err := lbv1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding lbstack.io kinds to scheme: %w", err)
+	}
+	return s, nil
+}
+
+// NewManager builds a manager from the options with health and readiness
+// checks installed. extra may adjust the manager.Options before use.
+func (o ManagerOptions) NewManager(cfg *rest.Config, extra func(*manager.Options)) (manager.Manager, error) {
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, err
+	}
+	opts := manager.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        o.LeaderElectionID,
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		LeaseDuration:           &o.LeaseDuration,
+		RenewDeadline:           &o.RenewDeadline,
+		RetryPeriod:             &o.RetryPeriod,
+		// Release the lease on SIGTERM so a standby takes over at once.
+		LeaderElectionReleaseOnCancel: true,
+	}
+	if extra != nil {
+		extra(&opts)
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding readiness check: %w", err)
+	}
+	return mgr, nil
+}

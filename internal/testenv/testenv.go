@@ -1,0 +1,143 @@
+// Package testenv starts a real kube-apiserver and etcd (envtest) with the
+// lbstack CRDs installed, for tests. The binaries are built by
+// `make envtest-assets` into bin/envtest/; KUBEBUILDER_ASSETS points at them
+// (make test sets it; a plain `go test` finds them under the repository's
+// bin/ by itself).
+//
+// Without the binaries a test skips loudly, except when CI=true, where a
+// missing prerequisite is a failure.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"testing"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/lbstack/lbstack/internal/cli"
+)
+
+// RepoRoot is the repository's top folder.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// InCI reports whether the tests run in CI, where nothing may be skipped
+// for a missing prerequisite.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Skip skips t for a missing prerequisite, or fails it in CI.
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("missing prerequisite in CI: %s", msg)
+	}
+	t.Skipf("SKIPPED, missing prerequisite: %s", msg)
+}
+
+// assets returns the folder with kube-apiserver and etcd, or "".
+func assets() string {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir
+	}
+	found, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "envtest", "k8s-*", "kube-apiserver"))
+	if len(found) == 0 {
+		return ""
+	}
+	sort.Strings(found)
+	return filepath.Dir(found[len(found)-1])
+}
+
+// Env is a running control plane.
+type Env struct {
+	env *envtest.Environment
+	// Config reaches the API server as an administrator.
+	Config *rest.Config
+	// Client is a client with the lbstack scheme.
+	Client client.Client
+}
+
+// Options adjust the environment before it starts.
+type Options struct {
+	// Webhooks installs these webhook configurations (see envtest.WebhookInstallOptions).
+	Webhooks *envtest.WebhookInstallOptions
+	// APIServerArgs are extra kube-apiserver flags, name to value.
+	APIServerArgs map[string]string
+}
+
+// Start starts a control plane, or returns an error saying what is missing.
+// The caller must Stop it.
+func Start(opts Options) (*Env, error) {
+	dir := assets()
+	if dir == "" {
+		return nil, ErrNoAssets
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: dir,
+		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	if opts.Webhooks != nil {
+		env.WebhookInstallOptions = *opts.Webhooks
+	}
+	if len(opts.APIServerArgs) > 0 {
+		args := env.ControlPlane.GetAPIServer().Configure()
+		for k, v := range opts.APIServerArgs {
+			args.Set(k, v)
+		}
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", dir, err)
+	}
+	scheme, err := cli.Scheme()
+	if err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("creating client: %w", err)
+	}
+	return &Env{env: env, Config: cfg, Client: c}, nil
+}
+
+// ErrNoAssets says the control-plane binaries were not found.
+var ErrNoAssets = fmt.Errorf("kube-apiserver and etcd not found: run `make envtest-assets` or set KUBEBUILDER_ASSETS")
+
+// Stop stops the control plane.
+func (e *Env) Stop() error { return e.env.Stop() }
+
+// Environment exposes the underlying envtest environment (webhook install
+// options, kubeconfig helpers).
+func (e *Env) Environment() *envtest.Environment { return e.env }
+
+// Main runs a package's tests around one control plane that setup
+// receives. Without the binaries the package's tests are skipped loudly, or
+// fail in CI.
+func Main(m *testing.M, opts Options, setup func(*Env)) {
+	env, err := Start(opts)
+	if err != nil {
+		if err == ErrNoAssets && !InCI() {
+			fmt.Fprintf(os.Stderr, "SKIPPED, missing prerequisite: %v\n", err)
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		os.Exit(1)
+	}
+	setup(env)
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "stopping control plane: %v\n", err)
+	}
+	os.Exit(code)
+}
