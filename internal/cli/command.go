@@ -11,8 +11,8 @@ import (
 	"syscall"
 
 	"github.com/go-logr/logr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
 )
 
 // Command is one subcommand of the lbstack binary.
@@ -97,4 +97,3 @@ func Main(args []string, stderr io.Writer, commands []Command) int {
 	log.Info("Stopped")
 	return 0
 }
-

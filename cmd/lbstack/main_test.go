@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lbstack/lbstack/internal/testenv"
+)
+
+var (
+	env    *testenv.Env
+	binary string
+)
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, testenv.Options{}, func(e *testenv.Env) {
+		env = e
+		dir, err := os.MkdirTemp("", "lbstack-bin")
+		if err != nil {
+			panic(err)
+		}
+		binary = filepath.Join(dir, "lbstack")
+		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+		if err != nil {
+			panic(fmt.Sprintf("building lbstack: %v\n%s", err, out))
+		}
+	})
+}
+
+func TestHelp(t *testing.T) {
+	out, err := exec.Command(binary, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("lbstack --help: %v\n%s", err, out)
+	}
+	for _, c := range []string{"operator", "controller", "speaker"} {
+		if !strings.Contains(string(out), c) {
+			t.Errorf("usage does not list %s:\n%s", c, out)
+		}
+		out, err := exec.Command(binary, c, "--help").CombinedOutput()
+		if err != nil {
+			t.Errorf("lbstack %s --help: %v\n%s", c, err, out)
+		}
+		for _, f := range []string{"-log-level", "-log-format", "-kubeconfig", "-metrics-bind-address", "-health-probe-bind-address"} {
+			if !strings.Contains(string(out), f) {
+				t.Errorf("lbstack %s --help does not document %s", c, f)
+			}
+		}
+	}
+}
+
+func TestBadUsage(t *testing.T) {
+	for name, args := range map[string][]string{
+		"no command":      nil,
+		"unknown command": {"frobnicate"},
+		"bad log level":   {"controller", "--log-level=loud"},
+		"bad log format":  {"controller", "--log-format=xml"},
+		"unknown flag":    {"speaker", "--no-such-flag"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := exec.Command(binary, args...).Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+				t.Fatalf("lbstack %v: got %v, want exit code 2", args, err)
+			}
+		})
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestComponentsStopOnSIGTERM runs each component against the real API
+// server, waits until it reports ready, sends SIGTERM and expects a clean
+// exit with JSON logs.
+func TestComponentsStopOnSIGTERM(t *testing.T) {
+	kubeconfig, err := env.WriteKubeconfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"operator", []string{"--leader-election-namespace=default"}},
+		{"controller", []string{"--leader-election-namespace=default"}},
+		{"speaker", []string{"--node-name=node-a"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			probe := freePort(t)
+			args := append([]string{c.name, "--kubeconfig", kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=" + probe}, c.args...)
+			cmd := exec.Command(binary, args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				resp, err := http.Get("http://" + probe + "/readyz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("%s exited before becoming ready: %v\n%s", c.name, err, stderr.String())
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s not ready after 30s\n%s", c.name, stderr.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("%s exited with %v after SIGTERM\n%s", c.name, err, stderr.String())
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("%s still running 20s after SIGTERM\n%s", c.name, stderr.String())
+			}
+			// Every log line is JSON with a level and a message.
+			sc := bufio.NewScanner(&stderr)
+			lines := 0
+			for sc.Scan() {
+				var entry map[string]any
+				if err := json.Unmarshal(sc.Bytes(), &entry); err != nil {
+					t.Fatalf("log line is not JSON: %q", sc.Text())
+				}
+				if entry["level"] == nil || entry["msg"] == nil {
+					t.Fatalf("log line lacks level or msg: %q", sc.Text())
+				}
+				lines++
+			}
+			if lines == 0 {
+				t.Fatalf("%s logged nothing", c.name)
+			}
+		})
+	}
+}
