@@ -1,0 +1,293 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+)
+
+// Warnings are problems that do not make the configuration invalid; the
+// webhooks return them to kubectl as "Warning:" lines.
+type Warnings []string
+
+// Defaults applied where a field is unset.
+const (
+	DefaultPeerPort         = 179
+	DefaultHoldTime         = 90 * time.Second
+	DefaultConnectTime      = 5 * time.Second
+	DefaultBFDInterval      = 300 * time.Millisecond
+	DefaultBFDEchoInterval  = 50 * time.Millisecond
+	DefaultDetectMultiplier = 3
+	DefaultMinimumTTL       = 254
+)
+
+// ObjectPath is the root of the field paths of a standalone object, Kind[name].
+func ObjectPath(kind, name string) *field.Path { return field.NewPath(kind).Key(name) }
+
+// item is one configuration item, standalone or inline, with where it came from.
+type item[T any] struct {
+	name   string
+	labels map[string]string
+	spec   *T
+	// path leads to the item's spec fields: Kind[name].spec or
+	// LoadBalancerStack[s].spec.pools[i].
+	path *field.Path
+	src  Source
+}
+
+type builder struct {
+	objs     Objects
+	errs     field.ErrorList
+	warnings Warnings
+	cfg      *Config
+
+	ranges    []poolRange
+	peerPaths []peerPath
+	advPaths  []advPath
+}
+
+// Build validates everything in objs together and returns the typed
+// configuration, the warnings, and every error found. The Config is nil
+// when there is an error.
+func Build(objs Objects) (*Config, Warnings, field.ErrorList) {
+	b := &builder{objs: objs, cfg: &Config{
+		Pools:            map[string]*Pool{},
+		Peers:            map[string]*Peer{},
+		BFDProfiles:      map[string]*BFDProfile{},
+		CommunityAliases: map[string]Community{},
+	}}
+	stack := b.stack()
+
+	pools := collect(b, stack, "IPAddressPool", "pools", objs.Pools,
+		func(o *lbv1.IPAddressPool) *lbv1.IPAddressPoolSpec { return &o.Spec },
+		func(s *lbv1.LoadBalancerStack) []inline[lbv1.IPAddressPoolSpec] {
+			return inlines(s.Spec.Pools, func(i *lbv1.InlineIPAddressPool) (lbv1.InlineMeta, *lbv1.IPAddressPoolSpec) {
+				return i.InlineMeta, &i.IPAddressPoolSpec
+			})
+		})
+	bfds := collect(b, stack, "BFDProfile", "bfdProfiles", objs.BFDProfiles,
+		func(o *lbv1.BFDProfile) *lbv1.BFDProfileSpec { return &o.Spec },
+		func(s *lbv1.LoadBalancerStack) []inline[lbv1.BFDProfileSpec] {
+			return inlines(s.Spec.BFDProfiles, func(i *lbv1.InlineBFDProfile) (lbv1.InlineMeta, *lbv1.BFDProfileSpec) {
+				return i.InlineMeta, &i.BFDProfileSpec
+			})
+		})
+	comms := collect(b, stack, "Community", "communities", objs.Communities,
+		func(o *lbv1.Community) *lbv1.CommunitySpec { return &o.Spec },
+		func(s *lbv1.LoadBalancerStack) []inline[lbv1.CommunitySpec] {
+			return inlines(s.Spec.Communities, func(i *lbv1.InlineCommunity) (lbv1.InlineMeta, *lbv1.CommunitySpec) {
+				return i.InlineMeta, &i.CommunitySpec
+			})
+		})
+	peers := collect(b, stack, "BGPPeer", "bgpPeers", objs.Peers,
+		func(o *lbv1.BGPPeer) *lbv1.BGPPeerSpec { return &o.Spec },
+		func(s *lbv1.LoadBalancerStack) []inline[lbv1.BGPPeerSpec] {
+			return inlines(s.Spec.BGPPeers, func(i *lbv1.InlineBGPPeer) (lbv1.InlineMeta, *lbv1.BGPPeerSpec) {
+				return i.InlineMeta, &i.BGPPeerSpec
+			})
+		})
+	l2s := collect(b, stack, "L2Advertisement", "l2Advertisements", objs.L2Advertisements,
+		func(o *lbv1.L2Advertisement) *lbv1.L2AdvertisementSpec { return &o.Spec },
+		func(s *lbv1.LoadBalancerStack) []inline[lbv1.L2AdvertisementSpec] {
+			return inlines(s.Spec.L2Advertisements, func(i *lbv1.InlineL2Advertisement) (lbv1.InlineMeta, *lbv1.L2AdvertisementSpec) {
+				return i.InlineMeta, &i.L2AdvertisementSpec
+			})
+		})
+	bgps := collect(b, stack, "BGPAdvertisement", "bgpAdvertisements", objs.BGPAdvertisements,
+		func(o *lbv1.BGPAdvertisement) *lbv1.BGPAdvertisementSpec { return &o.Spec },
+		func(s *lbv1.LoadBalancerStack) []inline[lbv1.BGPAdvertisementSpec] {
+			return inlines(s.Spec.BGPAdvertisements, func(i *lbv1.InlineBGPAdvertisement) (lbv1.InlineMeta, *lbv1.BGPAdvertisementSpec) {
+				return i.InlineMeta, &i.BGPAdvertisementSpec
+			})
+		})
+
+	for _, p := range pools {
+		b.pool(p)
+	}
+	b.poolOverlaps()
+	for _, p := range bfds {
+		b.bfdProfile(p)
+	}
+	b.communities(comms)
+	for _, p := range peers {
+		b.peer(p)
+	}
+	b.peerConflicts()
+	for _, a := range l2s {
+		b.l2Advertisement(a)
+	}
+	for _, a := range bgps {
+		b.bgpAdvertisement(a)
+	}
+	b.localPrefConflicts()
+
+	if len(b.errs) > 0 {
+		return nil, b.warnings, b.errs
+	}
+	return b.cfg, b.warnings, nil
+}
+
+// stack picks the LoadBalancerStack in force: the oldest (then by name).
+// Every other stack is an error, because only one may exist.
+func (b *builder) stack() *lbv1.LoadBalancerStack {
+	if len(b.objs.Stacks) == 0 {
+		return nil
+	}
+	stacks := make([]*lbv1.LoadBalancerStack, len(b.objs.Stacks))
+	for i := range b.objs.Stacks {
+		stacks[i] = &b.objs.Stacks[i]
+	}
+	sort.Slice(stacks, func(i, j int) bool {
+		ti, tj := stacks[i].CreationTimestamp, stacks[j].CreationTimestamp
+		if !ti.Equal(&tj) {
+			// A stack not yet created (zero time, the one being admitted) sorts last.
+			if ti.IsZero() || tj.IsZero() {
+				return tj.IsZero()
+			}
+			return ti.Before(&tj)
+		}
+		return stacks[i].Name < stacks[j].Name
+	})
+	for _, s := range stacks[1:] {
+		b.errs = append(b.errs, field.Forbidden(ObjectPath("LoadBalancerStack", s.Name),
+			fmt.Sprintf("only one LoadBalancerStack may exist in a cluster and %q is already in force; put the configuration into it, or into standalone objects", stacks[0].Name)))
+	}
+	s := stacks[0]
+	b.cfg.Stack = s.Name
+	b.cfg.LoadBalancerClass = s.Spec.LoadBalancerClass
+	return s
+}
+
+type inline[T any] struct {
+	meta lbv1.InlineMeta
+	spec *T
+}
+
+func inlines[I, T any](items []I, get func(*I) (lbv1.InlineMeta, *T)) []inline[T] {
+	out := make([]inline[T], len(items))
+	for i := range items {
+		out[i].meta, out[i].spec = get(&items[i])
+	}
+	return out
+}
+
+// ownedByStack reports whether a standalone object is a LoadBalancerStack's
+// rendered child. Children are skipped: the stack's inline list is the
+// truth, and the operator keeps the children in line with it.
+func ownedByStack(m *metav1.ObjectMeta) bool {
+	for _, r := range m.OwnerReferences {
+		if r.Kind == "LoadBalancerStack" && strings.HasPrefix(r.APIVersion, lbv1.GroupVersion.Group+"/") && r.Controller != nil && *r.Controller {
+			return true
+		}
+	}
+	return false
+}
+
+// collect merges the stack's inline items of one kind with the standalone
+// objects of that kind, in name order.
+func collect[O any, T any](b *builder, stack *lbv1.LoadBalancerStack, kind, stackField string, objs []O,
+	spec func(*O) *T, fromStack func(*lbv1.LoadBalancerStack) []inline[T]) []item[T] {
+	var out []item[T]
+	standalone := map[string]bool{}
+	for i := range objs {
+		o := &objs[i]
+		m := meta(o)
+		if ownedByStack(m) {
+			continue
+		}
+		standalone[m.Name] = true
+		out = append(out, item[T]{name: m.Name, labels: m.Labels, spec: spec(o),
+			path: ObjectPath(kind, m.Name).Child("spec"), src: Source{Kind: kind, Name: m.Name}})
+	}
+	if stack != nil {
+		base := ObjectPath("LoadBalancerStack", stack.Name).Child("spec", stackField)
+		for i, in := range fromStack(stack) {
+			p := base.Index(i)
+			if standalone[in.meta.Name] {
+				b.errs = append(b.errs, field.Duplicate(p.Child("name"),
+					fmt.Sprintf("%s %q already exists and is not owned by this stack; rename the item or delete the standalone object", kind, in.meta.Name)))
+				continue
+			}
+			out = append(out, item[T]{name: in.meta.Name, labels: in.meta.Labels, spec: in.spec, path: p,
+				src: Source{Kind: "LoadBalancerStack", Name: stack.Name, Owner: stack.UID}})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func meta(o any) *metav1.ObjectMeta {
+	switch o := o.(type) {
+	case *lbv1.IPAddressPool:
+		return &o.ObjectMeta
+	case *lbv1.BFDProfile:
+		return &o.ObjectMeta
+	case *lbv1.Community:
+		return &o.ObjectMeta
+	case *lbv1.BGPPeer:
+		return &o.ObjectMeta
+	case *lbv1.L2Advertisement:
+		return &o.ObjectMeta
+	case *lbv1.BGPAdvertisement:
+		return &o.ObjectMeta
+	}
+	panic(fmt.Sprintf("config: no metadata for %T", o))
+}
+
+// selectors converts label selectors, reporting each invalid one.
+func (b *builder) selectors(p *field.Path, in []metav1.LabelSelector) []labels.Selector {
+	out := make([]labels.Selector, 0, len(in))
+	for i := range in {
+		s, err := metav1.LabelSelectorAsSelector(&in[i])
+		if err != nil {
+			b.errs = append(b.errs, field.Invalid(p.Index(i), in[i].String(), err.Error()))
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (b *builder) warn(p *field.Path, format string, args ...any) {
+	b.warnings = append(b.warnings, p.String()+": "+fmt.Sprintf(format, args...))
+}
+
+func dnsLabelErrors(name string) []string { return validation.IsDNS1123Label(name) }
+
+// duration returns d's value or def when unset.
+func duration(d *metav1.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.Duration
+}
+
+func ms(v *int32, def time.Duration) time.Duration {
+	if v == nil {
+		return def
+	}
+	return time.Duration(*v) * time.Millisecond
+}
+
+func boolOr(v *bool, def bool) bool {
+	if v == nil {
+		return def
+	}
+	return *v
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}

@@ -1,0 +1,529 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+)
+
+// poolRange is one parsed address of a pool, for the overlap sweep.
+type poolRange struct {
+	r    Range
+	path *field.Path
+	pool string
+}
+
+func (b *builder) pool(it item[lbv1.IPAddressPoolSpec]) {
+	s := it.spec
+	p := &Pool{
+		Name:          it.name,
+		Source:        it.src,
+		Labels:        labels.Set(it.labels),
+		AutoAssign:    boolOr(s.AutoAssign, true),
+		AvoidBuggyIPs: s.AvoidBuggyIPs,
+	}
+	if len(s.Addresses) == 0 {
+		b.errs = append(b.errs, field.Required(it.path.Child("addresses"), "a pool needs at least one CIDR or range"))
+	}
+	for i, a := range s.Addresses {
+		r, err := ParseRange(string(a))
+		if err != nil {
+			b.errs = append(b.errs, field.Invalid(it.path.Child("addresses").Index(i), string(a), err.Error()))
+			continue
+		}
+		p.Ranges = append(p.Ranges, r)
+		b.ranges = append(b.ranges, poolRange{r: r, pool: it.name, path: it.path.Child("addresses").Index(i)})
+	}
+	if al := s.Allocation; al != nil {
+		ap := it.path.Child("allocation")
+		if al.Priority != nil && *al.Priority < 0 {
+			b.errs = append(b.errs, field.Invalid(ap.Child("priority"), *al.Priority, "must be 0 or more; lower numbers are tried first"))
+		}
+		p.Priority = al.Priority
+		for i, ns := range al.Namespaces {
+			for _, msg := range dnsLabelErrors(ns) {
+				b.errs = append(b.errs, field.Invalid(ap.Child("namespaces").Index(i), ns, "not a namespace name: "+msg))
+			}
+		}
+		p.Namespaces = al.Namespaces
+		p.NamespaceSelectors = b.selectors(ap.Child("namespaceSelectors"), al.NamespaceSelectors)
+		p.ServiceSelectors = b.selectors(ap.Child("serviceSelectors"), al.ServiceSelectors)
+	}
+	b.cfg.Pools[p.Name] = p
+}
+
+// poolOverlaps reports every address range that overlaps an earlier one,
+// in the same pool or in another, in either family.
+func (b *builder) poolOverlaps() {
+	rs := b.ranges
+	sort.SliceStable(rs, func(i, j int) bool {
+		if rs[i].r.Is4() != rs[j].r.Is4() {
+			return rs[i].r.Is4()
+		}
+		if rs[i].r.First != rs[j].r.First {
+			return rs[i].r.First.Less(rs[j].r.First)
+		}
+		return rs[i].path.String() < rs[j].path.String()
+	})
+	for i := 1; i < len(rs); i++ {
+		// The range reaching furthest among the earlier ones is the one
+		// a later range can overlap; check against every earlier range
+		// that still reaches it, to name each overlap.
+		for j := i - 1; j >= 0; j-- {
+			if rs[j].r.Is4() != rs[i].r.Is4() {
+				break
+			}
+			if rs[j].r.Overlaps(rs[i].r) {
+				what := "another address of the same pool"
+				if rs[j].pool != rs[i].pool {
+					what = fmt.Sprintf("IPAddressPool %q", rs[j].pool)
+				}
+				b.errs = append(b.errs, field.Invalid(rs[i].path, rs[i].r.String(),
+					fmt.Sprintf("overlaps %s at %s (%s); pools must not share addresses", what, rs[j].path, rs[j].r)))
+				break
+			}
+		}
+	}
+}
+
+func (b *builder) bfdProfile(it item[lbv1.BFDProfileSpec]) {
+	s := it.spec
+	p := &BFDProfile{
+		Name:             it.name,
+		ReceiveInterval:  ms(s.ReceiveInterval, DefaultBFDInterval),
+		TransmitInterval: ms(s.TransmitInterval, DefaultBFDInterval),
+		EchoMode:         boolOr(s.EchoMode, false),
+		EchoInterval:     ms(s.EchoInterval, DefaultBFDEchoInterval),
+		PassiveMode:      boolOr(s.PassiveMode, false),
+		DetectMultiplier: DefaultDetectMultiplier,
+		MinimumTTL:       DefaultMinimumTTL,
+	}
+	interval := func(name string, v *int32) {
+		if v != nil && (*v < 10 || *v > 60000) {
+			b.errs = append(b.errs, field.Invalid(it.path.Child(name), *v, "must be between 10 and 60000 milliseconds"))
+		}
+	}
+	interval("receiveInterval", s.ReceiveInterval)
+	interval("transmitInterval", s.TransmitInterval)
+	interval("echoInterval", s.EchoInterval)
+	if s.EchoInterval != nil && !p.EchoMode {
+		b.errs = append(b.errs, field.Invalid(it.path.Child("echoInterval"), *s.EchoInterval, "echoInterval needs echoMode: true"))
+	}
+	if m := s.DetectMultiplier; m != nil {
+		if *m < 2 || *m > 255 {
+			b.errs = append(b.errs, field.Invalid(it.path.Child("detectMultiplier"), *m, "must be between 2 and 255"))
+		} else {
+			p.DetectMultiplier = uint8(*m)
+		}
+	}
+	if t := s.MinimumTTL; t != nil {
+		if *t < 1 || *t > 254 {
+			b.errs = append(b.errs, field.Invalid(it.path.Child("minimumTtl"), *t, "must be between 1 and 254"))
+		} else {
+			p.MinimumTTL = uint8(*t)
+		}
+	}
+	b.cfg.BFDProfiles[p.Name] = p
+}
+
+func (b *builder) communities(items []item[lbv1.CommunitySpec]) {
+	defined := map[string]*field.Path{}
+	for _, it := range items {
+		for i, a := range it.spec.Communities {
+			p := it.path.Child("communities").Index(i)
+			if a.Name == "" || strings.Contains(a.Name, ":") {
+				b.errs = append(b.errs, field.Invalid(p.Child("name"), a.Name, "an alias name must be non-empty and must not contain ':'"))
+				continue
+			}
+			if prev, dup := defined[a.Name]; dup {
+				b.errs = append(b.errs, field.Duplicate(p.Child("name"), fmt.Sprintf("%s (already defined at %s)", a.Name, prev)))
+				continue
+			}
+			c, err := ParseCommunity(string(a.Value))
+			if err != nil {
+				b.errs = append(b.errs, field.Invalid(p.Child("value"), string(a.Value), err.Error()))
+				continue
+			}
+			defined[a.Name] = p
+			b.cfg.CommunityAliases[a.Name] = c
+		}
+	}
+}
+
+type peerKey struct {
+	addr netip.Addr
+	port uint16
+}
+
+func (b *builder) peer(it item[lbv1.BGPPeerSpec]) {
+	s, path := it.spec, it.path
+	p := &Peer{Name: it.name, Source: it.src, Port: DefaultPeerPort, PasswordSecret: s.PasswordSecret, BFDProfile: s.BFDProfile}
+	asn := func(name string, v int64) uint32 {
+		if v < 1 || v > math.MaxUint32 {
+			b.errs = append(b.errs, field.Invalid(path.Child(name), v, "must be an AS number between 1 and 4294967295"))
+			return 0
+		}
+		return uint32(v)
+	}
+	p.MyASN = asn("myASN", s.MyASN)
+	p.PeerASN = asn("peerASN", s.PeerASN)
+	if a, err := ParseIP(s.PeerAddress); err != nil {
+		b.errs = append(b.errs, field.Invalid(path.Child("peerAddress"), s.PeerAddress, "must be an IPv4 or IPv6 address"))
+	} else {
+		p.Address = a
+	}
+	if s.PeerPort != 0 {
+		if s.PeerPort < 1 || s.PeerPort > 65535 {
+			b.errs = append(b.errs, field.Invalid(path.Child("peerPort"), s.PeerPort, "must be a TCP port between 1 and 65535"))
+		} else {
+			p.Port = uint16(s.PeerPort)
+		}
+	}
+	if s.SourceAddress != "" {
+		if a, err := ParseIP(s.SourceAddress); err != nil {
+			b.errs = append(b.errs, field.Invalid(path.Child("sourceAddress"), s.SourceAddress, "must be an IPv4 or IPv6 address"))
+		} else {
+			p.SourceAddress = a
+		}
+	}
+	if s.RouterID != "" {
+		if a, err := ParseIP(s.RouterID); err != nil || !a.Is4() {
+			b.errs = append(b.errs, field.Invalid(path.Child("routerID"), s.RouterID, "must be an IPv4 address"))
+		} else {
+			p.RouterID = a
+		}
+	}
+	p.HoldTime = duration(s.HoldTime, DefaultHoldTime)
+	if s.HoldTime != nil && p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second) {
+		b.errs = append(b.errs, field.Invalid(path.Child("holdTime"), s.HoldTime.Duration.String(), "must be 0s or between 3s and 65535s (RFC 4271)"))
+	}
+	p.KeepaliveTime = duration(s.KeepaliveTime, p.HoldTime/3)
+	if s.KeepaliveTime != nil {
+		switch {
+		case p.KeepaliveTime < 0:
+			b.errs = append(b.errs, field.Invalid(path.Child("keepaliveTime"), p.KeepaliveTime.String(), "must not be negative"))
+		case p.HoldTime == 0 && p.KeepaliveTime != 0:
+			b.errs = append(b.errs, field.Invalid(path.Child("keepaliveTime"), p.KeepaliveTime.String(), "must be 0s when holdTime is 0s"))
+		case p.HoldTime != 0 && p.KeepaliveTime >= p.HoldTime:
+			b.errs = append(b.errs, field.Invalid(path.Child("keepaliveTime"), p.KeepaliveTime.String(), fmt.Sprintf("must be shorter than holdTime (%s)", p.HoldTime)))
+		}
+	}
+	p.ConnectTime = duration(s.ConnectTime, DefaultConnectTime)
+	if p.ConnectTime < time.Second || p.ConnectTime > 65535*time.Second {
+		b.errs = append(b.errs, field.Invalid(path.Child("connectTime"), p.ConnectTime.String(), "must be between 1s and 65535s"))
+	}
+	p.EBGPMultiHop = boolOr(s.EBGPMultiHop, false)
+	if p.EBGPMultiHop && s.MyASN == s.PeerASN {
+		b.errs = append(b.errs, field.Invalid(path.Child("ebgpMultiHop"), true, "applies only to eBGP sessions; myASN equals peerASN, so this is iBGP"))
+	}
+	if ps := s.PasswordSecret; ps != nil && ps.Name == "" {
+		b.errs = append(b.errs, field.Required(path.Child("passwordSecret", "name"), "the Secret holding the password"))
+	}
+	if s.BFDProfile != "" {
+		if _, ok := b.cfg.BFDProfiles[s.BFDProfile]; !ok {
+			b.errs = append(b.errs, field.NotFound(path.Child("bfdProfile"), s.BFDProfile))
+		}
+	}
+	p.GracefulRestart = boolOr(s.EnableGracefulRestart, false)
+	p.DualStackAddressFamily = boolOr(s.DualStackAddressFamily, false)
+	p.NodeSelectors = b.selectors(path.Child("nodeSelectors"), s.NodeSelectors)
+	b.cfg.Peers[p.Name] = p
+	b.peerPaths = append(b.peerPaths, peerPath{peer: p, path: path})
+}
+
+type peerPath struct {
+	peer *Peer
+	path *field.Path
+}
+
+// peerConflicts refuses two peers with the same address and port whose
+// node sets overlap: one node would open two sessions to one router port.
+func (b *builder) peerConflicts() {
+	byKey := map[peerKey][]peerPath{}
+	for _, pp := range b.peerPaths {
+		if pp.peer.Address.IsValid() {
+			k := peerKey{pp.peer.Address, pp.peer.Port}
+			byKey[k] = append(byKey[k], pp)
+		}
+	}
+	for k, list := range byKey {
+		for i := 1; i < len(list); i++ {
+			for j := 0; j < i; j++ {
+				if node, ok := b.nodesOverlap(list[i].peer.NodeSelectors, list[j].peer.NodeSelectors); ok {
+					where := "every node"
+					if node != "" {
+						where = "node " + node
+					}
+					b.errs = append(b.errs, field.Duplicate(list[i].path.Child("peerAddress"),
+						fmt.Sprintf("%s port %d is also BGPPeer %q (%s), on %s; two sessions from one node to one router port cannot both run", k.addr, k.port, list[j].peer.Name, list[j].path, where)))
+					break
+				}
+			}
+		}
+	}
+}
+
+// nodesOverlap reports whether some node matches both selector lists (an
+// empty list matches every node), and one such node's name. Without the
+// node list, two lists overlap when either is empty.
+func (b *builder) nodesOverlap(a, c []labels.Selector) (string, bool) {
+	if len(b.objs.Nodes) == 0 {
+		return "", len(a) == 0 || len(c) == 0
+	}
+	for _, n := range b.objs.Nodes {
+		if MatchesAny(a, n.Labels) && MatchesAny(c, n.Labels) {
+			return n.Name, true
+		}
+	}
+	return "", false
+}
+
+// MatchesAny reports whether set matches any of sels; no selectors match everything.
+func MatchesAny(sels []labels.Selector, set map[string]string) bool {
+	if len(sels) == 0 {
+		return true
+	}
+	for _, s := range sels {
+		if s.Matches(labels.Set(set)) {
+			return true
+		}
+	}
+	return false
+}
+
+// selectPools resolves an advertisement's pools: by name, by selector, or
+// every pool when neither is given. A name with no pool is a warning.
+func (b *builder) selectPools(path *field.Path, names []string, sels []labels.Selector) []string {
+	if len(names) == 0 && len(sels) == 0 {
+		out := make([]string, 0, len(b.cfg.Pools))
+		for n := range b.cfg.Pools {
+			out = append(out, n)
+		}
+		sort.Strings(out)
+		return out
+	}
+	set := map[string]bool{}
+	for i, n := range names {
+		if _, ok := b.cfg.Pools[n]; !ok {
+			b.warn(path.Child("ipAddressPools").Index(i), "IPAddressPool %q does not exist; nothing is announced for it until it does", n)
+			continue
+		}
+		set[n] = true
+	}
+	if len(sels) > 0 {
+		for n, p := range b.cfg.Pools {
+			for _, s := range sels {
+				if s.Matches(p.Labels) {
+					set[n] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (b *builder) l2Advertisement(it item[lbv1.L2AdvertisementSpec]) {
+	s := it.spec
+	a := &L2Advertisement{
+		Name:             it.name,
+		NodeSelectors:    b.selectors(it.path.Child("nodeSelectors"), s.NodeSelectors),
+		ServiceSelectors: b.selectors(it.path.Child("serviceSelectors"), s.ServiceSelectors),
+		Interfaces:       s.Interfaces,
+	}
+	for i, name := range s.Interfaces {
+		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/: \t\n") {
+			b.errs = append(b.errs, field.Invalid(it.path.Child("interfaces").Index(i), name, "not a network interface name (1-15 characters, no '/', ':' or spaces)"))
+		}
+	}
+	a.Pools = b.selectPools(it.path, s.IPAddressPools, b.selectors(it.path.Child("ipAddressPoolSelectors"), s.IPAddressPoolSelectors))
+	b.cfg.L2Advertisements = append(b.cfg.L2Advertisements, a)
+}
+
+func (b *builder) bgpAdvertisement(it item[lbv1.BGPAdvertisementSpec]) {
+	s, path := it.spec, it.path
+	a := &BGPAdvertisement{
+		Name:                it.name,
+		AggregationLength:   32,
+		AggregationLengthV6: 128,
+		NodeSelectors:       b.selectors(path.Child("nodeSelectors"), s.NodeSelectors),
+		ServiceSelectors:    b.selectors(path.Child("serviceSelectors"), s.ServiceSelectors),
+	}
+	if v := s.AggregationLength; v != nil {
+		if *v < 0 || *v > 32 {
+			b.errs = append(b.errs, field.Invalid(path.Child("aggregationLength"), *v, "must be between 0 and 32"))
+		} else {
+			a.AggregationLength = int(*v)
+		}
+	}
+	if v := s.AggregationLengthV6; v != nil {
+		if *v < 0 || *v > 128 {
+			b.errs = append(b.errs, field.Invalid(path.Child("aggregationLengthV6"), *v, "must be between 0 and 128"))
+		} else {
+			a.AggregationLengthV6 = int(*v)
+		}
+	}
+	if v := s.LocalPref; v != nil {
+		if *v < 0 || *v > math.MaxUint32 {
+			b.errs = append(b.errs, field.Invalid(path.Child("localPref"), *v, "must be between 0 and 4294967295"))
+		} else {
+			lp := uint32(*v)
+			a.LocalPref = &lp
+		}
+	}
+	for i, c := range s.Communities {
+		cp := path.Child("communities").Index(i)
+		if IsCommunityValue(string(c)) {
+			v, err := ParseCommunity(string(c))
+			if err != nil {
+				b.errs = append(b.errs, field.Invalid(cp, string(c), err.Error()))
+				continue
+			}
+			a.Communities = append(a.Communities, v)
+			continue
+		}
+		v, ok := b.cfg.CommunityAliases[string(c)]
+		if !ok {
+			b.errs = append(b.errs, field.Invalid(cp, string(c), "no Community defines this alias; define it or write the value as a:b or large:a:b:c"))
+			continue
+		}
+		a.Communities = append(a.Communities, v)
+	}
+	a.Pools = b.selectPools(path, s.IPAddressPools, b.selectors(path.Child("ipAddressPoolSelectors"), s.IPAddressPoolSelectors))
+	// The aggregate must not cover addresses outside the pool's blocks.
+	for _, name := range a.Pools {
+		for _, r := range b.cfg.Pools[name].Ranges {
+			agg, fieldName := a.AggregationLength, "aggregationLength"
+			if !r.Is4() {
+				agg, fieldName = a.AggregationLengthV6, "aggregationLengthV6"
+			}
+			if need := r.MinPrefixLen(); agg < need {
+				b.errs = append(b.errs, field.Invalid(path.Child(fieldName), agg,
+					fmt.Sprintf("is shorter than IPAddressPool %q permits: its %s needs at least /%d, or the aggregate would announce addresses outside the pool", name, r, need)))
+				break
+			}
+		}
+	}
+	if len(s.Peers) > 0 {
+		allEBGP := true
+		for i, n := range s.Peers {
+			p, ok := b.cfg.Peers[n]
+			if !ok {
+				b.warn(path.Child("peers").Index(i), "BGPPeer %q does not exist; nothing is announced to it until it does", n)
+				continue
+			}
+			if p.IBGP() {
+				allEBGP = false
+			}
+		}
+		a.Peers = s.Peers
+		if a.LocalPref != nil && allEBGP {
+			b.warn(path.Child("localPref"), "has no effect: every peer of this advertisement is eBGP, and LOCAL_PREF is only sent to iBGP peers")
+		}
+	} else if a.LocalPref != nil && len(b.cfg.Peers) > 0 {
+		allEBGP := true
+		for _, p := range b.cfg.Peers {
+			if p.IBGP() {
+				allEBGP = false
+			}
+		}
+		if allEBGP {
+			b.warn(path.Child("localPref"), "has no effect: every BGPPeer is eBGP, and LOCAL_PREF is only sent to iBGP peers")
+		}
+	}
+	b.cfg.BGPAdvertisements = append(b.cfg.BGPAdvertisements, a)
+	b.advPaths = append(b.advPaths, advPath{adv: a, path: path})
+}
+
+type advPath struct {
+	adv  *BGPAdvertisement
+	path *field.Path
+}
+
+// maxAggregates bounds how many aggregated prefixes of one range are
+// enumerated for the localPref conflict check.
+const maxAggregates = 4096
+
+// localPrefConflicts refuses two advertisements that would announce the
+// same aggregated prefix to a common peer with different localPref.
+func (b *builder) localPrefConflicts() {
+	type owner struct {
+		adv  *BGPAdvertisement
+		path *field.Path
+	}
+	seen := map[netip.Prefix]owner{}
+	reported := map[[2]string]bool{}
+	for _, ap := range b.advPaths {
+		a := ap.adv
+		if a.LocalPref == nil {
+			continue
+		}
+		for _, name := range a.Pools {
+			for _, r := range b.cfg.Pools[name].Ranges {
+				agg := a.AggregationLength
+				if !r.Is4() {
+					agg = a.AggregationLengthV6
+				}
+				for _, pfx := range aggregates(r, agg) {
+					prev, ok := seen[pfx]
+					if !ok {
+						seen[pfx] = owner{a, ap.path}
+						continue
+					}
+					if prev.adv == a || *prev.adv.LocalPref == *a.LocalPref || !sharePeer(prev.adv.Peers, a.Peers) {
+						continue
+					}
+					k := [2]string{prev.adv.Name, a.Name}
+					if reported[k] {
+						continue
+					}
+					reported[k] = true
+					b.errs = append(b.errs, field.Invalid(ap.path.Child("localPref"), *a.LocalPref,
+						fmt.Sprintf("conflicts with localPref %d of BGPAdvertisement %q (%s) for the same prefix %s", *prev.adv.LocalPref, prev.adv.Name, prev.path, pfx)))
+				}
+			}
+		}
+	}
+}
+
+// aggregates lists the prefixes of length agg that announce r, up to maxAggregates.
+func aggregates(r Range, agg int) []netip.Prefix {
+	var out []netip.Prefix
+	cur := r.First
+	for len(out) < maxAggregates {
+		p, _ := cur.Prefix(agg)
+		out = append(out, p)
+		last := lastAddr(p)
+		if !last.Less(r.Last) {
+			break
+		}
+		cur = last.Next()
+	}
+	return out
+}
+
+func sharePeer(a, c []string) bool {
+	if len(a) == 0 || len(c) == 0 {
+		return true
+	}
+	for _, x := range a {
+		for _, y := range c {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
