@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/lbstack/lbstack/internal/cli"
+	"github.com/lbstack/lbstack/internal/operator"
 )
 
 func operatorCommand() cli.Command {
@@ -17,12 +18,9 @@ func operatorCommand() cli.Command {
 		Name:  "operator",
 		Short: "render LoadBalancerStacks into the controller, the speakers and their configuration; serve the admission webhooks",
 		Flags: func(fs *flag.FlagSet) func(context.Context, logr.Logger) error {
-			var m cli.ManagerOptions
-			m.AddFlags(fs, ":8080", ":8081", true)
-			m.LeaderElectionID = "lbstack-operator.lbstack.io"
-			return func(ctx context.Context, log logr.Logger) error {
-				return runManager(ctx, log, m)
-			}
+			var o operator.Options
+			o.AddFlags(fs)
+			return func(ctx context.Context, log logr.Logger) error { return operator.Run(ctx, o, log) }
 		},
 	}
 }

@@ -88,6 +88,14 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+func portOf(t *testing.T, addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
 // TestComponentsStopOnSIGTERM runs each component against the real API
 // server, waits until it reports ready, sends SIGTERM and expects a clean
 // exit with JSON logs.
@@ -100,7 +108,7 @@ func TestComponentsStopOnSIGTERM(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"operator", []string{"--leader-election-namespace=default"}},
+		{"operator", []string{"--leader-election-namespace=default", "--namespace=default", "--webhook-port=" + portOf(t, freePort(t)), "--webhook-cert-dir=" + t.TempDir()}},
 		{"controller", []string{"--leader-election-namespace=default"}},
 		{"speaker", []string{"--node-name=node-a"}},
 	} {

@@ -9,17 +9,20 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/cli"
 )
 
@@ -107,6 +110,18 @@ func Start(opts Options) (*Env, error) {
 	if err != nil {
 		_ = env.Stop()
 		return nil, fmt.Errorf("creating client: %w", err)
+	}
+	// The API server builds each CRD's validators (compiling its CEL
+	// rules) on the first request, which takes about a second per kind on
+	// a small machine; do it now rather than inside a test's timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, l := range []client.ObjectList{&lbv1.LoadBalancerStackList{}, &lbv1.IPAddressPoolList{}, &lbv1.L2AdvertisementList{},
+		&lbv1.BGPAdvertisementList{}, &lbv1.BGPPeerList{}, &lbv1.BFDProfileList{}, &lbv1.CommunityList{}, &lbv1.ServiceAnnouncementList{}} {
+		if err := c.List(ctx, l); err != nil {
+			_ = env.Stop()
+			return nil, fmt.Errorf("warming up %T: %w", l, err)
+		}
 	}
 	return &Env{env: env, Config: cfg, Client: c}, nil
 }

@@ -1,0 +1,19 @@
+package v1alpha1
+
+// Annotations and labels lbstack reads on Services and writes on objects.
+const (
+	// AnnotationLoadBalancerIPs requests specific IPs for a Service: a
+	// comma-separated list with at most one IP per family.
+	AnnotationLoadBalancerIPs = "lbstack.io/loadBalancerIPs"
+	// AnnotationAddressPool requests that a Service's IP come from the named pool.
+	AnnotationAddressPool = "lbstack.io/address-pool"
+	// AnnotationAllowSharedIP lets Services with the same value share an IP
+	// when their ports do not clash.
+	AnnotationAllowSharedIP = "lbstack.io/allow-shared-ip"
+	// AnnotationAllocatedFromPool is written by the controller: the pool
+	// the Service's IP came from.
+	AnnotationAllocatedFromPool = "lbstack.io/ip-allocated-from-pool"
+	// LabelExcludeFromExternalLoadBalancers is the well-known node label
+	// that keeps a node from announcing.
+	LabelExcludeFromExternalLoadBalancers = "node.kubernetes.io/exclude-from-external-load-balancers"
+)

@@ -1,0 +1,122 @@
+// Package operator wires the operator process: the admission webhooks, the
+// certificate rotator that serves them outside OLM, and (with the operator
+// issue) the LoadBalancerStack reconciler.
+package operator
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/lbstack/lbstack/internal/certs"
+	"github.com/lbstack/lbstack/internal/cli"
+	"github.com/lbstack/lbstack/webhooks"
+)
+
+// Options configure the operator.
+type Options struct {
+	Manager cli.ManagerOptions
+	// Namespace the operator runs in.
+	Namespace string
+	// WebhookHost and WebhookPort are where the webhook server listens.
+	WebhookHost string
+	WebhookPort int
+	// CertDir holds tls.crt and tls.key for the webhook server.
+	CertDir string
+	// CertRotation makes the operator issue, renew and inject its own
+	// webhook certificate; off under OLM, which does that itself.
+	CertRotation bool
+	// CertSecret names the Secret holding the CA and certificate.
+	CertSecret string
+	// WebhookService is the Service in front of the webhook server; its
+	// DNS names go into the certificate.
+	WebhookService string
+	// WebhookConfiguration is the ValidatingWebhookConfiguration to inject the CA into.
+	WebhookConfiguration string
+	// ExtraCertIPs are additional IPs for the certificate (tests).
+	ExtraCertIPs []net.IP
+	// CertValidity is the serving certificate lifetime.
+	CertValidity time.Duration
+}
+
+// AddFlags registers the operator's flags.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	o.Manager.AddFlags(fs, ":8080", ":8081", true)
+	o.Manager.LeaderElectionID = "lbstack-operator.lbstack.io"
+	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace the operator runs in (default: $POD_NAMESPACE)")
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port the admission webhook server listens on")
+	fs.StringVar(&o.CertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder with the webhook server's tls.crt and tls.key")
+	fs.BoolVar(&o.CertRotation, "cert-rotation", true, "issue, renew and inject the webhook certificate (turn off under OLM or cert-manager)")
+	fs.StringVar(&o.CertSecret, "webhook-cert-secret", "lbstack-webhook-server-cert", "Secret holding the webhook CA and certificate")
+	fs.StringVar(&o.WebhookService, "webhook-service", "lbstack-webhook-service", "Service in front of the webhook server")
+	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "lbstack-validating-webhook-configuration", "ValidatingWebhookConfiguration to inject the CA into")
+	fs.DurationVar(&o.CertValidity, "webhook-cert-validity", 90*24*time.Hour, "lifetime of the serving certificate; renewed with a third left")
+}
+
+// Setup adds the webhooks and, with CertRotation, the rotator to mgr. It
+// issues the certificate before returning, so the webhook server finds it,
+// and returns the rotator (nil without CertRotation).
+func Setup(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options, log logr.Logger) (*certs.Rotator, error) {
+	var rot *certs.Rotator
+	if o.CertRotation {
+		if o.Namespace == "" {
+			return nil, fmt.Errorf("--namespace (or $POD_NAMESPACE) is required for --cert-rotation")
+		}
+		direct, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme()})
+		if err != nil {
+			return nil, fmt.Errorf("creating client: %w", err)
+		}
+		svc := o.WebhookService + "." + o.Namespace
+		rot = &certs.Rotator{
+			Client:       direct,
+			Secret:       types.NamespacedName{Namespace: o.Namespace, Name: o.CertSecret},
+			CertDir:      o.CertDir,
+			DNSNames:     []string{svc + ".svc", svc + ".svc.cluster.local", o.WebhookService, svc},
+			IPs:          o.ExtraCertIPs,
+			Webhooks:     []string{o.WebhookConfiguration},
+			CAValidity:   10 * o.CertValidity,
+			CertValidity: o.CertValidity,
+			Interval:     time.Hour,
+			Log:          log.WithName("certs"),
+		}
+		if err := rot.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("preparing the webhook certificate: %w", err)
+		}
+		if err := mgr.Add(rot); err != nil {
+			return nil, err
+		}
+	}
+	return rot, webhooks.Setup(mgr, mgr.GetAPIReader())
+}
+
+// WebhookServer returns the webhook server for the options.
+func (o Options) WebhookServer() webhook.Server {
+	return webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir})
+}
+
+// Run runs the operator until ctx ends.
+func Run(ctx context.Context, o Options, log logr.Logger) error {
+	cfg, err := o.Manager.RESTConfig()
+	if err != nil {
+		return err
+	}
+	mgr, err := o.Manager.NewManager(cfg, func(mo *manager.Options) { mo.WebhookServer = o.WebhookServer() })
+	if err != nil {
+		return err
+	}
+	if _, err := Setup(ctx, mgr, cfg, o, log); err != nil {
+		return err
+	}
+	log.Info("Starting operator", "webhookPort", o.WebhookPort, "certRotation", o.CertRotation)
+	return mgr.Start(ctx)
+}

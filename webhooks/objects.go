@@ -1,0 +1,82 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/config"
+)
+
+// listObjects reads every lbstack configuration object and the nodes'
+// metadata: the input of config.Build.
+func listObjects(ctx context.Context, r client.Reader) (config.Objects, error) {
+	var (
+		objs   config.Objects
+		stacks lbv1.LoadBalancerStackList
+		pools  lbv1.IPAddressPoolList
+		l2s    lbv1.L2AdvertisementList
+		bgps   lbv1.BGPAdvertisementList
+		peers  lbv1.BGPPeerList
+		bfds   lbv1.BFDProfileList
+		comms  lbv1.CommunityList
+		nodes  metav1.PartialObjectMetadataList
+	)
+	nodes.SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("NodeList"))
+	nodes.APIVersion, nodes.Kind = "v1", "NodeList"
+	for _, l := range []client.ObjectList{&stacks, &pools, &l2s, &bgps, &peers, &bfds, &comms, &nodes} {
+		if err := r.List(ctx, l); err != nil {
+			return objs, fmt.Errorf("listing %T: %w", l, err)
+		}
+	}
+	objs.Stacks, objs.Pools, objs.L2Advertisements, objs.BGPAdvertisements = stacks.Items, pools.Items, l2s.Items, bgps.Items
+	objs.Peers, objs.BFDProfiles, objs.Communities = peers.Items, bfds.Items, comms.Items
+	for _, n := range nodes.Items {
+		objs.Nodes = append(objs.Nodes, n.ObjectMeta)
+	}
+	return objs, nil
+}
+
+// replace returns items with obj in place of the item of the same name,
+// or appended; with remove it returns items without that name.
+func replace[T any, P interface {
+	*T
+	client.Object
+}](items []T, obj P, remove bool) []T {
+	out := make([]T, 0, len(items)+1)
+	for i := range items {
+		if P(&items[i]).GetName() != obj.GetName() {
+			out = append(out, items[i])
+		}
+	}
+	if !remove {
+		out = append(out, *obj)
+	}
+	return out
+}
+
+// with returns objs with obj swapped in (or removed).
+func with(objs config.Objects, obj client.Object, remove bool) config.Objects {
+	switch o := obj.(type) {
+	case *lbv1.LoadBalancerStack:
+		objs.Stacks = replace(objs.Stacks, o, remove)
+	case *lbv1.IPAddressPool:
+		objs.Pools = replace(objs.Pools, o, remove)
+	case *lbv1.L2Advertisement:
+		objs.L2Advertisements = replace(objs.L2Advertisements, o, remove)
+	case *lbv1.BGPAdvertisement:
+		objs.BGPAdvertisements = replace(objs.BGPAdvertisements, o, remove)
+	case *lbv1.BGPPeer:
+		objs.Peers = replace(objs.Peers, o, remove)
+	case *lbv1.BFDProfile:
+		objs.BFDProfiles = replace(objs.BFDProfiles, o, remove)
+	case *lbv1.Community:
+		objs.Communities = replace(objs.Communities, o, remove)
+	default:
+		panic(fmt.Sprintf("webhooks: %T is not an lbstack configuration kind", obj))
+	}
+	return objs
+}
