@@ -4,40 +4,16 @@ import (
 	"context"
 	"fmt"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/internal/configload"
 )
 
-// listObjects reads every lbstack configuration object and the nodes'
-// metadata: the input of config.Build.
+// listObjects reads every lbstack configuration object and the nodes.
 func listObjects(ctx context.Context, r client.Reader) (config.Objects, error) {
-	var (
-		objs   config.Objects
-		stacks lbv1.LoadBalancerStackList
-		pools  lbv1.IPAddressPoolList
-		l2s    lbv1.L2AdvertisementList
-		bgps   lbv1.BGPAdvertisementList
-		peers  lbv1.BGPPeerList
-		bfds   lbv1.BFDProfileList
-		comms  lbv1.CommunityList
-		nodes  metav1.PartialObjectMetadataList
-	)
-	nodes.SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("NodeList"))
-	nodes.APIVersion, nodes.Kind = "v1", "NodeList"
-	for _, l := range []client.ObjectList{&stacks, &pools, &l2s, &bgps, &peers, &bfds, &comms, &nodes} {
-		if err := r.List(ctx, l); err != nil {
-			return objs, fmt.Errorf("listing %T: %w", l, err)
-		}
-	}
-	objs.Stacks, objs.Pools, objs.L2Advertisements, objs.BGPAdvertisements = stacks.Items, pools.Items, l2s.Items, bgps.Items
-	objs.Peers, objs.BFDProfiles, objs.Communities = peers.Items, bfds.Items, comms.Items
-	for _, n := range nodes.Items {
-		objs.Nodes = append(objs.Nodes, n.ObjectMeta)
-	}
-	return objs, nil
+	return configload.List(ctx, r)
 }
 
 // replace returns items with obj in place of the item of the same name,

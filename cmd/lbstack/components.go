@@ -5,10 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/lbstack/lbstack/controllers"
 	"github.com/lbstack/lbstack/internal/cli"
 	"github.com/lbstack/lbstack/internal/operator"
 )
@@ -33,8 +35,23 @@ func controllerCommand() cli.Command {
 			var m cli.ManagerOptions
 			m.AddFlags(fs, ":7472", ":7473", true)
 			m.LeaderElectionID = "lbstack-controller.lbstack.io"
+			var o controllers.ControllerOptions
+			fs.IntVar(&o.Workers, "workers", 8, "concurrent Service reconciles (allocation is serialized; API writes are not)")
+			fs.DurationVar(&o.PoolStatusInterval, "pool-status-interval", time.Second, "how often IPAddressPool status counters are written at most")
 			return func(ctx context.Context, log logr.Logger) error {
-				return runManager(ctx, log, m)
+				cfg, err := m.RESTConfig()
+				if err != nil {
+					return err
+				}
+				mgr, err := m.NewManager(cfg, nil)
+				if err != nil {
+					return err
+				}
+				if err := controllers.SetupController(mgr, o); err != nil {
+					return err
+				}
+				log.Info("Starting controller", "workers", o.Workers)
+				return mgr.Start(ctx)
 			}
 		},
 	}

@@ -1,0 +1,412 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/internal/configload"
+	"github.com/lbstack/lbstack/internal/ipam"
+)
+
+// Event reasons and the Service condition the controller writes.
+const (
+	ReasonIPAllocated      = "IPAllocated"
+	ReasonAllocationFailed = "AllocationFailed"
+	ReasonIPReleased       = "IPReleased"
+	ReasonOutsidePool      = "AddressOutsidePool"
+	// ConditionAddressInPool is False on a Service whose address is no
+	// longer in any pool; it keeps the address until it is changed.
+	ConditionAddressInPool = "lbstack.io/AddressInPool"
+	// FieldOwner is the controller's field manager.
+	FieldOwner = "lbstack-controller"
+)
+
+// ServiceReconciler assigns addresses to Services of type LoadBalancer.
+//
+// Allocation is serialized on the allocator's lock; the API writes that
+// follow run concurrently across workers.
+type ServiceReconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	// Pools is told which pools' counters changed.
+	Pools *PoolStatusWriter
+
+	mu        sync.Mutex
+	alloc     *ipam.Allocator
+	cfg       *config.Config
+	cfgDirty  bool
+	restored  bool
+	lastError map[string]string
+	orphaned  map[string]bool
+}
+
+// NewServiceReconciler returns a reconciler with an empty allocator.
+func NewServiceReconciler(c client.Client, rec events.EventRecorder, pools *PoolStatusWriter) *ServiceReconciler {
+	return &ServiceReconciler{Client: c, Recorder: rec, Pools: pools, alloc: ipam.New(), cfgDirty: true,
+		lastError: map[string]string{}, orphaned: map[string]bool{}}
+}
+
+// SetupWithManager registers the controller: Services, and every lbstack
+// configuration kind (a change re-evaluates every LoadBalancer Service).
+func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
+	r.Pools.alloc = r
+	configChanged := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		r.mu.Lock()
+		r.cfgDirty = true
+		r.mu.Unlock()
+		var svcs corev1.ServiceList
+		if err := r.Client.List(ctx, &svcs); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Listing Services after a configuration change")
+			return nil
+		}
+		var out []reconcile.Request
+		for _, s := range svcs.Items {
+			if s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
+			}
+		}
+		return out
+	})
+	b := ctrl.NewControllerManagedBy(mgr).Named("service").
+		For(&corev1.Service{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers})
+	for _, o := range []client.Object{&lbv1.LoadBalancerStack{}, &lbv1.IPAddressPool{}, &lbv1.L2Advertisement{},
+		&lbv1.BGPAdvertisement{}, &lbv1.BGPPeer{}, &lbv1.BFDProfile{}, &lbv1.Community{}} {
+		b = b.Watches(o, configChanged)
+	}
+	return b.Complete(r)
+}
+
+// Reconcile assigns, keeps or releases one Service's addresses.
+func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := req.String()
+	log := ctrl.LoggerFrom(ctx).WithValues("Service", klog.KRef(req.Namespace, req.Name))
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	if err := r.prepare(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
+	var svc corev1.Service
+	if err := r.Client.Get(ctx, req.NamespacedName, &svc); apierrors.IsNotFound(err) {
+		r.release(key)
+		return ctrl.Result{}, nil
+	} else if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !r.ours(&svc) {
+		r.release(key)
+		return ctrl.Result{}, r.clear(ctx, &svc)
+	}
+	in, err := r.describe(ctx, &svc)
+	if err != nil {
+		r.fail(ctx, &svc, err)
+		return ctrl.Result{}, nil
+	}
+
+	r.mu.Lock()
+	if r.cfg == nil {
+		r.mu.Unlock()
+		r.fail(ctx, &svc, errors.New("no valid lbstack configuration (no LoadBalancerStack or IPAddressPool, or the configuration is invalid)"))
+		return ctrl.Result{}, nil
+	}
+	before, _ := r.alloc.Assigned(key)
+	res, err := r.alloc.Assign(in)
+	orphan := false
+	for _, ip := range res.IPs {
+		if r.cfg.PoolOf(ip) == "" {
+			orphan = true
+		}
+	}
+	r.mu.Unlock()
+	if err != nil {
+		r.fail(ctx, &svc, err)
+		return ctrl.Result{}, nil
+	}
+	r.Pools.Touch(before.Pool, res.Pool)
+	return ctrl.Result{}, r.write(ctx, &svc, res, sameIPs(before.IPs, res.IPs) && before.Pool != "", orphan)
+}
+
+// prepare loads the configuration when it changed and, once after
+// start-up (or a leader change), learns every address already assigned.
+func (r *ServiceReconciler) prepare(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cfgDirty {
+		objs, err := listConfig(ctx, r.Client)
+		if err != nil {
+			return err
+		}
+		cfg, _, errs := config.Build(objs)
+		r.cfgDirty = false
+		switch {
+		case len(errs) > 0 && r.cfg != nil:
+			ctrl.LoggerFrom(ctx).Error(errs.ToAggregate(), "Configuration is invalid; keeping the last valid one")
+		case len(errs) > 0:
+			ctrl.LoggerFrom(ctx).Error(errs.ToAggregate(), "Configuration is invalid; no addresses are assigned until it is fixed")
+		default:
+			r.cfg = cfg
+			r.alloc.SetConfig(cfg)
+			r.Pools.TouchAll()
+		}
+	}
+	if r.restored || r.cfg == nil {
+		return nil
+	}
+	var svcs corev1.ServiceList
+	if err := r.Client.List(ctx, &svcs); err != nil {
+		return fmt.Errorf("listing Services to restore assignments: %w", err)
+	}
+	// Oldest first: when two Services claim one address, the older keeps it.
+	sort.Slice(svcs.Items, func(i, j int) bool {
+		a, b := &svcs.Items[i], &svcs.Items[j]
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
+	})
+	restored := 0
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		ips := ingressIPs(s)
+		if !r.ours(s) || len(ips) == 0 {
+			continue
+		}
+		in, err := r.describe(ctx, s)
+		if err != nil {
+			continue
+		}
+		if err := r.alloc.Restore(in, ips); err != nil {
+			ctrl.LoggerFrom(ctx).Info("Not restoring a conflicting address; the Service will get another", "Service", klog.KObj(s), "reason", err.Error())
+			continue
+		}
+		restored++
+	}
+	r.restored = true
+	r.Pools.TouchAll()
+	ctrl.LoggerFrom(ctx).Info("Restored assigned addresses", "services", restored)
+	return nil
+}
+
+// ours reports whether lbstack serves the Service.
+func (r *ServiceReconciler) ours(s *corev1.Service) bool {
+	if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	class := ""
+	if r.cfg != nil {
+		class = r.cfg.LoadBalancerClass
+	}
+	if s.Spec.LoadBalancerClass == nil {
+		return class == ""
+	}
+	return *s.Spec.LoadBalancerClass == class
+}
+
+func (r *ServiceReconciler) release(key string) {
+	r.mu.Lock()
+	before, ok := r.alloc.Assigned(key)
+	r.alloc.Release(key)
+	delete(r.lastError, key)
+	delete(r.orphaned, key)
+	r.mu.Unlock()
+	if ok {
+		r.Pools.Touch(before.Pool)
+	}
+}
+
+// clear removes lbstack's address from a Service it no longer serves.
+func (r *ServiceReconciler) clear(ctx context.Context, svc *corev1.Service) error {
+	if _, ok := svc.Annotations[lbv1.AnnotationAllocatedFromPool]; !ok {
+		return nil
+	}
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer || len(svc.Status.LoadBalancer.Ingress) > 0 {
+		patch := client.MergeFrom(svc.DeepCopy())
+		svc.Status.LoadBalancer.Ingress = nil
+		if err := r.Client.Status().Patch(ctx, svc, patch); err != nil {
+			return fmt.Errorf("clearing status of %s: %w", klog.KObj(svc), err)
+		}
+	}
+	patch := client.MergeFrom(svc.DeepCopy())
+	delete(svc.Annotations, lbv1.AnnotationAllocatedFromPool)
+	if err := r.Client.Patch(ctx, svc, patch); err != nil {
+		return fmt.Errorf("removing annotation of %s: %w", klog.KObj(svc), err)
+	}
+	r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonIPReleased, "Release", "lbstack no longer serves this Service; its address was released")
+	return nil
+}
+
+func (r *ServiceReconciler) describe(ctx context.Context, svc *corev1.Service) (ipam.Service, error) {
+	return describeService(ctx, r.Client, svc)
+}
+
+// describeService turns a Service into the allocator's view of it.
+func describeService(ctx context.Context, c client.Reader, svc *corev1.Service) (ipam.Service, error) {
+	req, err := config.ParseServiceRequest(svc)
+	if err != nil {
+		return ipam.Service{}, err
+	}
+	in := ipam.Service{
+		Key:       svc.Namespace + "/" + svc.Name,
+		Namespace: svc.Namespace,
+		Labels:    labels.Set(svc.Labels),
+		IPv4First: len(svc.Spec.IPFamilies) == 0 || svc.Spec.IPFamilies[0] == corev1.IPv4Protocol,
+		Request:   req,
+	}
+	if p := svc.Spec.IPFamilyPolicy; p != nil {
+		switch *p {
+		case corev1.IPFamilyPolicyPreferDualStack:
+			in.Policy = ipam.PreferDualStack
+		case corev1.IPFamilyPolicyRequireDualStack:
+			in.Policy = ipam.RequireDualStack
+		}
+	}
+	for _, p := range svc.Spec.Ports {
+		proto := string(p.Protocol)
+		if proto == "" {
+			proto = string(corev1.ProtocolTCP)
+		}
+		in.Ports = append(in.Ports, ipam.Port{Port: p.Port, Protocol: proto})
+	}
+	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+		in.Backend = "local:" + labels.SelectorFromSet(svc.Spec.Selector).String()
+	}
+	var ns corev1.Namespace
+	if err := c.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns); err == nil {
+		in.NamespaceLabels = labels.Set(ns.Labels)
+	}
+	return in, nil
+}
+
+// fail reports an allocation failure once per distinct reason.
+func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, err error) {
+	key := svc.Namespace + "/" + svc.Name
+	r.mu.Lock()
+	repeated := r.lastError[key] == err.Error()
+	r.lastError[key] = err.Error()
+	r.mu.Unlock()
+	if repeated {
+		return
+	}
+	ctrl.LoggerFrom(ctx).Info("Cannot assign an address", "reason", err.Error())
+	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonAllocationFailed, "Allocate", "Cannot assign an address: %s", err.Error())
+}
+
+// write records the assignment in the Service: status (one write), the
+// pool annotation, an event when the addresses changed.
+func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, res ipam.Result, unchanged, orphan bool) error {
+	key := svc.Namespace + "/" + svc.Name
+	r.mu.Lock()
+	delete(r.lastError, key)
+	wasOrphan := r.orphaned[key]
+	r.orphaned[key] = orphan
+	r.mu.Unlock()
+
+	want := make([]corev1.LoadBalancerIngress, len(res.IPs))
+	vip := corev1.LoadBalancerIPModeVIP
+	for i, ip := range res.IPs {
+		want[i] = corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &vip}
+	}
+	statusBefore := svc.DeepCopy()
+	svc.Status.LoadBalancer.Ingress = want
+	cond := metav1.Condition{Type: ConditionAddressInPool, Status: metav1.ConditionTrue, Reason: "InPool",
+		Message: fmt.Sprintf("Address(es) from IPAddressPool %q", res.Pool), ObservedGeneration: svc.Generation}
+	if orphan {
+		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonOutsidePool
+		cond.Message = fmt.Sprintf("Address(es) %s are no longer in any IPAddressPool; the Service keeps them until it is changed", joinIPs(res.IPs))
+	}
+	if orphan || meta.FindStatusCondition(svc.Status.Conditions, ConditionAddressInPool) != nil {
+		meta.SetStatusCondition(&svc.Status.Conditions, cond)
+	}
+	if !equality.Semantic.DeepEqual(statusBefore.Status, svc.Status) {
+		if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(statusBefore)); err != nil {
+			return fmt.Errorf("writing status: %w", err)
+		}
+	}
+	if svc.Annotations[lbv1.AnnotationAllocatedFromPool] != res.Pool && res.Pool != "" {
+		before := svc.DeepCopy()
+		if svc.Annotations == nil {
+			svc.Annotations = map[string]string{}
+		}
+		svc.Annotations[lbv1.AnnotationAllocatedFromPool] = res.Pool
+		if err := r.Client.Patch(ctx, svc, client.MergeFrom(before)); err != nil {
+			return fmt.Errorf("writing annotation: %w", err)
+		}
+	}
+	if orphan && !wasOrphan {
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonOutsidePool, "Allocate", "%s", cond.Message)
+	}
+	if !unchanged || !sameIngress(statusBefore.Status.LoadBalancer.Ingress, res.IPs) {
+		ctrl.LoggerFrom(ctx).Info("Assigned address", "ips", joinIPs(res.IPs), "pool", res.Pool)
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonIPAllocated, "Allocate", "Assigned IP(s) %s from IPAddressPool %q", joinIPs(res.IPs), res.Pool)
+	}
+	return nil
+}
+
+func ingressIPs(s *corev1.Service) []netip.Addr {
+	var out []netip.Addr
+	for _, ing := range s.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(ing.IP); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func sameIPs(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sameIngress(ing []corev1.LoadBalancerIngress, ips []netip.Addr) bool {
+	if len(ing) != len(ips) {
+		return false
+	}
+	for i := range ips {
+		if ing[i].IP != ips[i].String() {
+			return false
+		}
+	}
+	return true
+}
+
+func joinIPs(ips []netip.Addr) string {
+	s := make([]string, len(ips))
+	for i, ip := range ips {
+		s[i] = ip.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// listConfig reads the lbstack configuration objects.
+func listConfig(ctx context.Context, c client.Reader) (config.Objects, error) {
+	return configload.List(ctx, c)
+}
