@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -50,6 +51,9 @@ type builder struct {
 	warnings Warnings
 	cfg      *Config
 
+	// badAliases are community aliases defined with an invalid value.
+	badAliases map[string]bool
+
 	ranges    []poolRange
 	peerPaths []peerPath
 	advPaths  []advPath
@@ -59,7 +63,7 @@ type builder struct {
 // configuration, the warnings, and every error found. The Config is nil
 // when there is an error.
 func Build(objs Objects) (*Config, Warnings, field.ErrorList) {
-	b := &builder{objs: objs, cfg: &Config{
+	b := &builder{objs: objs, badAliases: map[string]bool{}, cfg: &Config{
 		Pools:            map[string]*Pool{},
 		Peers:            map[string]*Peer{},
 		BFDProfiles:      map[string]*BFDProfile{},
@@ -213,8 +217,8 @@ func collect[O any, T any](b *builder, stack *lbv1.LoadBalancerStack, kind, stac
 		for i, in := range fromStack(stack) {
 			p := base.Index(i)
 			if standalone[in.meta.Name] {
-				b.errs = append(b.errs, field.Duplicate(p.Child("name"),
-					fmt.Sprintf("%s %q already exists and is not owned by this stack; rename the item or delete the standalone object", kind, in.meta.Name)))
+				b.errs = append(b.errs, duplicate(p.Child("name"), in.meta.Name,
+					fmt.Sprintf("a standalone %s of this name already exists and is not owned by this stack; rename the item or delete the standalone object", kind)))
 				continue
 			}
 			out = append(out, item[T]{name: in.meta.Name, labels: in.meta.Labels, spec: in.spec, path: p,
@@ -243,18 +247,37 @@ func meta(o any) *metav1.ObjectMeta {
 	panic(fmt.Sprintf("config: no metadata for %T", o))
 }
 
-// selectors converts label selectors, reporting each invalid one.
+// selectors converts label selectors, reporting each invalid one at the
+// field that is wrong (matchLabels, matchExpressions[i].operator, ...).
 func (b *builder) selectors(p *field.Path, in []metav1.LabelSelector) []labels.Selector {
+	out, _ := b.selectorsOK(p, in)
+	return out
+}
+
+// selectorsOK is selectors that also reports whether every selector was valid.
+func (b *builder) selectorsOK(p *field.Path, in []metav1.LabelSelector) ([]labels.Selector, bool) {
 	out := make([]labels.Selector, 0, len(in))
 	for i := range in {
+		if errs := metav1validation.ValidateLabelSelector(&in[i], metav1validation.LabelSelectorValidationOptions{}, p.Index(i)); len(errs) > 0 {
+			b.errs = append(b.errs, errs...)
+			continue
+		}
 		s, err := metav1.LabelSelectorAsSelector(&in[i])
 		if err != nil {
-			b.errs = append(b.errs, field.Invalid(p.Index(i), in[i].String(), err.Error()))
+			b.errs = append(b.errs, field.Invalid(p.Index(i), field.OmitValueType{}, err.Error()))
 			continue
 		}
 		out = append(out, s)
 	}
-	return out
+	return out, len(out) == len(in)
+}
+
+// duplicate is field.Duplicate with an explanation: field.Duplicate's
+// second argument is the duplicated value, not a message.
+func duplicate(p *field.Path, value any, detail string) *field.Error {
+	e := field.Duplicate(p, value)
+	e.Detail = detail
+	return e
 }
 
 func (b *builder) warn(p *field.Path, format string, args ...any) {

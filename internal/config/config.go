@@ -7,8 +7,8 @@
 // Every error's field path starts at the object it is about, written as
 // Kind[name], for example
 //
-//	IPAddressPool[prod].spec.addresses[1]: Invalid value: "192.0.2.0/24": overlaps IPAddressPool[test].spec.addresses[0] (192.0.2.128/25)
-//	LoadBalancerStack[lbstack].spec.bgpPeers[0].holdTime: Invalid value: "2s": must be 0s or between 3s and 65535s
+//	IPAddressPool[prod].spec.addresses[1]: Invalid value: "192.0.2.128/25": overlaps IPAddressPool "test" at IPAddressPool[test].spec.addresses[0] (192.0.2.0/24); pools must not share addresses
+//	LoadBalancerStack[lbstack].spec.bgpPeers[0].holdTime: Invalid value: "2s": must be 0s or between 3s and 65535s (RFC 4271)
 //
 // References: a BGPPeer's bfdProfile and a community alias that do not
 // exist are errors (the session or announcement cannot be built without

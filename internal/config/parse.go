@@ -28,10 +28,7 @@ func ParseRange(s string) (Range, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return Range{}, fmt.Errorf("not a CIDR: %s", strings.TrimPrefix(err.Error(), "netip.ParsePrefix("+strconv.Quote(s)+"): "))
-		}
-		if p.Addr().Zone() != "" {
-			return Range{}, fmt.Errorf("a CIDR must not have a zone")
+			return Range{}, cidrError(s)
 		}
 		if p.Addr().Is4In6() {
 			return Range{}, fmt.Errorf("IPv4-mapped IPv6 addresses are not allowed; write the IPv4 address")
@@ -43,6 +40,9 @@ func ParseRange(s string) (Range, error) {
 	}
 	a, b, ok := strings.Cut(s, "-")
 	if !ok {
+		if one, err := parseAddr(s); err == nil {
+			return Range{}, fmt.Errorf("a single address is written as a CIDR; did you mean %s?", netip.PrefixFrom(one, one.BitLen()))
+		}
 		return Range{}, fmt.Errorf("must be a CIDR such as 192.0.2.0/24 or a range such as 192.0.2.10-192.0.2.20")
 	}
 	first, err := parseAddr(strings.TrimSpace(a))
@@ -60,6 +60,17 @@ func ParseRange(s string) (Range, error) {
 		return Range{}, fmt.Errorf("range starts at %s, after its end %s", first, last)
 	}
 	return Range{First: first, Last: last}, nil
+}
+
+// cidrError says in words why s, which netip.ParsePrefix refused, is not
+// a CIDR: netip's own messages name Go functions.
+func cidrError(s string) error {
+	addr, bits, _ := strings.Cut(s, "/")
+	a, err := parseAddr(addr)
+	if err != nil {
+		return fmt.Errorf("not a CIDR: %w", err)
+	}
+	return fmt.Errorf("not a CIDR: the prefix length %q must be a number from 0 to %d", bits, a.BitLen())
 }
 
 // ParseIP parses a single IP address (no zone, no IPv4-mapped IPv6).
@@ -120,9 +131,12 @@ func (r Range) String() string {
 	return r.First.String() + "-" + r.Last.String()
 }
 
-// MinPrefixLen is the shortest prefix length a covering aggregate may have
-// without including addresses outside the range: the CIDR's own length, or
-// for an "a-b" range the length of the largest CIDR block inside it.
+// MinPrefixLen is the shortest aggregation length the range permits: a
+// CIDR's own length (a shorter aggregate would include addresses outside
+// it), or for an "a-b" range the length of the largest CIDR block inside
+// it, as MetalLB does. For example 192.0.2.1-192.0.2.6 permits /31
+// (192.0.2.2/31 and 192.0.2.4/31 lie inside it), although the aggregates
+// of its ends, 192.0.2.0/31 and 192.0.2.6/31, reach outside it.
 func (r Range) MinPrefixLen() int {
 	if r.Prefix.IsValid() {
 		return r.Prefix.Bits()
@@ -176,7 +190,8 @@ func (c Community) String() string {
 func IsCommunityValue(s string) bool { return strings.Contains(s, ":") }
 
 // ParseCommunity parses "a:b" (two numbers 0-65535) or "large:a:b:c"
-// (three numbers 0-4294967295).
+// (three numbers 0-4294967295). Like ParseRange's, its errors do not
+// repeat s: the caller shows it.
 func ParseCommunity(s string) (Community, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) == 4 && parts[0] == "large" {
@@ -184,7 +199,7 @@ func ParseCommunity(s string) (Community, error) {
 		for i, p := range parts[1:] {
 			n, err := parseUint(p, 32)
 			if err != nil {
-				return Community{}, fmt.Errorf("large community %q: part %d %w", s, i+1, err)
+				return Community{}, fmt.Errorf("part %d %w", i+1, err)
 			}
 			v[i] = uint32(n)
 		}
@@ -193,15 +208,15 @@ func ParseCommunity(s string) (Community, error) {
 	if len(parts) == 2 {
 		hi, err := parseUint(parts[0], 16)
 		if err != nil {
-			return Community{}, fmt.Errorf("community %q: ASN part %w", s, err)
+			return Community{}, fmt.Errorf("ASN part %w", err)
 		}
 		lo, err := parseUint(parts[1], 16)
 		if err != nil {
-			return Community{}, fmt.Errorf("community %q: value part %w", s, err)
+			return Community{}, fmt.Errorf("value part %w", err)
 		}
 		return Community{Standard: uint32(hi)<<16 | uint32(lo)}, nil
 	}
-	return Community{}, fmt.Errorf("community %q: must be a:b (numbers 0-65535) or large:a:b:c (numbers 0-4294967295)", s)
+	return Community{}, fmt.Errorf("must be a:b (numbers 0-65535) or large:a:b:c (numbers 0-4294967295)")
 }
 
 func parseUint(s string, bits int) (uint64, error) {

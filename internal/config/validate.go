@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -82,12 +83,12 @@ func (b *builder) poolOverlaps() {
 				break
 			}
 			if rs[j].r.Overlaps(rs[i].r) {
-				what := "another address of the same pool"
+				what, rule := "another address of the same pool", "a pool's addresses must not overlap"
 				if rs[j].pool != rs[i].pool {
-					what = fmt.Sprintf("IPAddressPool %q", rs[j].pool)
+					what, rule = fmt.Sprintf("IPAddressPool %q", rs[j].pool), "pools must not share addresses"
 				}
 				b.errs = append(b.errs, field.Invalid(rs[i].path, rs[i].r.String(),
-					fmt.Sprintf("overlaps %s at %s (%s); pools must not share addresses", what, rs[j].path, rs[j].r)))
+					fmt.Sprintf("overlaps %s at %s (%s); %s", what, rs[j].path, rs[j].r, rule)))
 				break
 			}
 		}
@@ -144,15 +145,18 @@ func (b *builder) communities(items []item[lbv1.CommunitySpec]) {
 				continue
 			}
 			if prev, dup := defined[a.Name]; dup {
-				b.errs = append(b.errs, field.Duplicate(p.Child("name"), fmt.Sprintf("%s (already defined at %s)", a.Name, prev)))
-				continue
-			}
-			c, err := ParseCommunity(string(a.Value))
-			if err != nil {
-				b.errs = append(b.errs, field.Invalid(p.Child("value"), string(a.Value), err.Error()))
+				b.errs = append(b.errs, duplicate(p.Child("name"), a.Name,
+					fmt.Sprintf("already defined at %s; an alias name must be unique across all Community objects", prev)))
 				continue
 			}
 			defined[a.Name] = p
+			c, err := ParseCommunity(string(a.Value))
+			if err != nil {
+				b.errs = append(b.errs, field.Invalid(p.Child("value"), string(a.Value), err.Error()))
+				// Advertisements using the alias are not blamed for its value.
+				b.badAliases[a.Name] = true
+				continue
+			}
 			b.cfg.CommunityAliases[a.Name] = c
 		}
 	}
@@ -176,27 +180,31 @@ func (b *builder) peer(it item[lbv1.BGPPeerSpec]) {
 	p.MyASN = asn("myASN", s.MyASN)
 	p.PeerASN = asn("peerASN", s.PeerASN)
 	if a, err := ParseIP(s.PeerAddress); err != nil {
-		b.errs = append(b.errs, field.Invalid(path.Child("peerAddress"), s.PeerAddress, "must be an IPv4 or IPv6 address"))
+		b.errs = append(b.errs, field.Invalid(path.Child("peerAddress"), s.PeerAddress, addrProblem(s.PeerAddress, "an IPv4 or IPv6 address")))
 	} else {
 		p.Address = a
 	}
+	// A peer whose port or node selectors are invalid would clash on a
+	// guessed port or on every node: it is left out of the clash check.
+	clashCheck := true
 	if s.PeerPort != 0 {
 		if s.PeerPort < 1 || s.PeerPort > 65535 {
 			b.errs = append(b.errs, field.Invalid(path.Child("peerPort"), s.PeerPort, "must be a TCP port between 1 and 65535"))
+			clashCheck = false
 		} else {
 			p.Port = uint16(s.PeerPort)
 		}
 	}
 	if s.SourceAddress != "" {
 		if a, err := ParseIP(s.SourceAddress); err != nil {
-			b.errs = append(b.errs, field.Invalid(path.Child("sourceAddress"), s.SourceAddress, "must be an IPv4 or IPv6 address"))
+			b.errs = append(b.errs, field.Invalid(path.Child("sourceAddress"), s.SourceAddress, addrProblem(s.SourceAddress, "an IPv4 or IPv6 address")))
 		} else {
 			p.SourceAddress = a
 		}
 	}
 	if s.RouterID != "" {
 		if a, err := ParseIP(s.RouterID); err != nil || !a.Is4() {
-			b.errs = append(b.errs, field.Invalid(path.Child("routerID"), s.RouterID, "must be an IPv4 address"))
+			b.errs = append(b.errs, field.Invalid(path.Child("routerID"), s.RouterID, addrProblem(s.RouterID, "an IPv4 address")))
 		} else {
 			p.RouterID = a
 		}
@@ -229,14 +237,34 @@ func (b *builder) peer(it item[lbv1.BGPPeerSpec]) {
 	}
 	if s.BFDProfile != "" {
 		if _, ok := b.cfg.BFDProfiles[s.BFDProfile]; !ok {
-			b.errs = append(b.errs, field.NotFound(path.Child("bfdProfile"), s.BFDProfile))
+			e := field.NotFound(path.Child("bfdProfile"), s.BFDProfile)
+			e.Detail = "no BFDProfile has this name; create it, or leave bfdProfile empty for no BFD"
+			b.errs = append(b.errs, e)
 		}
 	}
 	p.GracefulRestart = boolOr(s.EnableGracefulRestart, false)
 	p.DualStackAddressFamily = boolOr(s.DualStackAddressFamily, false)
-	p.NodeSelectors = b.selectors(path.Child("nodeSelectors"), s.NodeSelectors)
+	var selOK bool
+	p.NodeSelectors, selOK = b.selectorsOK(path.Child("nodeSelectors"), s.NodeSelectors)
 	b.cfg.Peers[p.Name] = p
-	b.peerPaths = append(b.peerPaths, peerPath{peer: p, path: path})
+	if clashCheck && selOK {
+		b.peerPaths = append(b.peerPaths, peerPath{peer: p, path: path})
+	}
+}
+
+// addrProblem says why s, which ParseIP refused or which is of the wrong
+// family, is not what, without repeating s (the error shows it already).
+func addrProblem(s, what string) string {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return "must be " + what
+	case a.Zone() != "":
+		return "must be " + what + " without a zone"
+	case a.Is4In6():
+		return "IPv4-mapped IPv6 addresses are not allowed; write the IPv4 address"
+	}
+	return "must be " + what
 }
 
 type peerPath struct {
@@ -247,14 +275,21 @@ type peerPath struct {
 // peerConflicts refuses two peers with the same address and port whose
 // node sets overlap: one node would open two sessions to one router port.
 func (b *builder) peerConflicts() {
+	// Keys in the order peers were built (name order), so the errors come
+	// out in the same order every time.
+	var keys []peerKey
 	byKey := map[peerKey][]peerPath{}
 	for _, pp := range b.peerPaths {
 		if pp.peer.Address.IsValid() {
 			k := peerKey{pp.peer.Address, pp.peer.Port}
+			if _, ok := byKey[k]; !ok {
+				keys = append(keys, k)
+			}
 			byKey[k] = append(byKey[k], pp)
 		}
 	}
-	for k, list := range byKey {
+	for _, k := range keys {
+		list := byKey[k]
 		for i := 1; i < len(list); i++ {
 			for j := 0; j < i; j++ {
 				if node, ok := b.nodesOverlap(list[i].peer.NodeSelectors, list[j].peer.NodeSelectors); ok {
@@ -262,8 +297,8 @@ func (b *builder) peerConflicts() {
 					if node != "" {
 						where = "node " + node
 					}
-					b.errs = append(b.errs, field.Duplicate(list[i].path.Child("peerAddress"),
-						fmt.Sprintf("%s port %d is also BGPPeer %q (%s), on %s; two sessions from one node to one router port cannot both run", k.addr, k.port, list[j].peer.Name, list[j].path, where)))
+					b.errs = append(b.errs, duplicate(list[i].path.Child("peerAddress"), k.addr.String(),
+						fmt.Sprintf("BGPPeer %q (%s) has the same address and port %d, and %s would open both sessions; one node cannot hold two sessions to one router address and port", list[j].peer.Name, list[j].path, k.port, where)))
 					break
 				}
 			}
@@ -301,8 +336,11 @@ func MatchesAny(sels []labels.Selector, set map[string]string) bool {
 
 // selectPools resolves an advertisement's pools: by name, by selector, or
 // every pool when neither is given. A name with no pool is a warning.
-func (b *builder) selectPools(path *field.Path, names []string, sels []labels.Selector) []string {
-	if len(names) == 0 && len(sels) == 0 {
+func (b *builder) selectPools(path *field.Path, names []string, specSels []metav1.LabelSelector) []string {
+	// Invalid selectors are reported and select nothing; they do not
+	// turn into "every pool".
+	sels, _ := b.selectorsOK(path.Child("ipAddressPoolSelectors"), specSels)
+	if len(names) == 0 && len(specSels) == 0 {
 		out := make([]string, 0, len(b.cfg.Pools))
 		for n := range b.cfg.Pools {
 			out = append(out, n)
@@ -348,7 +386,7 @@ func (b *builder) l2Advertisement(it item[lbv1.L2AdvertisementSpec]) {
 			b.errs = append(b.errs, field.Invalid(it.path.Child("interfaces").Index(i), name, "not a network interface name (1-15 characters, no '/', ':' or spaces)"))
 		}
 	}
-	a.Pools = b.selectPools(it.path, s.IPAddressPools, b.selectors(it.path.Child("ipAddressPoolSelectors"), s.IPAddressPoolSelectors))
+	a.Pools = b.selectPools(it.path, s.IPAddressPools, s.IPAddressPoolSelectors)
 	b.cfg.L2Advertisements = append(b.cfg.L2Advertisements, a)
 }
 
@@ -395,41 +433,47 @@ func (b *builder) bgpAdvertisement(it item[lbv1.BGPAdvertisementSpec]) {
 			continue
 		}
 		v, ok := b.cfg.CommunityAliases[string(c)]
+		if !ok && b.badAliases[string(c)] {
+			continue // the alias's own value is reported where it is defined
+		}
 		if !ok {
 			b.errs = append(b.errs, field.Invalid(cp, string(c), "no Community defines this alias; define it or write the value as a:b or large:a:b:c"))
 			continue
 		}
 		a.Communities = append(a.Communities, v)
 	}
-	a.Pools = b.selectPools(path, s.IPAddressPools, b.selectors(path.Child("ipAddressPoolSelectors"), s.IPAddressPoolSelectors))
+	a.Pools = b.selectPools(path, s.IPAddressPools, s.IPAddressPoolSelectors)
 	// The aggregate must not cover addresses outside the pool's blocks.
+	// One error per pool and family: the first range that forbids it.
 	for _, name := range a.Pools {
+		reported := map[string]bool{}
 		for _, r := range b.cfg.Pools[name].Ranges {
 			agg, fieldName := a.AggregationLength, "aggregationLength"
 			if !r.Is4() {
 				agg, fieldName = a.AggregationLengthV6, "aggregationLengthV6"
 			}
-			if need := r.MinPrefixLen(); agg < need {
+			if need := r.MinPrefixLen(); agg < need && !reported[fieldName] {
+				reported[fieldName] = true
 				b.errs = append(b.errs, field.Invalid(path.Child(fieldName), agg,
 					fmt.Sprintf("is shorter than IPAddressPool %q permits: its %s needs at least /%d, or the aggregate would announce addresses outside the pool", name, r, need)))
-				break
 			}
 		}
 	}
 	if len(s.Peers) > 0 {
-		allEBGP := true
+		allEBGP, found := true, 0
 		for i, n := range s.Peers {
 			p, ok := b.cfg.Peers[n]
 			if !ok {
 				b.warn(path.Child("peers").Index(i), "BGPPeer %q does not exist; nothing is announced to it until it does", n)
 				continue
 			}
+			found++
 			if p.IBGP() {
 				allEBGP = false
 			}
 		}
 		a.Peers = s.Peers
-		if a.LocalPref != nil && allEBGP {
+		if a.LocalPref != nil && found > 0 && allEBGP {
 			b.warn(path.Child("localPref"), "has no effect: every peer of this advertisement is eBGP, and LOCAL_PREF is only sent to iBGP peers")
 		}
 	} else if a.LocalPref != nil && len(b.cfg.Peers) > 0 {
@@ -452,10 +496,6 @@ type advPath struct {
 	path *field.Path
 }
 
-// maxAggregates bounds how many aggregated prefixes of one range are
-// enumerated for the localPref conflict check.
-const maxAggregates = 4096
-
 // localPrefConflicts refuses two advertisements that would announce the
 // same aggregated prefix to a common peer with different localPref.
 func (b *builder) localPrefConflicts() {
@@ -463,7 +503,9 @@ func (b *builder) localPrefConflicts() {
 		adv  *BGPAdvertisement
 		path *field.Path
 	}
-	seen := map[netip.Prefix]owner{}
+	// Every advertisement that announces a prefix with a localPref, in
+	// order: a conflict may be with any of them, not only the first.
+	seen := map[netip.Prefix][]owner{}
 	reported := map[[2]string]bool{}
 	for _, ap := range b.advPaths {
 		a := ap.adv
@@ -476,42 +518,48 @@ func (b *builder) localPrefConflicts() {
 				if !r.Is4() {
 					agg = a.AggregationLengthV6
 				}
-				for _, pfx := range aggregates(r, agg) {
-					prev, ok := seen[pfx]
-					if !ok {
-						seen[pfx] = owner{a, ap.path}
-						continue
+				for _, pfx := range edgeAggregates(r, agg) {
+					owners := seen[pfx]
+					mine := false
+					for _, prev := range owners {
+						if prev.adv == a {
+							mine = true
+							continue
+						}
+						if *prev.adv.LocalPref == *a.LocalPref || !sharePeer(prev.adv.Peers, a.Peers) {
+							continue
+						}
+						k := [2]string{prev.adv.Name, a.Name}
+						if reported[k] {
+							continue
+						}
+						reported[k] = true
+						b.errs = append(b.errs, field.Invalid(ap.path.Child("localPref"), *a.LocalPref,
+							fmt.Sprintf("conflicts with localPref %d of BGPAdvertisement %q (%s): both announce %s to a common peer", *prev.adv.LocalPref, prev.adv.Name, prev.path, pfx)))
 					}
-					if prev.adv == a || *prev.adv.LocalPref == *a.LocalPref || !sharePeer(prev.adv.Peers, a.Peers) {
-						continue
+					if !mine {
+						seen[pfx] = append(owners, owner{a, ap.path})
 					}
-					k := [2]string{prev.adv.Name, a.Name}
-					if reported[k] {
-						continue
-					}
-					reported[k] = true
-					b.errs = append(b.errs, field.Invalid(ap.path.Child("localPref"), *a.LocalPref,
-						fmt.Sprintf("conflicts with localPref %d of BGPAdvertisement %q (%s) for the same prefix %s", *prev.adv.LocalPref, prev.adv.Name, prev.path, pfx)))
 				}
 			}
 		}
 	}
 }
 
-// aggregates lists the prefixes of length agg that announce r, up to maxAggregates.
-func aggregates(r Range, agg int) []netip.Prefix {
-	var out []netip.Prefix
-	cur := r.First
-	for len(out) < maxAggregates {
-		p, _ := cur.Prefix(agg)
-		out = append(out, p)
-		last := lastAddr(p)
-		if !last.Less(r.Last) {
-			break
-		}
-		cur = last.Next()
+// edgeAggregates lists the first and the last prefix of length agg that
+// announce r. They are the only ones that can be shared with another
+// advertisement: two advertisements of one range share its first prefix,
+// and an aggregate shared by two disjoint ranges holds addresses of both,
+// so it is the first or last aggregate of each. (Pools that overlap are
+// an error of their own.) Listing every aggregate instead would take
+// 2^(agg-len) steps for a short CIDR.
+func edgeAggregates(r Range, agg int) []netip.Prefix {
+	first, _ := r.First.Prefix(agg)
+	last, _ := r.Last.Prefix(agg)
+	if first == last {
+		return []netip.Prefix{first}
 	}
-	return out
+	return []netip.Prefix{first, last}
 }
 
 func sharePeer(a, c []string) bool {
