@@ -11,8 +11,9 @@ type BGPAdvertisementSpec struct {
 	// aggregationLength is the prefix length announced for IPv4 Service IPs:
 	// 32 announces each IP on its own; a shorter length announces the
 	// covering prefix once. It must not be shorter than the prefix of any
-	// CIDR in the announced pools (a range counts as its smallest covering
-	// CIDR).
+	// CIDR in the announced pools; for an "a-b" range, not shorter than the
+	// largest CIDR block inside the range (192.0.2.1-192.0.2.6 permits /31),
+	// so an aggregate never covers addresses outside the pool.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=32
 	// +kubebuilder:default=32
