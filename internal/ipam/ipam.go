@@ -16,8 +16,10 @@ package ipam
 
 import (
 	"fmt"
+	"maps"
 	"math/big"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -129,21 +131,51 @@ type svcState struct {
 	h    *holder
 	pool string
 	ips  []netip.Addr
+	// in is what chose the addresses, as of the last Assign or Restore:
+	// while the Service keeps it, a configuration change alone never
+	// moves its addresses.
+	in inputs
+}
+
+// inputs are the parts of a Service that decide its pool and addresses,
+// apart from the ports and backend the sharing rule checks.
+type inputs struct {
+	namespace        string
+	nsLabels, labels labels.Set
+	ipv4First        bool
+	policy           FamilyPolicy
+	req              config.ServiceRequest
+}
+
+func inputsOf(svc Service) inputs {
+	return inputs{namespace: svc.Namespace, nsLabels: svc.NamespaceLabels, labels: svc.Labels,
+		ipv4First: svc.IPv4First, policy: svc.Policy, req: svc.Request}
+}
+
+func (x *inputs) same(y inputs) bool {
+	return x.namespace == y.namespace && maps.Equal(x.nsLabels, y.nsLabels) && maps.Equal(x.labels, y.labels) &&
+		x.ipv4First == y.ipv4First && x.policy == y.policy && x.req.Pool == y.req.Pool &&
+		x.req.SharingKey == y.req.SharingKey && slices.Equal(x.req.IPs, y.req.IPs)
 }
 
 // Allocator assigns addresses. It is not safe for concurrent use; the
 // controller serializes calls.
 type Allocator struct {
-	pools  map[string]*poolState
-	order  []*poolState // by priority, then name
-	addrs  map[netip.Addr]*addrState
-	svcs   map[string]*svcState
-	config *config.Config
+	pools map[string]*poolState
+	order []*poolState // by priority, then name
+	addrs map[netip.Addr]*addrState
+	svcs  map[string]*svcState
+	// sharing indexes the Services with a sharing key by that key, each
+	// group sorted by Service key, so that finding an address to share
+	// never looks at every Service.
+	sharing map[string][]*svcState
+	config  *config.Config
 }
 
 // New returns an empty allocator.
 func New() *Allocator {
-	return &Allocator{pools: map[string]*poolState{}, addrs: map[netip.Addr]*addrState{}, svcs: map[string]*svcState{}}
+	return &Allocator{pools: map[string]*poolState{}, addrs: map[netip.Addr]*addrState{}, svcs: map[string]*svcState{},
+		sharing: map[string][]*svcState{}}
 }
 
 // SetConfig installs a new configuration. Existing assignments are kept
@@ -255,7 +287,7 @@ func (a *Allocator) Restore(svc Service, ips []netip.Addr) error {
 			pool = p.cfg.Name
 		}
 	}
-	a.hold(h, pool, ips)
+	a.hold(h, pool, ips).in = inputsOf(svc)
 	return nil
 }
 
@@ -263,8 +295,11 @@ func (a *Allocator) Restore(svc Service, ips []netip.Addr) error {
 // while they still satisfy its request, its pool rules and its families.
 func (a *Allocator) Assign(svc Service) (Result, error) {
 	h := newHolder(svc)
-	if cur, ok := a.svcs[svc.Key]; ok && a.stillValid(svc, h, cur) {
-		cur.h = h // ports or backend may have changed, compatibly
+	if cur, ok := a.svcs[svc.Key]; ok && (a.stillValid(svc, h, cur) || a.keepOrphan(svc, h, cur)) {
+		a.unindex(cur)
+		cur.h = h // ports, backend or sharing key may have changed, compatibly
+		a.index(cur)
+		cur.in = inputsOf(svc)
 		a.rehold(cur)
 		return Result{Pool: cur.pool, IPs: append([]netip.Addr(nil), cur.ips...)}, nil
 	}
@@ -273,8 +308,50 @@ func (a *Allocator) Assign(svc Service) (Result, error) {
 		return Result{}, err
 	}
 	a.Release(svc.Key)
-	a.hold(h, res.Pool, res.IPs)
+	a.hold(h, res.Pool, res.IPs).in = inputsOf(svc)
 	return res, nil
+}
+
+// keepOrphan says whether a Service whose addresses left every pool (the
+// pool shrank or went away) keeps them: yes, unless its own request now
+// asks for something else. Moving a working address silently is worse than
+// keeping one the configuration no longer lists; the controller flags it.
+func (a *Allocator) keepOrphan(svc Service, h *holder, cur *svcState) bool {
+	if len(cur.ips) == 0 || (svc.Request.Pool != "" && svc.Request.Pool != cur.pool) {
+		return false
+	}
+	required, wanted := families(svc)
+	have := map[bool]bool{}
+	for _, ip := range cur.ips {
+		if a.poolOf(ip) != nil || a.canHold(h, ip) != nil {
+			return false
+		}
+		have[ip.Is4()] = true
+	}
+	for _, f := range required {
+		if !have[f] {
+			return false
+		}
+	}
+	for f := range have {
+		ok := false
+		for _, w := range wanted {
+			ok = ok || w == f
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, want := range svc.Request.IPs {
+		found := false
+		for _, ip := range cur.ips {
+			found = found || ip == want
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // Release frees the Service's addresses.
@@ -284,6 +361,7 @@ func (a *Allocator) Release(key string) {
 		return
 	}
 	delete(a.svcs, key)
+	a.unindex(s)
 	for _, ip := range s.ips {
 		st := a.addrs[ip]
 		if st == nil {
@@ -309,9 +387,10 @@ func newHolder(svc Service) *holder {
 	return &holder{key: svc.Key, sharingKey: svc.Request.SharingKey, ports: svc.Ports, backend: svc.Backend}
 }
 
-func (a *Allocator) hold(h *holder, pool string, ips []netip.Addr) {
+func (a *Allocator) hold(h *holder, pool string, ips []netip.Addr) *svcState {
 	s := &svcState{h: h, pool: pool, ips: ips}
 	a.svcs[h.key] = s
+	a.index(s)
 	for _, ip := range ips {
 		st := a.addrs[ip]
 		if st == nil {
@@ -326,6 +405,7 @@ func (a *Allocator) hold(h *holder, pool string, ips []netip.Addr) {
 		}
 		st.holders = append(st.holders, h)
 	}
+	return s
 }
 
 // rehold replaces the holder record of a Service on its addresses.
@@ -433,22 +513,9 @@ func familyName(v4 bool) string {
 }
 
 func (a *Allocator) stillValid(svc Service, h *holder, cur *svcState) bool {
-	ps := a.pools[cur.pool]
-	if ps == nil {
-		return false
-	}
-	if svc.Request.Pool != "" && svc.Request.Pool != cur.pool {
-		return false
-	}
-	if !allowed(ps.cfg, svc) && len(svc.Request.IPs) == 0 && svc.Request.Pool == "" {
-		return false
-	}
 	required, wanted := families(svc)
 	have := map[bool]netip.Addr{}
 	for _, ip := range cur.ips {
-		if !ps.cfg.Contains(ip) {
-			return false
-		}
 		have[ip.Is4()] = ip
 	}
 	if len(have) != len(cur.ips) {
@@ -477,6 +544,21 @@ func (a *Allocator) stillValid(svc Service, h *holder, cur *svcState) bool {
 	}
 	for _, ip := range cur.ips {
 		if a.canHold(h, ip) != nil {
+			return false
+		}
+	}
+	// Nothing moves silently: while the Service asks for what it asked
+	// for when it got its addresses, it keeps them even when the pool
+	// shrank, went away or changed its rules (Orphans reports them).
+	if cur.in.same(inputsOf(svc)) && (svc.Request.Pool == "" || svc.Request.Pool == cur.pool || a.pools[cur.pool] == nil) {
+		return true
+	}
+	ps := a.pools[cur.pool]
+	if ps == nil || (svc.Request.Pool != "" && svc.Request.Pool != cur.pool) || !allowed(ps.cfg, svc) {
+		return false
+	}
+	for _, ip := range cur.ips {
+		if !ps.cfg.Contains(ip) {
 			return false
 		}
 	}
@@ -536,6 +618,10 @@ func (a *Allocator) choose(svc Service, h *holder) (Result, error) {
 			if len(ips) == len(fams) {
 				return Result{Pool: ps.cfg.Name, IPs: ips}, nil
 			}
+			// Give back what was found of the other family.
+			for _, ip := range ips {
+				ps.free(ip)
+			}
 			exhausted = append(exhausted, ps.cfg.Name)
 		}
 		if len(wanted) == len(required) {
@@ -557,10 +643,11 @@ func (a *Allocator) share(svc Service, h *holder, ps *poolState, fams []bool) (R
 	if h.sharingKey == "" {
 		return Result{}, false
 	}
+	sharers := a.sortedSharing(h.sharingKey)
 	var ips []netip.Addr
 	for _, f := range fams {
 		var found netip.Addr
-		for _, s := range a.sortedSharing(h.sharingKey) {
+		for _, s := range sharers {
 			for _, ip := range s.ips {
 				if ip.Is4() == f && ps.cfg.Contains(ip) && a.canHold(h, ip) == nil {
 					found = ip
@@ -579,19 +666,46 @@ func (a *Allocator) share(svc Service, h *holder, ps *poolState, fams []bool) (R
 	return Result{Pool: ps.cfg.Name, IPs: ips}, true
 }
 
-func (a *Allocator) sortedSharing(key string) []*svcState {
-	var out []*svcState
-	for _, s := range a.svcs {
-		if s.h.sharingKey == key {
-			out = append(out, s)
-		}
+// sortedSharing returns the Services with the sharing key, by Service key.
+func (a *Allocator) sortedSharing(key string) []*svcState { return a.sharing[key] }
+
+func (a *Allocator) index(s *svcState) {
+	k := s.h.sharingKey
+	if k == "" {
+		return
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].h.key < out[j].h.key })
-	return out
+	group := a.sharing[k]
+	i, found := slices.BinarySearchFunc(group, s.h.key, func(x *svcState, key string) int { return strings.Compare(x.h.key, key) })
+	if found {
+		group[i] = s
+		return
+	}
+	a.sharing[k] = slices.Insert(group, i, s)
+}
+
+func (a *Allocator) unindex(s *svcState) {
+	k := s.h.sharingKey
+	group := a.sharing[k]
+	i, found := slices.BinarySearchFunc(group, s.h.key, func(x *svcState, key string) int { return strings.Compare(x.h.key, key) })
+	if !found {
+		return
+	}
+	if group = slices.Delete(group, i, i+1); len(group) == 0 {
+		delete(a.sharing, k)
+	} else {
+		a.sharing[k] = group
+	}
 }
 
 func (a *Allocator) chooseRequested(svc Service, h *holder, required []bool) (Result, error) {
 	req := svc.Request
+	if svc.Policy == SingleStack {
+		for _, ip := range req.IPs {
+			if ip.Is4() != svc.IPv4First {
+				return Result{}, fmt.Errorf("requested IP %s is %s, but the Service is single-stack %s", ip, familyName(ip.Is4()), familyName(svc.IPv4First))
+			}
+		}
+	}
 	var pool *poolState
 	for _, ip := range req.IPs {
 		ps := a.poolOf(ip)
@@ -612,7 +726,11 @@ func (a *Allocator) chooseRequested(svc Service, h *holder, required []bool) (Re
 	if svc.Policy == RequireDualStack && len(req.IPs) < 2 {
 		return Result{}, fmt.Errorf("ipFamilyPolicy RequireDualStack needs one requested IP per family, got %s", joinIPs(req.IPs))
 	}
-	_ = required
+	for _, f := range required {
+		if !slices.ContainsFunc(req.IPs, func(ip netip.Addr) bool { return ip.Is4() == f }) {
+			return Result{}, fmt.Errorf("requested IPs %s include no %s address, the Service's first IP family", joinIPs(req.IPs), familyName(f))
+		}
+	}
 	return Result{Pool: pool.cfg.Name, IPs: append([]netip.Addr(nil), req.IPs...)}, nil
 }
 
@@ -661,7 +779,6 @@ func (a *Allocator) Usage(pool string) (Usage, bool) {
 	u := Usage{Assigned4: ps.assigned4, Assigned6: ps.assigned6}
 	u.Available4 = new(big.Int).Sub(ps.size4, big.NewInt(ps.assigned4))
 	u.Available6 = new(big.Int).Sub(ps.size6, big.NewInt(ps.assigned6))
-	u.Has4, u.Has6 = ps.size4.Sign() > 0, ps.size6.Sign() > 0
+	u.Has4, u.Has6 = ps.hasFamilies([]bool{true}), ps.hasFamilies([]bool{false})
 	return u, true
 }
-
