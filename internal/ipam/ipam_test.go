@@ -1055,3 +1055,53 @@ func TestRestoreConflicts(t *testing.T) {
 	}
 	checkResult(t, mustAssign(t, a3, svc("ns/e")), nil, []string{"198.51.100.0"}, "dual", nil)
 }
+
+func TestOrphanKeptUntilChanged(t *testing.T) {
+	grown := pool("p", []string{"192.0.2.0/29", "2001:db8::/126"})
+	shrunk := pool("p", []string{"192.0.2.0/30", "2001:db8::/126"})
+	other := pool("q", []string{"203.0.113.0/24"})
+	tests := map[string]struct {
+		change  Service
+		wantIPs []string
+		wantErr errCheck
+	}{
+		"unchanged":             {change: svc("ns/a"), wantIPs: []string{"192.0.2.4"}},
+		"other ports":           {change: svc("ns/a", ports(tcp(8080))), wantIPs: []string{"192.0.2.4"}},
+		"other labels":          {change: svc("ns/a", svcLabels("x", "y")), wantIPs: []string{"192.0.2.4"}},
+		"requests its address":  {change: svc("ns/a", wantIPs("192.0.2.4")), wantIPs: []string{"192.0.2.4"}},
+		"requests another IP":   {change: svc("ns/a", wantIPs("192.0.2.5")), wantErr: notInPool("192.0.2.5", "")},
+		"requests another pool": {change: svc("ns/a", wantPool("q")), wantIPs: []string{"203.0.113.0"}},
+		"becomes IPv6":          {change: svc("ns/a", v6First), wantIPs: []string{"2001:db8::"}},
+		"requires dual stack":   {change: svc("ns/a", policy(RequireDualStack)), wantErr: exhausted("p")},
+		"prefers dual stack":    {change: svc("ns/a", policy(PreferDualStack)), wantIPs: []string{"192.0.2.4"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			a := newAllocator(t, grown, other)
+			for i := range 4 {
+				mustAssign(t, a, svc(fmt.Sprintf("ns/s%d", i)))
+			}
+			checkResult(t, mustAssign(t, a, svc("ns/a")), nil, []string{"192.0.2.4"}, "p", nil)
+			a.SetConfig(mustConfig(t, shrunk, other))
+			res, err := a.Assign(tc.change)
+			if tc.wantErr != nil {
+				checkResult(t, res, err, nil, "", tc.wantErr)
+				// The Service keeps what it had.
+				if r, _ := a.Assigned("ns/a"); !slices.Equal(ipStrings(r.IPs), []string{"192.0.2.4"}) {
+					t.Errorf("Assigned after a failed change = %v", r)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Assign: %v", err)
+			}
+			if got := ipStrings(res.IPs); !slices.Equal(got, tc.wantIPs) {
+				t.Errorf("Assign = %v, want %v", got, tc.wantIPs)
+			}
+			orphaned := tc.wantIPs[0] == "192.0.2.4"
+			if o := a.Orphans(); (len(o["ns/a"]) > 0) != orphaned {
+				t.Errorf("Orphans = %v", o)
+			}
+		})
+	}
+}

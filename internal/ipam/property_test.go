@@ -362,7 +362,7 @@ func (m *model) checkNew(s Service, res Result, prev modelSvc, had bool, heldBef
 		// An address no pool contains any more stays with its Service,
 		// even when other inputs changed (keepOrphan), unless the
 		// Service now asks for another pool or IP.
-		if s.Request.Pool != "" && s.Request.Pool != prev.res.Pool {
+		if s.Request.Pool != "" && s.Request.Pool != prev.res.Pool && s.Request.Pool != prev.spec.Request.Pool {
 			m.fatalf("%s kept orphaned %v although it now requests pool %q", s.Key, res.IPs, s.Request.Pool)
 		}
 		return
