@@ -19,9 +19,11 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
@@ -89,8 +91,24 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		}
 		return out
 	})
+	// Pools may select Services by their namespace's labels.
+	namespaceChanged := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, ns client.Object) []reconcile.Request {
+		var svcs corev1.ServiceList
+		if err := r.Client.List(ctx, &svcs, client.InNamespace(ns.GetName())); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Listing Services after a namespace change")
+			return nil
+		}
+		var out []reconcile.Request
+		for _, s := range svcs.Items {
+			if s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
+			}
+		}
+		return out
+	})
 	b := ctrl.NewControllerManagedBy(mgr).Named("service").
 		For(&corev1.Service{}).
+		Watches(&corev1.Namespace{}, namespaceChanged, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers})
 	for _, o := range []client.Object{&lbv1.LoadBalancerStack{}, &lbv1.IPAddressPool{}, &lbv1.L2Advertisement{},
 		&lbv1.BGPAdvertisement{}, &lbv1.BGPPeer{}, &lbv1.BFDProfile{}, &lbv1.Community{}} {

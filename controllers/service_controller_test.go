@@ -403,3 +403,22 @@ func TestLeaderChangeMidChurn(t *testing.T) {
 		}
 	}
 }
+
+// TestNamespaceSelector gives a Service an address from the pool that
+// selects its namespace by label, and a namespace without the label one
+// from the general pool.
+func TestNamespaceSelector(t *testing.T) {
+	startController(t, false, "nssel")
+	create(t, pool("general", "203.0.113.200/30"),
+		&lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "prod"}, Spec: lbv1.IPAddressPoolSpec{
+			Addresses:  []lbv1.PoolAddress{"203.0.113.208/30"},
+			Allocation: &lbv1.ServiceAllocation{NamespaceSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"env": "prod"}}}}}})
+	prod, dev := namespace(t, map[string]string{"env": "prod"}), namespace(t, nil)
+	create(t, service(prod, "a"), service(dev, "b"))
+	if ip := netip.MustParseAddr(waitIPs(t, prod, "a", 1)[0]); !netip.MustParsePrefix("203.0.113.208/30").Contains(ip) {
+		t.Fatalf("prod Service got %s, want from pool prod", ip)
+	}
+	if ip := netip.MustParseAddr(waitIPs(t, dev, "b", 1)[0]); !netip.MustParsePrefix("203.0.113.200/30").Contains(ip) {
+		t.Fatalf("dev Service got %s, want from pool general", ip)
+	}
+}
