@@ -112,7 +112,10 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers})
 	for _, o := range []client.Object{&lbv1.LoadBalancerStack{}, &lbv1.IPAddressPool{}, &lbv1.L2Advertisement{},
 		&lbv1.BGPAdvertisement{}, &lbv1.BGPPeer{}, &lbv1.BFDProfile{}, &lbv1.Community{}} {
-		b = b.Watches(o, configChanged)
+		// Status writes (the pool counters this controller writes every
+		// second) change neither the spec (generation) nor the labels, and
+		// must not requeue every Service.
+		b = b.Watches(o, configChanged, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{})))
 	}
 	return b.Complete(r)
 }

@@ -56,12 +56,16 @@ func (o ManagerOptions) RESTConfig() (*rest.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loading in-cluster configuration (pass --kubeconfig outside a cluster): %w", err)
 		}
+		cfg.QPS = -1
 		return cfg, nil
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("loading kubeconfig %s: %w", o.Kubeconfig, err)
 	}
+	// No client-side rate limit (client-go's default is 5 QPS per
+	// resource); the API server's priority and fairness protects it.
+	cfg.QPS = -1
 	return cfg, nil
 }
 
