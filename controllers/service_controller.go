@@ -62,12 +62,16 @@ type ServiceReconciler struct {
 	restored  bool
 	lastError map[string]string
 	orphaned  map[string]bool
+	// annotated remembers the pool annotation already written per
+	// Service, so a reconcile that sees a stale cached copy does not
+	// write it again.
+	annotated map[string]string
 }
 
 // NewServiceReconciler returns a reconciler with an empty allocator.
 func NewServiceReconciler(c client.Client, rec events.EventRecorder, pools *PoolStatusWriter) *ServiceReconciler {
 	return &ServiceReconciler{Client: c, Recorder: rec, Pools: pools, alloc: ipam.New(), cfgDirty: true,
-		lastError: map[string]string{}, orphaned: map[string]bool{}}
+		lastError: map[string]string{}, orphaned: map[string]bool{}, annotated: map[string]string{}}
 }
 
 // SetupWithManager registers the controller: Services, and every lbstack
@@ -251,6 +255,7 @@ func (r *ServiceReconciler) release(key string) {
 	r.alloc.Release(key)
 	delete(r.lastError, key)
 	delete(r.orphaned, key)
+	delete(r.annotated, key)
 	r.mu.Unlock()
 	if ok {
 		r.Pools.Touch(before.Pool)
@@ -365,7 +370,10 @@ func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, res 
 			return fmt.Errorf("writing status: %w", err)
 		}
 	}
-	if svc.Annotations[lbv1.AnnotationAllocatedFromPool] != res.Pool && res.Pool != "" {
+	r.mu.Lock()
+	written := r.annotated[key] == res.Pool
+	r.mu.Unlock()
+	if svc.Annotations[lbv1.AnnotationAllocatedFromPool] != res.Pool && res.Pool != "" && !written {
 		before := svc.DeepCopy()
 		if svc.Annotations == nil {
 			svc.Annotations = map[string]string{}
@@ -374,6 +382,9 @@ func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, res 
 		if err := r.Client.Patch(ctx, svc, client.MergeFrom(before)); err != nil {
 			return fmt.Errorf("writing annotation: %w", err)
 		}
+		r.mu.Lock()
+		r.annotated[key] = res.Pool
+		r.mu.Unlock()
 	}
 	if orphan && !wasOrphan {
 		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonOutsidePool, "Allocate", "%s", cond.Message)
