@@ -82,33 +82,11 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		r.mu.Lock()
 		r.cfgDirty = true
 		r.mu.Unlock()
-		var svcs corev1.ServiceList
-		if err := r.Client.List(ctx, &svcs); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Listing Services after a configuration change")
-			return nil
-		}
-		var out []reconcile.Request
-		for _, s := range svcs.Items {
-			if s.Spec.Type == corev1.ServiceTypeLoadBalancer {
-				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
-			}
-		}
-		return out
+		return r.loadBalancerServices(ctx)
 	})
 	// Pools may select Services by their namespace's labels.
 	namespaceChanged := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, ns client.Object) []reconcile.Request {
-		var svcs corev1.ServiceList
-		if err := r.Client.List(ctx, &svcs, client.InNamespace(ns.GetName())); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Listing Services after a namespace change")
-			return nil
-		}
-		var out []reconcile.Request
-		for _, s := range svcs.Items {
-			if s.Spec.Type == corev1.ServiceTypeLoadBalancer {
-				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
-			}
-		}
-		return out
+		return r.loadBalancerServices(ctx, client.InNamespace(ns.GetName()))
 	})
 	b := ctrl.NewControllerManagedBy(mgr).Named("service").
 		For(&corev1.Service{}).
@@ -122,6 +100,22 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		b = b.Watches(o, configChanged, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{})))
 	}
 	return b.Complete(r)
+}
+
+// loadBalancerServices lists the LoadBalancer Services as requests.
+func (r *ServiceReconciler) loadBalancerServices(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
+	var svcs corev1.ServiceList
+	if err := r.Client.List(ctx, &svcs, opts...); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing Services to re-evaluate")
+		return nil
+	}
+	var out []reconcile.Request
+	for _, s := range svcs.Items {
+		if s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
+		}
+	}
+	return out
 }
 
 // Reconcile assigns, keeps or releases one Service's addresses.
