@@ -134,7 +134,10 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	} else if err != nil {
 		return ctrl.Result{}, err
 	}
-	if !r.ours(&svc) {
+	r.mu.Lock()
+	class := r.class()
+	r.mu.Unlock()
+	if !ours(&svc, class) {
 		r.release(key)
 		return ctrl.Result{}, r.clear(ctx, &svc)
 	}
@@ -209,7 +212,7 @@ func (r *ServiceReconciler) prepare(ctx context.Context) error {
 	for i := range svcs.Items {
 		s := &svcs.Items[i]
 		ips := ingressIPs(s)
-		if !r.ours(s) || len(ips) == 0 {
+		if !ours(s, r.class()) || len(ips) == 0 {
 			continue
 		}
 		in, err := r.describe(ctx, s)
@@ -228,19 +231,24 @@ func (r *ServiceReconciler) prepare(ctx context.Context) error {
 	return nil
 }
 
-// ours reports whether lbstack serves the Service.
-func (r *ServiceReconciler) ours(s *corev1.Service) bool {
+// ours reports whether lbstack, serving loadBalancerClass class ("" for
+// Services without a class), serves the Service.
+func ours(s *corev1.Service, class string) bool {
 	if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		return false
-	}
-	class := ""
-	if r.cfg != nil {
-		class = r.cfg.LoadBalancerClass
 	}
 	if s.Spec.LoadBalancerClass == nil {
 		return class == ""
 	}
 	return *s.Spec.LoadBalancerClass == class
+}
+
+// class is the served loadBalancerClass; the caller holds r.mu.
+func (r *ServiceReconciler) class() string {
+	if r.cfg == nil {
+		return ""
+	}
+	return r.cfg.LoadBalancerClass
 }
 
 func (r *ServiceReconciler) release(key string) {

@@ -92,8 +92,9 @@ func (v *ConfigValidator[T]) judge(ctx context.Context, obj T, before, after con
 		return warnings, apierrors.NewInternalError(err)
 	}
 	var inUse []string
+	poolsAfter := poolRanges(after)
 	for name, rangesBefore := range poolRanges(before) {
-		rangesAfter, stays := poolRanges(after)[name]
+		rangesAfter, stays := poolsAfter[name]
 		holders := holdersOf(svcs, name, rangesBefore, rangesAfter)
 		if len(holders) == 0 {
 			continue
