@@ -96,7 +96,7 @@ func start(e *testenv.Env, hooks *envtest.WebhookInstallOptions) error {
 	if err != nil {
 		return err
 	}
-	rotator, err = operator.Setup(ctx, mgr, e.Config, o, logr.Discard())
+	rotator, err = operator.SetupWebhooks(ctx, mgr, e.Config, o, logr.Discard())
 	if err != nil {
 		return err
 	}

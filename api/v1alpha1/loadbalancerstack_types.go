@@ -170,7 +170,7 @@ type SpeakerSpec struct {
 	// layer 2 IPs move to another node.
 	// +kubebuilder:default={}
 	// +optional
-	FailureDetection FailureDetectionSpec `json:"failureDetection,omitempty"`
+	FailureDetection FailureDetectionSpec `json:"failureDetection,omitzero"`
 }
 
 // FailureDetectionSpec tunes the speakers' failure detection. The defaults
@@ -188,7 +188,7 @@ type FailureDetectionSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('20ms') && duration(self) <= duration('10s')",message="must be between 20ms and 10s"
 	// +kubebuilder:default="100ms"
 	// +optional
-	HeartbeatInterval metav1.Duration `json:"heartbeatInterval,omitempty"`
+	HeartbeatInterval metav1.Duration `json:"heartbeatInterval,omitzero"`
 
 	// missedHeartbeats is how many heartbeats in a row may be missed before
 	// a speaker is declared dead.
@@ -206,7 +206,7 @@ type FailureDetectionSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('50ms') && duration(self) <= duration('60s')",message="must be between 50ms and 60s"
 	// +kubebuilder:default="1s"
 	// +optional
-	ProbeInterval metav1.Duration `json:"probeInterval,omitempty"`
+	ProbeInterval metav1.Duration `json:"probeInterval,omitzero"`
 
 	// probeTimeout is memberlist's probe timeout; shorter than probeInterval.
 	// +kubebuilder:validation:Type=string
@@ -215,7 +215,7 @@ type FailureDetectionSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('60s')",message="must be between 10ms and 60s"
 	// +kubebuilder:default="500ms"
 	// +optional
-	ProbeTimeout metav1.Duration `json:"probeTimeout,omitempty"`
+	ProbeTimeout metav1.Duration `json:"probeTimeout,omitzero"`
 }
 
 // ControllerSpec configures the controller that assigns Service IPs.

@@ -140,35 +140,47 @@ func Build(objs Objects) (*Config, Warnings, field.ErrorList) {
 	return b.cfg, b.warnings, nil
 }
 
-// stack picks the LoadBalancerStack in force: the oldest (then by name).
-// Every other stack is an error, because only one may exist.
+// stack picks the LoadBalancerStack in force. Every other stack is an
+// error, because only one may exist.
 func (b *builder) stack() *lbv1.LoadBalancerStack {
-	if len(b.objs.Stacks) == 0 {
+	s := StackInForce(b.objs.Stacks)
+	if s == nil {
 		return nil
 	}
-	stacks := make([]*lbv1.LoadBalancerStack, len(b.objs.Stacks))
 	for i := range b.objs.Stacks {
-		stacks[i] = &b.objs.Stacks[i]
-	}
-	sort.Slice(stacks, func(i, j int) bool {
-		ti, tj := stacks[i].CreationTimestamp, stacks[j].CreationTimestamp
-		if !ti.Equal(&tj) {
-			// A stack not yet created (zero time, the one being admitted) sorts last.
-			if ti.IsZero() || tj.IsZero() {
-				return tj.IsZero()
-			}
-			return ti.Before(&tj)
+		if o := &b.objs.Stacks[i]; o != s {
+			b.errs = append(b.errs, field.Forbidden(ObjectPath("LoadBalancerStack", o.Name),
+				fmt.Sprintf("only one LoadBalancerStack may exist in a cluster and %q is already in force; put the configuration into it, or into standalone objects", s.Name)))
 		}
-		return stacks[i].Name < stacks[j].Name
-	})
-	for _, s := range stacks[1:] {
-		b.errs = append(b.errs, field.Forbidden(ObjectPath("LoadBalancerStack", s.Name),
-			fmt.Sprintf("only one LoadBalancerStack may exist in a cluster and %q is already in force; put the configuration into it, or into standalone objects", stacks[0].Name)))
 	}
-	s := stacks[0]
 	b.cfg.Stack = s.Name
 	b.cfg.LoadBalancerClass = s.Spec.LoadBalancerClass
 	return s
+}
+
+// StackInForce returns the LoadBalancerStack in force among stacks: the
+// oldest, then by name; a stack not yet created (zero time, the one being
+// admitted) comes last. It returns nil for none.
+func StackInForce(stacks []lbv1.LoadBalancerStack) *lbv1.LoadBalancerStack {
+	var best *lbv1.LoadBalancerStack
+	for i := range stacks {
+		s := &stacks[i]
+		if best == nil || stackBefore(s, best) {
+			best = s
+		}
+	}
+	return best
+}
+
+func stackBefore(a, b *lbv1.LoadBalancerStack) bool {
+	ta, tb := a.CreationTimestamp, b.CreationTimestamp
+	if !ta.Equal(&tb) {
+		if ta.IsZero() || tb.IsZero() {
+			return tb.IsZero()
+		}
+		return ta.Before(&tb)
+	}
+	return a.Name < b.Name
 }
 
 type inline[T any] struct {

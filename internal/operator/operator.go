@@ -1,6 +1,6 @@
-// Package operator wires the operator process: the admission webhooks, the
-// certificate rotator that serves them outside OLM, and (with the operator
-// issue) the LoadBalancerStack reconciler.
+// Package operator wires the operator process: the LoadBalancerStack
+// reconciler (leader-elected), the admission webhooks (served by every
+// replica) and the certificate rotator that serves them outside OLM.
 package operator
 
 import (
@@ -12,14 +12,21 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/lbstack/lbstack/controllers"
 	"github.com/lbstack/lbstack/internal/certs"
 	"github.com/lbstack/lbstack/internal/cli"
+	"github.com/lbstack/lbstack/internal/render"
 	"github.com/lbstack/lbstack/webhooks"
 )
 
@@ -47,6 +54,9 @@ type Options struct {
 	ExtraCertIPs []net.IP
 	// CertValidity is the serving certificate lifetime.
 	CertValidity time.Duration
+	// Image is the image of the controller and the speakers when a stack
+	// names none: normally the operator's own.
+	Image string
 }
 
 // AddFlags registers the operator's flags.
@@ -61,12 +71,13 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookService, "webhook-service", "lbstack-webhook-service", "Service in front of the webhook server")
 	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "lbstack-validating-webhook-configuration", "ValidatingWebhookConfiguration to inject the CA into")
 	fs.DurationVar(&o.CertValidity, "webhook-cert-validity", 90*24*time.Hour, "lifetime of the serving certificate; renewed with a third left")
+	fs.StringVar(&o.Image, "default-image", DefaultImage, "image of the controller and the speakers when a LoadBalancerStack names none")
 }
 
-// Setup adds the webhooks and, with CertRotation, the rotator to mgr. It
-// issues the certificate before returning, so the webhook server finds it,
-// and returns the rotator (nil without CertRotation).
-func Setup(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options, log logr.Logger) (*certs.Rotator, error) {
+// SetupWebhooks adds the webhooks and, with CertRotation, the rotator to
+// mgr. It issues the certificate before returning, so the webhook server
+// finds it, and returns the rotator (nil without CertRotation).
+func SetupWebhooks(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options, log logr.Logger) (*certs.Rotator, error) {
 	var rot *certs.Rotator
 	if o.CertRotation {
 		if o.Namespace == "" {
@@ -99,6 +110,48 @@ func Setup(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options
 	return rot, webhooks.Setup(mgr, mgr.GetAPIReader())
 }
 
+// Setup adds everything the operator runs to mgr: the LoadBalancerStack
+// reconciler and the webhooks (see SetupWebhooks).
+func Setup(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options, log logr.Logger) (*certs.Rotator, error) {
+	if o.Namespace == "" {
+		return nil, fmt.Errorf("--namespace (or $POD_NAMESPACE) is required: the controller and the speakers run there")
+	}
+	r := &controllers.StackReconciler{
+		Client:    mgr.GetClient(),
+		Recorder:  mgr.GetEventRecorder("lbstack-operator"),
+		Namespace: o.Namespace,
+		Image:     o.Image,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the LoadBalancerStack reconciler: %w", err)
+	}
+	return SetupWebhooks(ctx, mgr, cfg, o, log)
+}
+
+// DefaultImage is the image the operator deploys when neither the stack
+// nor --default-image names one.
+const DefaultImage = "ghcr.io/lbstack/lbstack:v0.1.0"
+
+// CacheOptions restrict the operator's cache to what it owns: namespaced
+// children in its namespace, and every child (the speakers' password
+// Roles live in the Secrets' namespaces) by the managed-by label. The
+// configuration kinds, Nodes' metadata and the stacks are cached whole.
+func CacheOptions(namespace string) cache.Options {
+	owned := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.FieldOwner})
+	inNamespace := map[string]cache.Config{namespace: {}}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}:             {Label: owned, Namespaces: inNamespace},
+		&corev1.ServiceAccount{}:     {Label: owned, Namespaces: inNamespace},
+		&corev1.Service{}:            {Label: owned, Namespaces: inNamespace},
+		&appsv1.Deployment{}:         {Label: owned, Namespaces: inNamespace},
+		&appsv1.DaemonSet{}:          {Label: owned, Namespaces: inNamespace},
+		&rbacv1.Role{}:               {Label: owned},
+		&rbacv1.RoleBinding{}:        {Label: owned},
+		&rbacv1.ClusterRole{}:        {Label: owned},
+		&rbacv1.ClusterRoleBinding{}: {Label: owned},
+	}}
+}
+
 // WebhookServer returns the webhook server for the options.
 func (o Options) WebhookServer() webhook.Server {
 	return webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir})
@@ -110,13 +163,16 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := o.Manager.NewManager(cfg, func(mo *manager.Options) { mo.WebhookServer = o.WebhookServer() })
+	mgr, err := o.Manager.NewManager(cfg, func(mo *manager.Options) {
+		mo.WebhookServer = o.WebhookServer()
+		mo.Cache = CacheOptions(o.Namespace)
+	})
 	if err != nil {
 		return err
 	}
 	if _, err := Setup(ctx, mgr, cfg, o, log); err != nil {
 		return err
 	}
-	log.Info("Starting operator", "webhookPort", o.WebhookPort, "certRotation", o.CertRotation)
+	log.Info("Starting operator", "namespace", o.Namespace, "webhookPort", o.WebhookPort, "certRotation", o.CertRotation, "defaultImage", o.Image)
 	return mgr.Start(ctx)
 }

@@ -1,0 +1,292 @@
+package render
+
+import (
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+)
+
+// Defaults used where a stack built in Go (not through the API server's
+// defaulting) leaves a field empty; they equal the CRD defaults.
+const (
+	DefaultControllerReplicas = 2
+	DefaultMemberlistPort     = 7946
+	DefaultHeartbeatInterval  = 100 * time.Millisecond
+	DefaultMissedHeartbeats   = 4
+	DefaultProbeInterval      = time.Second
+	DefaultProbeTimeout       = 500 * time.Millisecond
+)
+
+// memberlistKeyDir is where the speaker finds its memberlist key file.
+const memberlistKeyDir = "/etc/lbstack/memberlist"
+
+// ControllerDeployment renders the controller: leader-elected replicas
+// spread over nodes, on the pod network, under the restricted Pod
+// Security profile.
+func ControllerDeployment(stack *lbv1.LoadBalancerStack, p Params) *appsv1.Deployment {
+	c := stack.Spec.Controller
+	replicas := int32(DefaultControllerReplicas)
+	if c.Replicas != nil {
+		replicas = *c.Replicas
+	}
+	podLabels := selectorLabels(ComponentController)
+	return &appsv1.Deployment{
+		TypeMeta:   typeMeta("apps/v1", "Deployment"),
+		ObjectMeta: meta(stack, p.Namespace, ControllerName, ComponentController),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+					MaxSurge:       ptr.To(intstr.FromInt32(1)),
+				},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					ServiceAccountName:            ControllerName,
+					NodeSelector:                  maps.Clone(c.NodeSelector),
+					Tolerations:                   tolerations(c.Tolerations),
+					TerminationGracePeriodSeconds: ptr.To[int64](10),
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:   ptr.To(true),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+						PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+							Weight: 100,
+							PodAffinityTerm: corev1.PodAffinityTerm{
+								LabelSelector: &metav1.LabelSelector{MatchLabels: podLabels},
+								TopologyKey:   corev1.LabelHostname,
+							},
+						}},
+					}},
+					Containers: []corev1.Container{{
+						Name:  ComponentController,
+						Image: image(c.WorkloadSpec, p),
+						Args: []string{
+							"controller",
+							"--leader-elect",
+							"--leader-election-namespace=" + p.Namespace,
+							"--log-level=" + logLevel(c.WorkloadSpec),
+							fmt.Sprintf("--metrics-bind-address=:%d", ControllerMetricsPort),
+							fmt.Sprintf("--health-probe-bind-address=:%d", ControllerProbePort),
+						},
+						Ports: []corev1.ContainerPort{
+							{Name: "metrics", ContainerPort: ControllerMetricsPort, Protocol: corev1.ProtocolTCP},
+							{Name: "probes", ContainerPort: ControllerProbePort, Protocol: corev1.ProtocolTCP},
+						},
+						LivenessProbe:  httpProbe("/healthz", 10, 20),
+						ReadinessProbe: httpProbe("/readyz", 0, 10),
+						Resources:      resources(c.Resources, "10m", "64Mi", "256Mi"),
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// SpeakerDaemonSet renders the speaker: one pod per matching node on the
+// host network, with only the capabilities announcing needs — NET_RAW for
+// ARP/NDP sockets, NET_ADMIN for interface and multicast settings,
+// NET_BIND_SERVICE for BGP's port 179. Updates replace one node at a time
+// and wait minReadySeconds before the next, so the membership settles and
+// a leaving speaker's IPs are taken over (it leaves gracefully on SIGTERM)
+// before another speaker goes.
+func SpeakerDaemonSet(stack *lbv1.LoadBalancerStack, p Params) *appsv1.DaemonSet {
+	s := stack.Spec.Speaker
+	fd := s.FailureDetection
+	port := s.MemberlistBindPort
+	if port == 0 {
+		port = DefaultMemberlistPort
+	}
+	missed := fd.MissedHeartbeats
+	if missed == 0 {
+		missed = DefaultMissedHeartbeats
+	}
+	podLabels := selectorLabels(ComponentSpeaker)
+	return &appsv1.DaemonSet{
+		TypeMeta:   typeMeta("apps/v1", "DaemonSet"),
+		ObjectMeta: meta(stack, p.Namespace, SpeakerName, ComponentSpeaker),
+		Spec: appsv1.DaemonSetSpec{
+			Selector:        &metav1.LabelSelector{MatchLabels: podLabels},
+			MinReadySeconds: 5,
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
+				Type: appsv1.RollingUpdateDaemonSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDaemonSet{
+					MaxUnavailable: ptr.To(intstr.FromInt32(1)),
+					MaxSurge:       ptr.To(intstr.FromInt32(0)),
+				},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					ServiceAccountName:            SpeakerName,
+					HostNetwork:                   true,
+					DNSPolicy:                     corev1.DNSClusterFirstWithHostNet,
+					NodeSelector:                  nodeSelector(s.NodeSelector),
+					Tolerations:                   speakerTolerations(s.Tolerations),
+					TerminationGracePeriodSeconds: ptr.To[int64](5),
+					PriorityClassName:             "system-node-critical",
+					SecurityContext: &corev1.PodSecurityContext{
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{{
+						Name:  ComponentSpeaker,
+						Image: image(s.WorkloadSpec, p),
+						Args: []string{
+							"speaker",
+							"--node-name=$(NODE_NAME)",
+							"--namespace=$(POD_NAMESPACE)",
+							"--log-level=" + logLevel(s.WorkloadSpec),
+							"--memberlist-bind-address=$(HOST_IP)",
+							fmt.Sprintf("--memberlist-bind-port=%d", port),
+							"--memberlist-key-file=" + memberlistKeyDir + "/" + MemberlistSecretKey,
+							"--heartbeat-interval=" + duration(fd.HeartbeatInterval, DefaultHeartbeatInterval),
+							"--missed-heartbeats=" + strconv.Itoa(int(missed)),
+							"--probe-interval=" + duration(fd.ProbeInterval, DefaultProbeInterval),
+							"--probe-timeout=" + duration(fd.ProbeTimeout, DefaultProbeTimeout),
+							fmt.Sprintf("--metrics-bind-address=:%d", SpeakerMetricsPort),
+							fmt.Sprintf("--health-probe-bind-address=:%d", SpeakerProbePort),
+						},
+						Env: []corev1.EnvVar{
+							fieldEnv("NODE_NAME", "spec.nodeName"),
+							fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+							fieldEnv("HOST_IP", "status.hostIP"),
+						},
+						Ports: []corev1.ContainerPort{
+							{Name: "memberlist-tcp", ContainerPort: port, Protocol: corev1.ProtocolTCP},
+							{Name: "memberlist-udp", ContainerPort: port, Protocol: corev1.ProtocolUDP},
+							{Name: "metrics", ContainerPort: SpeakerMetricsPort, Protocol: corev1.ProtocolTCP},
+							{Name: "probes", ContainerPort: SpeakerProbePort, Protocol: corev1.ProtocolTCP},
+						},
+						LivenessProbe:  httpProbe("/healthz", 10, 10),
+						ReadinessProbe: httpProbe("/readyz", 0, 5),
+						Resources:      resources(s.Resources, "20m", "64Mi", "256Mi"),
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							Capabilities: &corev1.Capabilities{
+								Drop: []corev1.Capability{"ALL"},
+								Add:  []corev1.Capability{"NET_RAW", "NET_ADMIN", "NET_BIND_SERVICE"},
+							},
+						},
+						VolumeMounts: []corev1.VolumeMount{{Name: "memberlist", MountPath: memberlistKeyDir, ReadOnly: true}},
+					}},
+					Volumes: []corev1.Volume{{
+						Name: "memberlist",
+						VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+							SecretName:  MemberlistSecretName,
+							DefaultMode: ptr.To[int32](0o400),
+						}},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// MetricsServices render one Service per component for Prometheus to
+// scrape; the speaker's is headless (its pods are on the host network).
+func MetricsServices(stack *lbv1.LoadBalancerStack, p Params) []client.Object {
+	svc := func(component string, port int32, headless bool) *corev1.Service {
+		s := &corev1.Service{
+			TypeMeta:   typeMeta("v1", "Service"),
+			ObjectMeta: meta(stack, p.Namespace, "lbstack-"+component+"-metrics", component),
+			Spec: corev1.ServiceSpec{
+				Selector: selectorLabels(component),
+				Ports:    []corev1.ServicePort{{Name: "metrics", Port: port, TargetPort: intstr.FromString("metrics"), Protocol: corev1.ProtocolTCP}},
+			},
+		}
+		if headless {
+			s.Spec.ClusterIP = corev1.ClusterIPNone
+		}
+		return s
+	}
+	return []client.Object{
+		svc(ComponentController, ControllerMetricsPort, false),
+		svc(ComponentSpeaker, SpeakerMetricsPort, true),
+	}
+}
+
+func httpProbe(path string, initialDelay, period int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("probes")}},
+		InitialDelaySeconds: initialDelay,
+		PeriodSeconds:       period,
+	}
+}
+
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+}
+
+func duration(d metav1.Duration, def time.Duration) string {
+	if d.Duration == 0 {
+		return def.String()
+	}
+	return d.Duration.String()
+}
+
+// resources returns the stack's requirements or, when it sets none, modest
+// requests and a memory limit.
+func resources(r *corev1.ResourceRequirements, cpu, memory, memoryLimit string) corev1.ResourceRequirements {
+	if r != nil {
+		return *r.DeepCopy()
+	}
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: mustQuantity(cpu), corev1.ResourceMemory: mustQuantity(memory)},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: mustQuantity(memoryLimit)},
+	}
+}
+
+// nodeSelector restricts the speakers to Linux nodes plus the stack's selector.
+func nodeSelector(sel map[string]string) map[string]string {
+	out := map[string]string{corev1.LabelOSStable: "linux"}
+	maps.Copy(out, sel)
+	return out
+}
+
+func tolerations(t []corev1.Toleration) []corev1.Toleration {
+	out := make([]corev1.Toleration, 0, len(t))
+	for _, x := range t {
+		out = append(out, *x.DeepCopy())
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// speakerTolerations returns the stack's tolerations or, when it sets none,
+// tolerations for control-plane nodes: a Service IP may have to be
+// announced from any node.
+func speakerTolerations(t []corev1.Toleration) []corev1.Toleration {
+	if len(t) > 0 {
+		return tolerations(t)
+	}
+	return []corev1.Toleration{
+		{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+		{Key: "node-role.kubernetes.io/master", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+	}
+}
+
+func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
