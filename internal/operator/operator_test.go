@@ -3,6 +3,8 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,12 +21,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/yaml"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/controllers"
@@ -44,9 +48,10 @@ func TestMain(m *testing.M) {
 
 // writes counts every write the operator sends to the API server.
 type writes struct {
-	n   atomic.Int64
-	mu  sync.Mutex
-	log []string
+	n    atomic.Int64
+	mu   sync.Mutex
+	log  []string
+	last time.Time // when the last write returned
 }
 
 func (w *writes) add(verb string, obj any) {
@@ -54,6 +59,18 @@ func (w *writes) add(verb string, obj any) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.log = append(w.log, fmt.Sprintf("%s %T", verb, obj))
+}
+
+func (w *writes) done() {
+	w.mu.Lock()
+	w.last = time.Now()
+	w.mu.Unlock()
+}
+
+func (w *writes) lastWrite() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
 }
 
 func (w *writes) reset() []string {
@@ -82,6 +99,7 @@ func countingClient(c client.WithWatch, w *writes) client.WithWatch {
 		},
 		Apply: func(ctx context.Context, c client.WithWatch, o runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
 			w.add("apply", o)
+			defer w.done()
 			return c.Apply(ctx, o, opts...)
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.DeleteOption) error {
@@ -107,7 +125,7 @@ type operatorUnderTest struct {
 	stop   func()
 }
 
-func startOperator(t *testing.T) *operatorUnderTest {
+func startOperator(t testing.TB) *operatorUnderTest {
 	t.Helper()
 	o := cli.ManagerOptions{MetricsAddr: "0", ProbeAddr: "0"}
 	mgr, err := o.NewManager(env.Config, func(mo *manager.Options) {
@@ -148,7 +166,7 @@ func startOperator(t *testing.T) *operatorUnderTest {
 	return &operatorUnderTest{r: r, writes: w, stop: stop}
 }
 
-func tctx(t *testing.T) context.Context {
+func tctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return c
@@ -174,7 +192,7 @@ func get(t *testing.T, obj client.Object, namespace, name string) error {
 	return env.Client.Get(tctx(t), types.NamespacedName{Namespace: namespace, Name: name}, obj)
 }
 
-func ensureNamespace(t *testing.T, name string) {
+func ensureNamespace(t testing.TB, name string) {
 	t.Helper()
 	err := env.Client.Create(tctx(t), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -251,7 +269,7 @@ func setRolledOut(t *testing.T, speakers int32) {
 }
 
 // quiet waits until the operator has written nothing for a while.
-func (o *operatorUnderTest) quiet(t *testing.T) {
+func (o *operatorUnderTest) quiet(t testing.TB) {
 	t.Helper()
 	last, since := o.writes.n.Load(), time.Now()
 	for time.Since(since) < 1500*time.Millisecond {
@@ -366,7 +384,9 @@ func TestStackLifecycle(t *testing.T) {
 			}
 		}
 		// A change to the stack's metadata also triggers a full pass.
-		patchStack(t, func(s *lbv1.LoadBalancerStack) { metav1.SetMetaDataAnnotation(&s.ObjectMeta, "touched", time.Now().String()) })
+		patchStack(t, func(s *lbv1.LoadBalancerStack) {
+			metav1.SetMetaDataAnnotation(&s.ObjectMeta, "touched", time.Now().String())
+		})
 		op.quiet(t)
 		if l := op.writes.reset(); len(l) != 0 {
 			t.Fatalf("a no-op resync wrote %d times: %v", len(l), l)
@@ -589,4 +609,57 @@ func findEvent(t *testing.T, reason string) error {
 		}
 	}
 	return fmt.Errorf("no event with reason %s among %d", reason, len(l.Items))
+}
+
+// TestOperatorRoleCoversChildren applies every rendered child as the
+// operator's ServiceAccount, bound to the ClusterRole generated into
+// config/rbac, so the API server's RBAC escalation check proves the
+// operator may grant what the controller and the speakers need. (Not a dry
+// run: a binding's check needs its role to exist.)
+func TestOperatorRoleCoversChildren(t *testing.T) {
+	ensureNamespace(t, ns)
+	ensureNamespace(t, "network")
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var role rbacv1.ClusterRole
+	if err := yaml.Unmarshal(b, &role); err != nil {
+		t.Fatal(err)
+	}
+	role.Name = "lbstack-operator-under-test"
+	user := "system:serviceaccount:" + ns + ":lbstack-operator"
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "User", Name: user}},
+	}
+	for _, o := range []client.Object{&role, binding} {
+		if err := env.Client.Create(tctx(t), o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	as, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack := testStack()
+	stack.UID = "00000000-0000-0000-0000-00000000000a"
+	objs := render.All(stack, render.Params{Namespace: ns, Image: "x", MemberlistKey: make([]byte, 32),
+		PasswordSecrets: []types.NamespacedName{{Namespace: "network", Name: "tor-md5"}}})
+	eventually(t, "the binding takes effect", func() error {
+		return as.List(tctx(t), &rbacv1.ClusterRoleList{})
+	})
+	for _, o := range objs {
+		u, err := render.Desired(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := as.Apply(tctx(t), client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(render.FieldOwner), client.ForceOwnership); err != nil {
+			t.Errorf("the operator may not apply %s: %v", render.Key(o), err)
+		}
+	}
 }
