@@ -231,17 +231,8 @@ func (r *ServiceReconciler) prepare(ctx context.Context) error {
 	return nil
 }
 
-// ours reports whether lbstack, serving loadBalancerClass class ("" for
-// Services without a class), serves the Service.
-func ours(s *corev1.Service, class string) bool {
-	if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return false
-	}
-	if s.Spec.LoadBalancerClass == nil {
-		return class == ""
-	}
-	return *s.Spec.LoadBalancerClass == class
-}
+// ours reports whether lbstack, serving loadBalancerClass class, serves s.
+func ours(s *corev1.Service, class string) bool { return config.Serves(s, class) }
 
 // class is the served loadBalancerClass; the caller holds r.mu.
 func (r *ServiceReconciler) class() string {

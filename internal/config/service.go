@@ -82,3 +82,16 @@ func (c *Config) PoolOf(a netip.Addr) string {
 	}
 	return ""
 }
+
+// Serves reports whether lbstack, serving loadBalancerClass class ("" for
+// Services without a class), serves the Service: the controller assigns
+// its addresses and the speakers announce them.
+func Serves(s *corev1.Service, class string) bool {
+	if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	if s.Spec.LoadBalancerClass == nil {
+		return class == ""
+	}
+	return *s.Spec.LoadBalancerClass == class
+}
