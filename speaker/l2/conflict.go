@@ -1,0 +1,58 @@
+package l2
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// conflictKey identifies a conflict for the rate limit.
+type conflictKey struct {
+	ip  netip.Addr
+	mac string
+}
+
+// conflict reports that theirMAC claims ip, announced on ifname, at most
+// once per ip and MAC within the conflict interval.
+func (a *Announcer) conflict(ip netip.Addr, ifname string, ourMAC, theirMAC net.HardwareAddr) {
+	if ip.Is4() {
+		a.stats.arp.conflicts.Add(1)
+	} else {
+		a.stats.ndp.conflicts.Add(1)
+	}
+	now := a.clock.Now()
+	key := conflictKey{ip: ip, mac: string(theirMAC)}
+	a.conflictMu.Lock()
+	last, seen := a.conflictSeen[key]
+	report := !seen || now.Sub(last) >= a.conflictInterval
+	if report && !seen && len(a.conflictSeen) >= maxConflictKeys {
+		a.pruneConflictsLocked(now)
+		report = len(a.conflictSeen) < maxConflictKeys
+	}
+	if report {
+		a.conflictSeen[key] = now
+	}
+	a.conflictMu.Unlock()
+	if !report {
+		return
+	}
+	a.log.Info("Another host claims an address announced here", "ip", ip, "interface", ifname, "ourMAC", ourMAC.String(), "theirMAC", theirMAC.String())
+	if a.onConflict != nil {
+		a.onConflict(ip, ifname, slices.Clone(ourMAC), slices.Clone(theirMAC))
+	}
+}
+
+func (a *Announcer) pruneConflicts() {
+	a.conflictMu.Lock()
+	defer a.conflictMu.Unlock()
+	a.pruneConflictsLocked(a.clock.Now())
+}
+
+func (a *Announcer) pruneConflictsLocked(now time.Time) {
+	for k, t := range a.conflictSeen {
+		if now.Sub(t) >= a.conflictInterval {
+			delete(a.conflictSeen, k)
+		}
+	}
+}
