@@ -173,6 +173,10 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if _, err := Setup(ctx, mgr, cfg, o, log); err != nil {
 		return err
 	}
+	// Not ready until the webhook server serves: the API server calls it.
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
 	log.Info("Starting operator", "namespace", o.Namespace, "webhookPort", o.WebhookPort, "certRotation", o.CertRotation, "defaultImage", o.Image)
 	return mgr.Start(ctx)
 }

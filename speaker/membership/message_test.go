@@ -1,0 +1,87 @@
+package membership
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestMessageRoundTrip(t *testing.T) {
+	tests := map[string]message{
+		"heartbeat watching": {typ: msgHeartbeat, watching: true, epoch: 1 << 60, seq: 7, name: "node-a"},
+		"heartbeat reply":    {typ: msgHeartbeat, epoch: 3, seq: 1 << 40, name: "b"},
+		"leave":              {typ: msgLeave, epoch: 9, seq: 12, name: "worker-1.example.com"},
+		"longest name":       {typ: msgHeartbeat, name: strings.Repeat("n", maxNameLen)},
+	}
+	for name, want := range tests {
+		t.Run(name, func(t *testing.T) {
+			b := want.appendTo(nil)
+			got, err := decodeMessage(b)
+			if err != nil {
+				t.Fatalf("decodeMessage: %v", err)
+			}
+			if got != want {
+				t.Errorf("decodeMessage = %+v, want %+v", got, want)
+			}
+			// Later versions may append fields.
+			got, err = decodeMessage(append(b, 1, 2, 3))
+			if err != nil || got != want {
+				t.Errorf("decodeMessage with trailing bytes = %+v, %v; want %+v", got, err, want)
+			}
+		})
+	}
+}
+
+func TestDecodeMessageRejects(t *testing.T) {
+	valid := message{typ: msgHeartbeat, epoch: 1, seq: 2, name: "node-a"}.appendTo(nil)
+	with := func(i int, v byte) []byte {
+		b := bytes.Clone(valid)
+		b[i] = v
+		return b
+	}
+	tests := map[string]struct {
+		in      []byte
+		wantErr error
+	}{
+		"empty":             {in: nil, wantErr: errShortMessage},
+		"one byte":          {in: []byte{byte(msgHeartbeat)}, wantErr: errShortMessage},
+		"header only":       {in: valid[:headerLen], wantErr: errShortMessage},
+		"truncated name":    {in: valid[:len(valid)-1], wantErr: errShortMessage},
+		"unknown type":      {in: with(0, 0x7f), wantErr: errUnknownType},
+		"type zero":         {in: with(0, 0), wantErr: errUnknownType},
+		"zero name length":  {in: with(18, 0)},
+		"name too long":     {in: append(with(18, 254), bytes.Repeat([]byte("x"), 254)...)},
+		"name beyond input": {in: with(18, 200), wantErr: errShortMessage},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := decodeMessage(tc.in)
+			if err == nil {
+				t.Fatal("decodeMessage succeeded, want an error")
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("decodeMessage error = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// FuzzDecodeMessage: whatever arrives, decoding must not panic, and what
+// decodes must encode back to the same message.
+func FuzzDecodeMessage(f *testing.F) {
+	f.Add(message{typ: msgHeartbeat, watching: true, epoch: 1, seq: 2, name: "a"}.appendTo(nil))
+	f.Add(message{typ: msgLeave, epoch: 5, seq: 6, name: "node-b"}.appendTo(nil))
+	f.Add([]byte{})
+	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMessage(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeMessage(m.appendTo(nil))
+		if err != nil || again != m {
+			t.Fatalf("re-decoding %+v = %+v, %v", m, again, err)
+		}
+	})
+}
