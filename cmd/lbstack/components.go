@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"time"
 
 	"github.com/go-logr/logr"
-	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/lbstack/lbstack/controllers"
 	"github.com/lbstack/lbstack/internal/cli"
 	"github.com/lbstack/lbstack/internal/operator"
+	"github.com/lbstack/lbstack/speaker"
 )
 
 func operatorCommand() cli.Command {
@@ -62,34 +60,9 @@ func speakerCommand() cli.Command {
 		Name:  "speaker",
 		Short: "announce Service IPs from this node over ARP/NDP or BGP",
 		Flags: func(fs *flag.FlagSet) func(context.Context, logr.Logger) error {
-			var m cli.ManagerOptions
-			m.AddFlags(fs, ":7474", ":7475", false)
-			var nodeName string
-			fs.StringVar(&nodeName, "node-name", "", "name of the node this speaker runs on (from the downward API spec.nodeName)")
-			return func(ctx context.Context, log logr.Logger) error {
-				if nodeName == "" {
-					return errors.New("--node-name is required")
-				}
-				return runManager(ctx, log.WithValues("node", nodeName), m)
-			}
+			var o speaker.Options
+			o.AddFlags(fs)
+			return func(ctx context.Context, log logr.Logger) error { return speaker.Run(ctx, o, log) }
 		},
 	}
-}
-
-// runManager starts a manager with the component's options and blocks
-// until ctx ends.
-func runManager(ctx context.Context, log logr.Logger, m cli.ManagerOptions) error {
-	cfg, err := m.RESTConfig()
-	if err != nil {
-		return err
-	}
-	mgr, err := m.NewManager(cfg, nil)
-	if err != nil {
-		return err
-	}
-	log.Info("Starting manager", "metrics", m.MetricsAddr, "probes", m.ProbeAddr, "leaderElection", m.LeaderElect)
-	if err := mgr.Start(ctrl.LoggerInto(ctx, log)); err != nil {
-		return fmt.Errorf("running manager: %w", err)
-	}
-	return nil
 }

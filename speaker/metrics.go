@@ -1,0 +1,63 @@
+package speaker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lbstack/lbstack/speaker/l2"
+)
+
+// metrics are the speaker's Prometheus metrics (registered with
+// controller-runtime's registry, served on --metrics-bind-address).
+type metrics struct {
+	members   prometheus.Gauge
+	owned     prometheus.Gauge
+	handovers *prometheus.CounterVec
+	conflicts prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, stats func() l2.Stats) (*metrics, error) {
+	m := &metrics{
+		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbstack_speaker_members",
+			Help: "Live speakers this speaker sees, itself included"}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbstack_speaker_l2_owned_addresses",
+			Help: "Addresses this node announces over ARP/NDP"}),
+		handovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lbstack_speaker_l2_handovers_total",
+			Help: "Address groups this node took over, by reason"}, []string{"reason"}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "lbstack_speaker_l2_conflicts_reported_total",
+			Help: "Split-brain reports: another MAC answered for an address this node announces (rate-limited per address and MAC)"}),
+	}
+	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, &l2Collector{stats: stats}} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// l2Collector exposes the announcer's packet counters.
+type l2Collector struct{ stats func() l2.Stats }
+
+var l2Descs = map[string]*prometheus.Desc{
+	"requests":   prometheus.NewDesc("lbstack_speaker_l2_requests_received_total", "ARP requests / Neighbor Solicitations received", []string{"protocol"}, nil),
+	"replies":    prometheus.NewDesc("lbstack_speaker_l2_replies_sent_total", "ARP replies / Neighbor Advertisements sent for owned addresses", []string{"protocol"}, nil),
+	"gratuitous": prometheus.NewDesc("lbstack_speaker_l2_gratuitous_sent_total", "Gratuitous ARP / unsolicited Neighbor Advertisements sent", []string{"protocol"}, nil),
+	"conflicts":  prometheus.NewDesc("lbstack_speaker_l2_conflict_packets_total", "Packets in which another MAC claimed an announced address", []string{"protocol"}, nil),
+	"malformed":  prometheus.NewDesc("lbstack_speaker_l2_malformed_packets_total", "Packets dropped as malformed", []string{"protocol"}, nil),
+	"sendErrors": prometheus.NewDesc("lbstack_speaker_l2_send_errors_total", "Packets that could not be sent", []string{"protocol"}, nil),
+}
+
+func (c *l2Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range l2Descs {
+		ch <- d
+	}
+}
+
+func (c *l2Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	for proto, p := range map[string]l2.ProtocolStats{"arp": s.ARP, "ndp": s.NDP} {
+		for name, v := range map[string]uint64{"requests": p.RequestsReceived, "replies": p.RepliesSent, "gratuitous": p.GratuitousSent,
+			"conflicts": p.Conflicts, "malformed": p.Malformed, "sendErrors": p.SendErrors} {
+			ch <- prometheus.MustNewConstMetric(l2Descs[name], prometheus.CounterValue, float64(v), proto)
+		}
+	}
+}

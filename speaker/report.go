@@ -1,0 +1,255 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+)
+
+// Event reasons on Services.
+const (
+	ReasonAnnouncing          = "Announcing"
+	ReasonAnnouncementMoved   = "AnnouncementMoved"
+	ReasonAnnouncementClash   = "AnnouncementConflict"
+	speakerFieldOwnerLayer2   = "lbstack-speaker"
+	maxReportRetryBackoffTime = 30 * time.Second
+)
+
+// Reporter writes what this node announces into ServiceAnnouncement
+// status and Service events. It runs apart from the announce loop: the
+// loop hands it facts and never waits for the API server.
+type Reporter struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	Node     string
+	Clock    clock.Clock
+	// Interfaces returns the interfaces an address is announced on.
+	Interfaces func(netip.Addr) []string
+
+	mu      sync.Mutex
+	queue   workqueue.TypedRateLimitingInterface[types.NamespacedName]
+	desired map[types.NamespacedName]*lbv1.ServiceAnnouncementStatus
+	written map[types.NamespacedName]*lbv1.ServiceAnnouncementStatus
+	since   map[netip.Addr]time.Time // group key → when this node took it
+	moves   map[netip.Addr]*Move     // group key → the move that gave it to this node
+	owned   map[types.NamespacedName]bool
+}
+
+func (r *Reporter) init() {
+	if r.queue == nil {
+		r.queue = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](100*time.Millisecond, maxReportRetryBackoffTime))
+		r.desired, r.written = map[types.NamespacedName]*lbv1.ServiceAnnouncementStatus{}, map[types.NamespacedName]*lbv1.ServiceAnnouncementStatus{}
+		r.since, r.moves, r.owned = map[netip.Addr]time.Time{}, map[netip.Addr]*Move{}, map[types.NamespacedName]bool{}
+	}
+}
+
+// Moved records a move this node made and emits its events (asynchronously).
+func (r *Reporter) Moved(m Move) {
+	r.mu.Lock()
+	r.init()
+	mv := m
+	r.moves[m.Group.Key] = &mv
+	r.since[m.Group.Key] = m.At
+	r.mu.Unlock()
+	go r.moveEvents(m)
+}
+
+// Owned records the groups this node owns after an election.
+func (r *Reporter) Owned(groups []L2Group) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.init()
+	now := map[types.NamespacedName]bool{}
+	keys := map[netip.Addr]bool{}
+	for _, g := range groups {
+		keys[g.Key] = true
+		if _, ok := r.since[g.Key]; !ok {
+			r.since[g.Key] = r.Clock.Now()
+		}
+		for _, s := range g.Services {
+			now[s] = true
+			st := r.statusLocked(s, g)
+			if !equality.Semantic.DeepEqual(st, r.desired[s]) {
+				r.desired[s] = st
+				r.queue.Add(s)
+			}
+		}
+	}
+	for k := range r.since {
+		if !keys[k] {
+			delete(r.since, k)
+			delete(r.moves, k)
+		}
+	}
+	for s := range r.owned {
+		if !now[s] {
+			delete(r.desired, s) // the new owner writes it
+			delete(r.written, s)
+		}
+	}
+	r.owned = now
+}
+
+// statusLocked is the layer-2 status of Service s announced through g.
+func (r *Reporter) statusLocked(s types.NamespacedName, g L2Group) *lbv1.ServiceAnnouncementStatus {
+	since := metav1.NewTime(r.since[g.Key].Truncate(time.Second))
+	node := lbv1.AnnouncingNode{Node: r.Node, Protocol: lbv1.ProtocolLayer2, Since: since}
+	if r.Interfaces != nil {
+		if ifs := r.Interfaces(g.Key); len(ifs) > 0 {
+			node.Interface = strings.Join(ifs, ",")
+			if ifi, err := net.InterfaceByName(ifs[0]); err == nil {
+				node.MAC = ifi.HardwareAddr.String()
+			}
+		}
+	}
+	st := &lbv1.ServiceAnnouncementStatus{
+		Service:   s.Name,
+		Protocol:  lbv1.ProtocolLayer2,
+		Nodes:     []lbv1.AnnouncingNode{node},
+		NodeNames: r.Node,
+		Since:     &since,
+	}
+	if m := r.moves[g.Key]; m != nil {
+		st.LastMove = &lbv1.AnnouncementMove{From: m.From, To: m.To, Reason: m.Reason, Message: m.Message, At: metav1.NewTime(m.At.Truncate(time.Second))}
+		if m.DetectionTime > 0 {
+			st.LastMove.DetectionTime = &metav1.Duration{Duration: m.DetectionTime.Round(time.Millisecond)}
+		}
+	}
+	return st
+}
+
+// Run writes statuses until ctx ends.
+func (r *Reporter) Run(ctx context.Context) error {
+	r.mu.Lock()
+	r.init()
+	q := r.queue
+	r.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		q.ShutDown()
+	}()
+	for {
+		key, quit := q.Get()
+		if quit {
+			return nil
+		}
+		if err := r.write(ctx, key); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Writing ServiceAnnouncement; will retry", "ServiceAnnouncement", key)
+			q.AddRateLimited(key)
+		} else {
+			q.Forget(key)
+		}
+		q.Done(key)
+	}
+}
+
+// write applies the desired status of one Service's ServiceAnnouncement.
+func (r *Reporter) write(ctx context.Context, key types.NamespacedName) error {
+	r.mu.Lock()
+	want := r.desired[key].DeepCopy()
+	done := want != nil && equality.Semantic.DeepEqual(want, r.written[key])
+	r.mu.Unlock()
+	if want == nil || done {
+		return nil
+	}
+	var svc corev1.Service
+	if err := r.Client.Get(ctx, key, &svc); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if in.IP != "" {
+			want.IPs = append(want.IPs, in.IP)
+		}
+	}
+	slices.Sort(want.IPs)
+	ann := &lbv1.ServiceAnnouncement{
+		ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID,
+		}}},
+	}
+	if err := r.Client.Create(ctx, ann); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ServiceAnnouncement: %w", err)
+	}
+	u, err := statusApply(key, want)
+	if err != nil {
+		return err
+	}
+	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(speakerFieldOwnerLayer2), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying ServiceAnnouncement status: %w", err)
+	}
+	r.mu.Lock()
+	if cur := r.desired[key]; cur != nil {
+		r.written[key] = cur.DeepCopy()
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+func statusApply(key types.NamespacedName, st *lbv1.ServiceAnnouncementStatus) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(st)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"status": m}}
+	u.SetAPIVersion(lbv1.GroupVersion.String())
+	u.SetKind("ServiceAnnouncement")
+	u.SetName(key.Name)
+	u.SetNamespace(key.Namespace)
+	return u, nil
+}
+
+// moveEvents emits Announcing and, after a move, AnnouncementMoved on each
+// Service of the group.
+func (r *Reporter) moveEvents(m Move) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, key := range m.Group.Services {
+		var svc corev1.Service
+		if err := r.Client.Get(ctx, key, &svc); err != nil {
+			continue
+		}
+		r.Recorder.Eventf(&svc, nil, corev1.EventTypeNormal, ReasonAnnouncing, "Announce", "Node %s announces %s over layer 2", r.Node, ipList(m.Group.IPs))
+		if m.From != "" {
+			msg := fmt.Sprintf("Announcement moved from %s to %s: %s (%s)", m.From, m.To, m.Reason, m.Message)
+			if m.DetectionTime > 0 {
+				msg += fmt.Sprintf("; detection time %s", m.DetectionTime.Round(time.Millisecond))
+			}
+			r.Recorder.Eventf(&svc, nil, corev1.EventTypeNormal, ReasonAnnouncementMoved, "Announce", "%s", msg)
+		}
+	}
+}
+
+// Conflict reports another MAC answering for an address this node
+// announces: a Warning event on the Services holding it.
+func (r *Reporter) Conflict(ip netip.Addr, ifname string, ours, theirs net.HardwareAddr, services []types.NamespacedName) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, key := range services {
+		var svc corev1.Service
+		if err := r.Client.Get(ctx, key, &svc); err != nil {
+			continue
+		}
+		r.Recorder.Eventf(&svc, nil, corev1.EventTypeWarning, ReasonAnnouncementClash, "Announce",
+			"Split brain: %s is announced by node %s with MAC %s on %s, and another host answers for it with MAC %s", ip, r.Node, ours, ifname, theirs)
+	}
+}

@@ -1,0 +1,267 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/lbstack/lbstack/internal/cli"
+	"github.com/lbstack/lbstack/speaker/l2"
+	"github.com/lbstack/lbstack/speaker/membership"
+)
+
+// Options configure a speaker.
+type Options struct {
+	Manager cli.ManagerOptions
+	// NodeName is the node this speaker runs on.
+	NodeName string
+	// Namespace is where lbstack runs (the BGP password Secrets default to it).
+	Namespace string
+	// BindAddr and Port are memberlist's address and port.
+	BindAddr string
+	Port     int
+	// KeyFile holds the memberlist encryption key (the operator's Secret).
+	KeyFile string
+	// Failure detection.
+	HeartbeatInterval time.Duration
+	MissedHeartbeats  int
+	ProbeInterval     time.Duration
+	ProbeTimeout      time.Duration
+	// SkipInterfaces are interface name prefixes never used for layer 2
+	// (pod veths and tunnels of common CNIs).
+	SkipInterfaces []string
+}
+
+// DefaultSkipInterfaces are interface name prefixes of pod and tunnel
+// interfaces of common CNIs, never used to announce.
+var DefaultSkipInterfaces = []string{"veth", "cali", "lxc", "cilium_", "flannel", "vxlan", "tunl", "kube-ipvs", "docker", "cni", "genev", "nodelocaldns", "weave", "vethwe", "datapath", "tap"}
+
+// AddFlags registers the speaker's flags.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	o.Manager.AddFlags(fs, ":7474", ":7475", false)
+	fs.StringVar(&o.NodeName, "node-name", "", "name of the node this speaker runs on (from the downward API spec.nodeName)")
+	fs.StringVar(&o.Namespace, "namespace", "", "namespace lbstack runs in")
+	fs.StringVar(&o.BindAddr, "memberlist-bind-address", "", "address memberlist listens on: the node's IP (empty: all)")
+	fs.IntVar(&o.Port, "memberlist-bind-port", 7946, "memberlist TCP and UDP port")
+	fs.StringVar(&o.KeyFile, "memberlist-key-file", "", "file holding the memberlist encryption key (16, 24 or 32 bytes); empty: no encryption")
+	fs.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", membership.DefaultHeartbeatInterval, "interval of the direct heartbeats between speakers")
+	fs.IntVar(&o.MissedHeartbeats, "missed-heartbeats", membership.DefaultMissedHeartbeats, "heartbeats a speaker may miss before the others take over its addresses")
+	fs.DurationVar(&o.ProbeInterval, "probe-interval", membership.DefaultProbeInterval, "memberlist probe interval")
+	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", membership.DefaultProbeTimeout, "memberlist probe timeout")
+	o.SkipInterfaces = DefaultSkipInterfaces
+	fs.Func("skip-interfaces", "comma-separated interface name prefixes never used for layer 2 (default: common CNI pod and tunnel interfaces)", func(s string) error {
+		o.SkipInterfaces = nil
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				o.SkipInterfaces = append(o.SkipInterfaces, p)
+			}
+		}
+		return nil
+	})
+}
+
+// Run runs a speaker until ctx ends. On the way out it stops answering and
+// leaves the membership at once, so the others take over in tens of
+// milliseconds.
+func Run(ctx context.Context, o Options, log logr.Logger) error {
+	if o.NodeName == "" {
+		return errors.New("--node-name is required")
+	}
+	log = log.WithValues("node", o.NodeName)
+	ctx = ctrl.LoggerInto(ctx, log)
+	var key []byte
+	if o.KeyFile != "" {
+		b, err := os.ReadFile(o.KeyFile)
+		if err != nil {
+			return fmt.Errorf("reading the memberlist key: %w", err)
+		}
+		key = b
+	} else {
+		log.Info("No memberlist key: speaker traffic is not encrypted")
+	}
+	cfg, err := o.Manager.RESTConfig()
+	if err != nil {
+		return err
+	}
+	mgr, err := o.Manager.NewManager(cfg, func(mo *manager.Options) { mo.LeaderElection = false })
+	if err != nil {
+		return err
+	}
+	clk := clock.RealClock{}
+
+	mem, err := membership.New(membership.Config{
+		NodeName: o.NodeName, BindAddr: o.BindAddr, BindPort: o.Port, SecretKey: key,
+		HeartbeatInterval: o.HeartbeatInterval, MissedHeartbeats: o.MissedHeartbeats,
+		ProbeInterval: o.ProbeInterval, ProbeTimeout: o.ProbeTimeout,
+		Log: log.WithName("membership"),
+	})
+	if err != nil {
+		return err
+	}
+	reporter := &Reporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
+	var (
+		groupsMu sync.Mutex
+		groups   []L2Group
+		met      *metrics
+	)
+	servicesOf := func(ip netip.Addr) []types.NamespacedName {
+		groupsMu.Lock()
+		defer groupsMu.Unlock()
+		for _, g := range groups {
+			for _, a := range g.IPs {
+				if a == ip {
+					return g.Services
+				}
+			}
+		}
+		return nil
+	}
+	core := &Core{Node: o.NodeName, Members: mem, Departures: mem, Clock: clk, Log: log.WithName("election")}
+	healthCh := make(chan l2.Health, 1)
+	ann, err := l2.New(l2.Config{
+		Logger: log.WithName("l2"),
+		SkipInterface: func(name string) bool {
+			for _, p := range o.SkipInterfaces {
+				if strings.HasPrefix(name, p) {
+					return true
+				}
+			}
+			return false
+		},
+		OnConflict: func(ip netip.Addr, ifname string, ours, theirs net.HardwareAddr) {
+			log.Info("Another host answers for an address this node announces", "ip", ip, "interface", ifname, "ourMAC", ours.String(), "theirMAC", theirs.String())
+			if met != nil {
+				met.conflicts.Inc()
+			}
+			go reporter.Conflict(ip, ifname, ours, theirs, servicesOf(ip))
+		},
+		OnHealth: func(h l2.Health) {
+			select {
+			case <-healthCh:
+			default:
+			}
+			healthCh <- h
+		},
+	})
+	if err != nil {
+		return err
+	}
+	met, err = newMetrics(crmetrics.Registry, ann.Stats)
+	if err != nil {
+		return err
+	}
+	core.L2 = ann
+	reporter.Interfaces = func(ip netip.Addr) []string { return ann.Announcing()[ip] }
+	core.OnMove = func(m Move) {
+		met.handovers.WithLabelValues(m.Reason).Inc()
+		reporter.Moved(m)
+	}
+	core.OnOwned = func(gs []L2Group) {
+		n := 0
+		for _, g := range gs {
+			n += len(g.IPs)
+		}
+		met.owned.Set(float64(n))
+		met.members.Set(float64(len(mem.Live())))
+		groupsMu.Lock()
+		groups = gs
+		groupsMu.Unlock()
+		reporter.Owned(gs)
+	}
+	peers := make(chan []string, 1)
+	watcher := &Watcher{
+		Client: mgr.GetClient(), Node: o.NodeName, MemberlistPort: o.Port,
+		OnSnapshot: core.SetSnapshot,
+		OnPeers: func(p []string) {
+			select {
+			case <-peers:
+			default:
+			}
+			peers <- p
+		},
+	}
+	if err := watcher.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("speaker", func(*http.Request) error {
+		if !watcher.Synced() {
+			return errors.New("no valid configuration yet")
+		}
+		if len(mem.Live()) == 0 {
+			return errors.New("membership not running")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	// The data plane runs under its own context: it must outlive the API
+	// connection and stop only when the speaker does.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return mem.Run(gctx) })
+	g.Go(func() error { return ann.Run(gctx) })
+	g.Go(func() error { return core.Run(gctx) })
+	g.Go(func() error { return reporter.Run(gctx) })
+	g.Go(func() error { joinLoop(gctx, mem, peers, log); return nil })
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case h := <-healthCh:
+				if err := mem.SetMeta(EncodeMeta(h, membership.MaxMetaSize)); err != nil {
+					log.Error(err, "Publishing interface health")
+				}
+			}
+		}
+	})
+	g.Go(func() error {
+		if err := mgr.Start(gctx); err != nil {
+			return fmt.Errorf("running manager: %w", err)
+		}
+		return nil
+	})
+	log.Info("Starting speaker", "memberlistPort", o.Port, "heartbeatInterval", o.HeartbeatInterval, "missedHeartbeats", o.MissedHeartbeats)
+	return g.Wait()
+}
+
+// joinLoop joins the other nodes' speakers whenever the node list changes,
+// and retries while some are not members yet (they may not run yet).
+func joinLoop(ctx context.Context, mem *membership.Membership, peers <-chan []string, log logr.Logger) {
+	var want []string
+	retry := time.NewTicker(2 * time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case want = <-peers:
+		case <-retry.C:
+			if len(want) == 0 || len(mem.Live()) > len(want) {
+				continue
+			}
+		}
+		if len(want) == 0 {
+			continue
+		}
+		if n, err := mem.Join(want); err != nil && !errors.Is(err, membership.ErrNotRunning) {
+			log.V(1).Info("Joining speakers", "contacted", n, "error", err.Error())
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/internal/configload"
+)
+
+// aggregateKey is the one queue key of the speaker's reconciler: every
+// event on any watched kind maps to it, so a burst of events costs one pass.
+var aggregateKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "lbstack-speaker"}}
+
+// Watcher turns the API server's objects into snapshots for the core. It
+// keeps the last valid configuration when a new one is invalid.
+type Watcher struct {
+	Client client.Client
+	Node   string
+	// MemberlistPort is the port other speakers listen on (for Join).
+	MemberlistPort int
+	// OnSnapshot receives each new snapshot.
+	OnSnapshot func(*Snapshot)
+	// OnPeers receives the memberlist addresses of the other nodes when
+	// they change.
+	OnPeers func([]string)
+
+	mu        sync.Mutex
+	cfg       *config.Config
+	peers     []string
+	synced    bool
+	lastError string
+}
+
+// SetupWithManager registers the watcher with one aggregate queue key.
+func (w *Watcher) SetupWithManager(mgr ctrl.Manager) error {
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{aggregateKey}
+	})
+	b := ctrl.NewControllerManagedBy(mgr).Named("speaker")
+	for _, o := range []client.Object{
+		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{},
+		&lbv1.LoadBalancerStack{}, &lbv1.IPAddressPool{}, &lbv1.L2Advertisement{}, &lbv1.BGPAdvertisement{},
+		&lbv1.BGPPeer{}, &lbv1.BFDProfile{}, &lbv1.Community{},
+	} {
+		b = b.Watches(o, all)
+	}
+	return b.Complete(w)
+}
+
+// Synced reports whether a first snapshot was built (readiness).
+func (w *Watcher) Synced() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.synced
+}
+
+// Reconcile builds a snapshot from the cache.
+func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	objs, err := configload.List(ctx, w.Client)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	cfg, _, errs := config.Build(objs)
+	w.mu.Lock()
+	if len(errs) > 0 {
+		msg := errs.ToAggregate().Error()
+		if msg != w.lastError {
+			log.Error(errs.ToAggregate(), "Invalid configuration; keeping the last valid one")
+			w.lastError = msg
+		}
+		cfg = w.cfg
+	} else {
+		w.cfg, w.lastError = cfg, ""
+	}
+	w.mu.Unlock()
+
+	var nodeList corev1.NodeList
+	if err := w.Client.List(ctx, &nodeList); err != nil {
+		return reconcile.Result{}, err
+	}
+	nodes, peers := nodeStates(nodeList.Items, w.Node, w.MemberlistPort)
+	services, err := w.services(ctx, cfg)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	snap := &Snapshot{L2: PlanL2(cfg, services, nodes)}
+
+	w.mu.Lock()
+	peersChanged := !slices.Equal(peers, w.peers)
+	w.peers, w.synced = peers, cfg != nil
+	w.mu.Unlock()
+	if peersChanged && w.OnPeers != nil {
+		w.OnPeers(peers)
+	}
+	if w.OnSnapshot != nil && cfg != nil {
+		w.OnSnapshot(snap)
+	}
+	return reconcile.Result{}, nil
+}
+
+// services returns the Services lbstack serves that have addresses.
+func (w *Watcher) services(ctx context.Context, cfg *config.Config) ([]ServiceState, error) {
+	if cfg == nil {
+		return nil, nil
+	}
+	var list corev1.ServiceList
+	if err := w.Client.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	var out []ServiceState
+	for i := range list.Items {
+		s := &list.Items[i]
+		if !config.Serves(s, cfg.LoadBalancerClass) {
+			continue
+		}
+		st := ServiceState{
+			Key:    client.ObjectKeyFromObject(s),
+			Labels: labels.Set(s.Labels),
+			Pool:   s.Annotations[lbv1.AnnotationAllocatedFromPool],
+			Local:  s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+		}
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if a, err := netip.ParseAddr(in.IP); err == nil {
+				st.IPs = append(st.IPs, a.Unmap())
+			}
+		}
+		if len(st.IPs) == 0 {
+			continue
+		}
+		if st.Local {
+			nodes, err := w.endpointNodes(ctx, s)
+			if err != nil {
+				return nil, err
+			}
+			st.EndpointNodes = nodes
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// endpointNodes returns the nodes with a ready endpoint of s.
+func (w *Watcher) endpointNodes(ctx context.Context, s *corev1.Service) (map[string]bool, error) {
+	var slices discoveryv1.EndpointSliceList
+	if err := w.Client.List(ctx, &slices, client.InNamespace(s.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
+		return nil, fmt.Errorf("listing EndpointSlices of %s: %w", client.ObjectKeyFromObject(s), err)
+	}
+	out := map[string]bool{}
+	for _, sl := range slices.Items {
+		for _, ep := range sl.Endpoints {
+			if ep.NodeName == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
+				continue
+			}
+			out[*ep.NodeName] = true
+		}
+	}
+	return out, nil
+}
+
+// nodeStates reduces Nodes to what eligibility needs, and returns the
+// memberlist addresses of the other nodes (their first InternalIP).
+func nodeStates(items []corev1.Node, self string, port int) ([]NodeState, []string) {
+	nodes := make([]NodeState, 0, len(items))
+	var peers []string
+	for i := range items {
+		n := &items[i]
+		st := NodeState{Name: n.Name, Labels: labels.Set(n.Labels)}
+		_, st.Excluded = n.Labels[lbv1.LabelExcludeFromExternalLoadBalancers]
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
+				st.NetworkUnavailable = true
+			}
+		}
+		nodes = append(nodes, st)
+		if n.Name == self {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				peers = append(peers, net.JoinHostPort(a.Address, strconv.Itoa(port)))
+				break
+			}
+		}
+	}
+	slices.Sort(peers)
+	return nodes, peers
+}
