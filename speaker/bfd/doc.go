@@ -24,10 +24,12 @@
 //     received packets whose TTL/hop limit is not 255 are dropped, always.
 //     Loopback keeps the TTL we set, so tests need no exception.
 //   - While a session is not Up it advertises and uses a Desired Min TX of
-//     at least one second (RFC 5880 §6.8.3). Going Up, going Down and
-//     changing timers with AddSession start a Poll Sequence; a longer TX
-//     interval or a shorter detection time takes effect only once the peer
-//     answers with Final, as in BIRD.
+//     at least one second (RFC 5880 §6.8.3). A change of the advertised
+//     intervals (going Up, leaving Up, AddSession with new timers) starts a
+//     Poll Sequence when the peer is known; a longer TX interval or a
+//     shorter detection time takes effect only once the peer answers with
+//     Final, as in BIRD. A session sends at once when its state changes and
+//     answers a Poll at once.
 //   - Our packets are spaced by the negotiated interval reduced by 0–25%
 //     (10–25% with a detect multiplier of 1).
 //   - Authentication is not implemented: packets with the A bit are dropped
@@ -41,5 +43,15 @@
 //     client should not take as a path failure. Stopping Run sends nothing:
 //     peers see the silence as a failure.
 //   - Sessions are keyed by peer address without zone: one session per
-//     peer.
+//     peer. A packet with a nonzero Your Discriminator must also come from
+//     that session's peer address.
+//   - Malformed packets, packets with a TTL other than 255, packets for no
+//     session and packets a session refuses are dropped and counted
+//     (Manager.Counters); they never reach the caller.
+//   - The Manager sends each packet while it holds its lock, so a session's
+//     packets leave in the order the session made them (a stale Down
+//     overtaking an Init would take the peer down again).
+//   - Like any user-space BFD, a speaker process that is not scheduled for
+//     longer than a Detection Time reports its peers Down: keep detection
+//     times (interval × multiplier) well above the node's worst pauses.
 package bfd

@@ -153,9 +153,9 @@ func (m *Manager) ListenAddrs() []netip.AddrPort {
 	return addrs
 }
 
-// Run drives the sessions until ctx is done, then closes every socket
-// without telling the peers (they detect the loss as a failure; call
-// RemoveSession first for an orderly AdminDown). It returns nil after ctx
+// Run drives the sessions until ctx is done, then closes every socket and
+// forgets the sessions without telling the peers (they detect the loss as
+// a failure; call RemoveSession first for an orderly AdminDown). It returns nil after ctx
 // is done, or the error that made a listener fail. A Manager runs once.
 func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Lock()

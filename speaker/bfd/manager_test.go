@@ -105,6 +105,18 @@ func (n *node) stop(t testing.TB) {
 	}
 }
 
+// drain discards the changes queued so far, so that waitFor sees only
+// what follows.
+func (n *node) drain() {
+	for {
+		select {
+		case <-n.events:
+		case <-time.After(10 * time.Millisecond):
+			return
+		}
+	}
+}
+
 // waitFor returns the first change to state want for peer.
 func (n *node) waitFor(t testing.TB, peer netip.Addr, want bfd.State, timeout time.Duration) bfd.StateChange {
 	t.Helper()
@@ -142,7 +154,9 @@ func startPair(t testing.TB, pc pairConfig) (a, b *node) {
 	t.Helper()
 	var portA, portB uint16
 	if pc.addrA == pc.addrB {
-		portA, portB = freePort(t, pc.addrA), freePort(t, pc.addrB)
+		portA = freePort(t, pc.addrA)
+		for portB = freePort(t, pc.addrB); portB == portA; portB = freePort(t, pc.addrB) {
+		}
 	} else {
 		portA = freePort(t, pc.addrA, pc.addrB)
 		portB = portA
@@ -216,6 +230,10 @@ func TestManagersComeUpAndDetectFailure(t *testing.T) {
 				t.Errorf("A: local %s peer %s, want %s and %s", sa.Local, sa.Peer, pc.addrA, pc.addrB)
 			}
 
+			a.drain()
+			if st := onlySession(t, a.m); st.State != bfd.StateUp {
+				t.Fatalf("A before the stop: %+v, want Up", st)
+			}
 			b.stop(t)
 			start := time.Now()
 			c := a.waitFor(t, pc.addrB, bfd.StateDown, downTimeout)
@@ -285,9 +303,13 @@ func TestManagerRemoveThenAddRevives(t *testing.T) {
 
 func TestManagerTimerChangeKeepsSessionUp(t *testing.T) {
 	stalls := watchStalls(t)
-	a, b := startPair(t, pairConfig{addrA: lo1, addrB: lo2, session: fastSession()})
+	// A multiplier of 10 rides out a test process stalled by a loaded
+	// machine; the timers still change under a Poll Sequence.
+	session := fastSession()
+	session.DetectMultiplier = 10
+	a, b := startPair(t, pairConfig{addrA: lo1, addrB: lo2, session: session})
 	transitions := map[*node]uint64{a: onlySession(t, a.m).Transitions, b: onlySession(t, b.m).Transitions}
-	cfg := fastSession()
+	cfg := session
 	cfg.Peer, cfg.Local = lo2, lo1
 	cfg.DesiredMinTx, cfg.RequiredMinRx = 200*time.Millisecond, 150*time.Millisecond
 	if err := a.m.AddSession(cfg); err != nil {
@@ -297,10 +319,10 @@ func TestManagerTimerChangeKeepsSessionUp(t *testing.T) {
 		t.Fatalf("repeated AddSession() error = %v", err)
 	}
 	waitSessions(t, a.m, func(st bfd.SessionStatus) bool {
-		return !st.PollActive && st.TxInterval == 200*time.Millisecond && st.DetectionTime == 3*150*time.Millisecond
+		return !st.PollActive && st.TxInterval == 200*time.Millisecond && st.DetectionTime == 10*150*time.Millisecond
 	})
 	waitSessions(t, b.m, func(st bfd.SessionStatus) bool {
-		return st.RemoteDesiredMinTx == 200*time.Millisecond && st.TxInterval == 150*time.Millisecond && st.DetectionTime == 3*200*time.Millisecond
+		return st.RemoteDesiredMinTx == 200*time.Millisecond && st.TxInterval == 150*time.Millisecond && st.DetectionTime == 10*200*time.Millisecond
 	})
 	// Run at the new timers for a while; nothing may flap.
 	time.Sleep(time.Second)
@@ -555,6 +577,7 @@ func BenchmarkDetectionTime(b *testing.B) {
 		a.waitFor(b, lo2, bfd.StateUp, upTimeout)
 		// Let the Poll Sequence settle and the timers reach 100 ms.
 		time.Sleep(500 * time.Millisecond)
+		a.drain()
 		b.StartTimer()
 		peer.stop(b)
 		start := time.Now()
