@@ -365,7 +365,11 @@ func (m *Membership) heartbeat(ml *memberlist.Memberlist, now time.Time) {
 		eligible[name] = true
 	}
 	for name := range m.eligible {
-		if !eligible[name] {
+		// A peer no longer watched is no longer judged — but one already
+		// declared dead stays dead until memberlist drops it or a
+		// heartbeat from it arrives: forgetting it would make a dead
+		// peer live again.
+		if !eligible[name] && !m.det.Dead(name) {
 			m.det.Forget(name)
 		}
 	}
@@ -455,6 +459,11 @@ func (m *Membership) receive(b []byte) {
 		}
 		if m.eligible[msg.name] {
 			revived = m.det.Heard(msg.name, now)
+		} else if m.det.Dead(msg.name) {
+			// Declared dead while watched, alive after all: not watched
+			// now, so memberlist judges it from here on.
+			m.det.Forget(msg.name)
+			revived = true
 		}
 		if back || revived {
 			delete(m.departed, msg.name)

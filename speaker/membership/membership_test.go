@@ -576,3 +576,21 @@ func TestLifecycleErrors(t *testing.T) {
 		t.Errorf("Join of live members = %d, %v; want 0, nil", n, err)
 	}
 }
+
+// TestUnwatchedDeadStaysDead: the speaker stops watching a peer once it is
+// dead (it is no longer a candidate). The peer must stay dead until
+// memberlist drops it or it heartbeats again — forgetting it would make a
+// crashed node live again and hand it addresses.
+func TestUnwatchedDeadStaysDead(t *testing.T) {
+	nodes := startCluster(t, testKey, "a", "b", "c")
+	a := nodes[0]
+	nodes[2].crash()
+	waitFor(t, 3*time.Second, "a drops the crashed node", func() bool { return !a.sees("c") })
+	a.m.SetWatched([]string{"b"})
+	// Several heartbeat rounds: long enough for a to apply the new set,
+	// short of memberlist's own failure detection (seconds).
+	time.Sleep(500 * time.Millisecond)
+	if a.sees("c") {
+		t.Fatalf("a crashed node came back to life when it stopped being watched: %s", a.debug())
+	}
+}
