@@ -135,10 +135,16 @@ type Core struct {
 	OnMove func(Move)
 	// OnOwned is called after each election with the groups this node owns.
 	OnOwned func([]L2Group)
+	// Grace is how long after start this node does not take addresses:
+	// long enough for the others to hear it is back (one failure-detection
+	// timeout), so that a returning favourite and the current owner do not
+	// answer at the same time.
+	Grace time.Duration
 
 	mu       sync.Mutex
 	snapshot *Snapshot
 	kick     chan struct{}
+	started  time.Time
 
 	// Loop state.
 	owners   map[netip.Addr]string // group key → owner at the last election
@@ -176,6 +182,10 @@ func (c *Core) kickChan() chan struct{} {
 // node stops answering as the others take over).
 func (c *Core) Run(ctx context.Context) error {
 	kick := c.kickChan()
+	c.mu.Lock()
+	c.started = c.Clock.Now()
+	c.mu.Unlock()
+	graceOver := c.Clock.After(c.Grace)
 	for {
 		select {
 		case <-ctx.Done():
@@ -183,9 +193,18 @@ func (c *Core) Run(ctx context.Context) error {
 			return nil
 		case <-c.Members.Changed():
 		case <-kick:
+		case <-graceOver:
+			graceOver = nil
 		}
 		c.Elect()
 	}
+}
+
+// inGrace reports whether this node still holds back from taking addresses.
+func (c *Core) inGrace(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.started.IsZero() && now.Sub(c.started) < c.Grace
 }
 
 // Elect runs one election and applies it. It is called by Run; tests call
@@ -202,6 +221,7 @@ func (c *Core) Elect() {
 	for _, m := range c.Members.Live() {
 		live[m.Name] = m.Meta
 	}
+	grace := c.inGrace(now)
 	if c.owners == nil {
 		c.owners, c.eligible, c.lastLive, c.lastSeen = map[netip.Addr]string{}, map[netip.Addr]map[string]bool{}, map[string]bool{}, map[string]time.Time{}
 	}
@@ -218,7 +238,7 @@ func (c *Core) Elect() {
 			if !ok {
 				continue
 			}
-			if !healthyFor(meta, g.Candidates[n]) {
+			if !healthyFor(meta, g.Candidates[n]) || (grace && n == c.Node) {
 				continue
 			}
 			el[n] = true

@@ -250,3 +250,23 @@ func TestInterfaceHealthFiltersCandidates(t *testing.T) {
 		t.Errorf("large health: %d bytes", len(b))
 	}
 }
+
+// TestGraceAfterStart: a (re)started speaker takes no address until the
+// grace period is over, then takes its share.
+func TestGraceAfterStart(t *testing.T) {
+	c := newCluster("a", "b")
+	for _, core := range c.cores {
+		core.Grace = 500 * time.Millisecond
+		core.started = c.clock.Now()
+	}
+	c.snapshot(&Snapshot{L2: groups(20, "a", "b")})
+	c.cores["a"].Elect()
+	if len(c.l2["a"].owned) != 0 {
+		t.Fatalf("a took %d addresses during its grace period", len(c.l2["a"].owned))
+	}
+	c.clock.Step(600 * time.Millisecond)
+	c.cores["a"].Elect()
+	if len(c.l2["a"].owned) == 0 || len(c.l2["a"].owned) == 20 {
+		t.Fatalf("after the grace period a owns %d of 20", len(c.l2["a"].owned))
+	}
+}

@@ -132,7 +132,8 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		}
 		return nil
 	}
-	core := &Core{Node: o.NodeName, Members: mem, Departures: mem, Clock: clk, Log: log.WithName("election")}
+	core := &Core{Node: o.NodeName, Members: mem, Departures: mem, Clock: clk, Log: log.WithName("election"),
+		Grace: time.Duration(o.MissedHeartbeats+1) * o.HeartbeatInterval}
 	healthCh := make(chan l2.Health, 1)
 	ann, err := l2.New(l2.Config{
 		Logger: log.WithName("l2"),
