@@ -9,6 +9,9 @@ import (
 )
 
 func keys(n int) []netip.Addr {
+	if n > 65536 {
+		panic("too many keys")
+	}
 	out := make([]netip.Addr, n)
 	base := netip.MustParseAddr("2001:db8::").As16()
 	for i := range out {
@@ -123,4 +126,21 @@ func BenchmarkOwner(b *testing.B) {
 	for b.Loop() {
 		_ = Owner(k, n)
 	}
+}
+
+// BenchmarkJoinShare reports the share of 10,000 addresses that move when
+// a 4th node joins 3 (ideal: 0.25, and only to the new node).
+func BenchmarkJoinShare(b *testing.B) {
+	old, grown := nodes(3), nodes(4)
+	ks := keys(10000)
+	moved := 0
+	for b.Loop() {
+		moved = 0
+		for _, k := range ks {
+			if Owner(k, old) != Owner(k, grown) {
+				moved++
+			}
+		}
+	}
+	b.ReportMetric(float64(moved)/float64(len(ks)), "moved-share")
 }
