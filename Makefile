@@ -64,6 +64,12 @@ lint: ## go vet and gofmt checks.
 build: ## Build the lbstack binary into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/lbstack ./cmd/lbstack
 
+##@ Demo
+
+.PHONY: demo
+demo: envtest-assets ## Run the main job in a lab of network namespaces: a stack, a Service, ARP/NDP from the elected node, failover on kill -9 (needs root).
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) run ./hack/demo
+
 ##@ Test
 
 .PHONY: envtest-assets
