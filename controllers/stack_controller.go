@@ -8,7 +8,9 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -175,31 +177,41 @@ func (r *StackReconciler) apply(ctx context.Context, st *stackState) error {
 	})
 	want := map[string]bool{}
 	var errs []error
+	// Identities, permissions, configuration and Services first, in
+	// parallel; the workloads that use them after.
+	var first, last []client.Object
 	for _, obj := range desired {
 		want[render.Key(obj)] = true
-		u, err := render.Desired(obj)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		switch obj.(type) {
+		case *appsv1.Deployment, *appsv1.DaemonSet:
+			last = append(last, obj)
+		default:
+			first = append(first, obj)
 		}
-		live := obj.DeepCopyObject().(client.Object)
-		err = r.Client.Get(ctx, client.ObjectKeyFromObject(obj), live)
-		switch {
-		case err == nil:
-			liveMap, err := render.Normalize(live)
-			if err == nil && render.Contains(liveMap, u.Object) {
-				continue
-			}
-		case !apierrors.IsNotFound(err):
-			errs = append(errs, fmt.Errorf("reading %s: %w", render.Key(obj), err))
-			continue
+	}
+	for _, batch := range [][]client.Object{first, last} {
+		var (
+			mu sync.Mutex
+			wg sync.WaitGroup
+		)
+		sem := make(chan struct{}, applyParallelism)
+		for _, obj := range batch {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				applied, err := r.applyOne(ctx, log, obj)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if applied {
+					st.applied++
+				}
+			}()
 		}
-		log.Info("Applying "+obj.GetObjectKind().GroupVersionKind().Kind, "name", obj.GetName(), "namespace", obj.GetNamespace())
-		if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(render.FieldOwner), client.ForceOwnership); err != nil {
-			errs = append(errs, fmt.Errorf("applying %s: %w", render.Key(obj), err))
-			continue
-		}
-		st.applied++
+		wg.Wait()
 	}
 	if err := r.prune(ctx, st.stack, want); err != nil {
 		errs = append(errs, err)
@@ -208,6 +220,34 @@ func (r *StackReconciler) apply(ctx context.Context, st *stackState) error {
 		return r.applyFailed(st, err)
 	}
 	return nil
+}
+
+// applyParallelism bounds the concurrent writes of one pass.
+const applyParallelism = 8
+
+// applyOne applies obj unless the live object already contains it; it
+// reports whether it wrote.
+func (r *StackReconciler) applyOne(ctx context.Context, log logr.Logger, obj client.Object) (bool, error) {
+	u, err := render.Desired(obj)
+	if err != nil {
+		return false, err
+	}
+	live := obj.DeepCopyObject().(client.Object)
+	err = r.Client.Get(ctx, client.ObjectKeyFromObject(obj), live)
+	switch {
+	case err == nil:
+		liveMap, err := render.Normalize(live)
+		if err == nil && render.Contains(liveMap, u.Object) {
+			return false, nil
+		}
+	case !apierrors.IsNotFound(err):
+		return false, fmt.Errorf("reading %s: %w", render.Key(obj), err)
+	}
+	log.Info("Applying "+obj.GetObjectKind().GroupVersionKind().Kind, "name", obj.GetName(), "namespace", obj.GetNamespace())
+	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(render.FieldOwner), client.ForceOwnership); err != nil {
+		return false, fmt.Errorf("applying %s: %w", render.Key(obj), err)
+	}
+	return true, nil
 }
 
 func (r *StackReconciler) applyFailed(st *stackState, err error) error {
