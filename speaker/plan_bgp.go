@@ -1,0 +1,132 @@
+package speaker
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/speaker/bgp"
+)
+
+// BGPPlan is what this node does over BGP: its sessions and the paths it
+// advertises. Every eligible node advertises every Service address it may
+// (the routers spread traffic over them: ECMP), so there is no election.
+type BGPPlan struct {
+	// Peers are the sessions of this node (peers whose nodeSelectors match
+	// it), sorted by name, without passwords.
+	Peers []bgp.Peer
+	// Passwords are the password Secrets of the peers that have one.
+	Passwords map[string]lbv1.SecretReference
+	// BFD are the BFD profiles of the peers that have one.
+	BFD map[string]*config.BFDProfile
+	// Paths are the paths this node advertises, sorted by prefix.
+	Paths []bgp.Path
+	// Services are the Services behind each advertised prefix.
+	Services map[netip.Prefix][]types.NamespacedName
+}
+
+// PlanBGP computes the BGP plan of node self. A Service address is
+// advertised from self when a BGPAdvertisement covers its pool and the
+// Service and selects self, self is not excluded or NetworkUnavailable,
+// and — for externalTrafficPolicy: Local — self has a ready endpoint (so
+// the node withdraws when its last endpoint goes). The advertisement's
+// aggregation length, local preference, communities and peers go into the
+// path; paths for the same prefix from several advertisements are merged
+// by speaker/bgp.
+func PlanBGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self string) BGPPlan {
+	plan := BGPPlan{Passwords: map[string]lbv1.SecretReference{}, BFD: map[string]*config.BFDProfile{}, Services: map[netip.Prefix][]types.NamespacedName{}}
+	if cfg == nil {
+		return plan
+	}
+	var me *NodeState
+	for i := range nodes {
+		if nodes[i].Name == self {
+			me = &nodes[i]
+		}
+	}
+	if me == nil {
+		return plan
+	}
+	names := make([]string, 0, len(cfg.Peers))
+	for n := range cfg.Peers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		p := cfg.Peers[n]
+		if !anySelects(p.NodeSelectors, me.Labels) {
+			continue
+		}
+		plan.Peers = append(plan.Peers, bgp.Peer{
+			Name: p.Name, Address: p.Address, Port: p.Port, LocalASN: p.MyASN, PeerASN: p.PeerASN,
+			SourceAddress: p.SourceAddress, EBGPMultiHop: p.EBGPMultiHop,
+			HoldTime: p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectTime: p.ConnectTime,
+			GracefulRestart: p.GracefulRestart, DualStack: p.DualStackAddressFamily,
+		})
+		if p.PasswordSecret != nil {
+			plan.Passwords[p.Name] = *p.PasswordSecret
+		}
+		if p.BFDProfile != "" {
+			if prof, ok := cfg.BFDProfiles[p.BFDProfile]; ok {
+				plan.BFD[p.Name] = prof
+			}
+		}
+	}
+	if len(plan.Peers) == 0 || me.Excluded || me.NetworkUnavailable {
+		return plan
+	}
+	for i := range services {
+		s := &services[i]
+		if s.Local && !s.EndpointNodes[self] {
+			continue
+		}
+		for _, ip := range s.IPs {
+			pool := s.Pool
+			if p, ok := cfg.Pools[pool]; !ok || !p.Contains(ip) {
+				pool = cfg.PoolOf(ip)
+			}
+			if pool == "" {
+				continue
+			}
+			for _, a := range cfg.BGPAdvertisements {
+				if !slices.Contains(a.Pools, pool) || !anySelects(a.ServiceSelectors, s.Labels) || !anySelects(a.NodeSelectors, me.Labels) {
+					continue
+				}
+				bits := a.AggregationLength
+				if ip.Is6() {
+					bits = a.AggregationLengthV6
+				}
+				if bits <= 0 || bits > ip.BitLen() {
+					bits = ip.BitLen()
+				}
+				prefix := netip.PrefixFrom(ip, bits).Masked()
+				path := bgp.Path{Prefix: prefix, LocalPref: a.LocalPref, Peers: slices.Clone(a.Peers)}
+				for _, c := range a.Communities {
+					if c.Large {
+						path.LargeCommunities = append(path.LargeCommunities, [3]uint32{c.Global, c.Local1, c.Local2})
+					} else {
+						path.Communities = append(path.Communities, c.Standard)
+					}
+				}
+				plan.Paths = append(plan.Paths, path)
+				if !slices.Contains(plan.Services[prefix], s.Key) {
+					plan.Services[prefix] = append(plan.Services[prefix], s.Key)
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(plan.Paths, func(a, b bgp.Path) int {
+		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+			return c
+		}
+		return a.Prefix.Bits() - b.Prefix.Bits()
+	})
+	for p := range plan.Services {
+		slices.SortFunc(plan.Services[p], func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+	}
+	return plan
+}

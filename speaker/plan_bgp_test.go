@@ -1,0 +1,105 @@
+package speaker
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/config"
+)
+
+func bgpConfig(t *testing.T) *config.Config {
+	return mustConfig(t, config.Objects{
+		Pools: []lbv1.IPAddressPool{
+			{ObjectMeta: metav1.ObjectMeta{Name: "v4"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"198.51.100.0/24"}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "v6"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"2001:db8:1::/64"}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "l2only"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"192.0.2.0/28"}}},
+		},
+		BFDProfiles: []lbv1.BFDProfile{{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Spec: lbv1.BFDProfileSpec{ReceiveInterval: ptr.To[int32](100), TransmitInterval: ptr.To[int32](100), DetectMultiplier: ptr.To[int32](3)}}},
+		Peers: []lbv1.BGPPeer{
+			{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64500, PeerAddress: "203.0.113.1", BFDProfile: "fast",
+				PasswordSecret: &lbv1.SecretReference{Name: "md5", Key: "password"}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "edge"}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, PeerAddress: "203.0.113.2",
+				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"edge": "true"}}}}},
+		},
+		BGPAdvertisements: []lbv1.BGPAdvertisement{
+			{ObjectMeta: metav1.ObjectMeta{Name: "hosts"}, Spec: lbv1.BGPAdvertisementSpec{IPAddressPools: []string{"v4", "v6"}, LocalPref: ptr.To[int64](150), Communities: []lbv1.CommunityRef{"64500:100", "large:64500:1:2"}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "aggregate"}, Spec: lbv1.BGPAdvertisementSpec{IPAddressPools: []string{"v4"}, AggregationLength: ptr.To[int32](24), Peers: []string{"edge"},
+				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"edge": "true"}}}}},
+		},
+	})
+}
+
+func TestPlanBGP(t *testing.T) {
+	cfg := bgpConfig(t)
+	nodes := []NodeState{{Name: "a", Labels: labels.Set{"edge": "true"}}, {Name: "b"}, {Name: "x", Excluded: true}}
+	local := svc("local", "198.51.100.7")
+	local.Local, local.EndpointNodes = true, map[string]bool{"b": true}
+	services := []ServiceState{svc("web", "198.51.100.5", "2001:db8:1::5"), local, svc("l2", "192.0.2.3")}
+
+	a := PlanBGP(cfg, services, nodes, "a")
+	if got := peerNames(a); !slices.Equal(got, []string{"edge", "tor"}) {
+		t.Errorf("a peers %v", got)
+	}
+	if a.Passwords["tor"].Name != "md5" || a.BFD["tor"] == nil || a.BFD["edge"] != nil {
+		t.Errorf("passwords %v bfd %v", a.Passwords, a.BFD)
+	}
+	want := []string{"198.51.100.0/24", "198.51.100.5/32", "2001:db8:1::5/128"}
+	if got := prefixes(a); !slices.Equal(got, want) {
+		t.Errorf("a advertises %v, want %v (local Service without endpoint on a, layer-2 pool)", got, want)
+	}
+	for _, p := range a.Paths {
+		switch p.Prefix.String() {
+		case "198.51.100.5/32":
+			if p.LocalPref == nil || *p.LocalPref != 150 || !slices.Equal(p.Communities, []uint32{64500<<16 | 100}) || len(p.LargeCommunities) != 1 || len(p.Peers) != 0 {
+				t.Errorf("host path %+v", p)
+			}
+		case "198.51.100.0/24":
+			if !slices.Equal(p.Peers, []string{"edge"}) {
+				t.Errorf("aggregate path %+v", p)
+			}
+		}
+	}
+
+	b := PlanBGP(cfg, services, nodes, "b")
+	if got := peerNames(b); !slices.Equal(got, []string{"tor"}) {
+		t.Errorf("b peers %v", got)
+	}
+	want = []string{"198.51.100.5/32", "198.51.100.7/32", "2001:db8:1::5/128"}
+	if got := prefixes(b); !slices.Equal(got, want) {
+		t.Errorf("b advertises %v, want %v", got, want)
+	}
+	if svcs := b.Services[netip.MustParsePrefix("198.51.100.7/32")]; len(svcs) != 1 || svcs[0].Name != "local" {
+		t.Errorf("services of the local prefix: %v", svcs)
+	}
+
+	if x := PlanBGP(cfg, services, nodes, "x"); len(x.Paths) != 0 || len(x.Peers) != 1 {
+		t.Errorf("an excluded node keeps its sessions but advertises nothing: %+v", x)
+	}
+	if y := PlanBGP(cfg, services, nodes, "unknown"); len(y.Peers) != 0 {
+		t.Errorf("an unknown node has sessions: %+v", y.Peers)
+	}
+}
+
+func peerNames(p BGPPlan) []string {
+	var out []string
+	for _, x := range p.Peers {
+		out = append(out, x.Name)
+	}
+	return out
+}
+
+func prefixes(p BGPPlan) []string {
+	var out []string
+	for _, x := range p.Paths {
+		if s := x.Prefix.String(); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
