@@ -43,6 +43,8 @@ type Options struct {
 	MissedHeartbeats  int
 	ProbeInterval     time.Duration
 	ProbeTimeout      time.Duration
+	// BFDPort is the local BFD port (3784; tests change it).
+	BFDPort uint16
 	// SkipInterfaces are interface name prefixes never used for layer 2
 	// (pod veths and tunnels of common CNIs).
 	SkipInterfaces []string
@@ -64,6 +66,14 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MissedHeartbeats, "missed-heartbeats", membership.DefaultMissedHeartbeats, "heartbeats a speaker may miss before the others take over its addresses")
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", membership.DefaultProbeInterval, "memberlist probe interval")
 	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", membership.DefaultProbeTimeout, "memberlist probe timeout")
+	fs.Func("bfd-port", "local UDP port for BFD control packets (default 3784)", func(v string) error {
+		var p uint16
+		if _, err := fmt.Sscan(v, &p); err != nil {
+			return fmt.Errorf("--bfd-port %q: %w", v, err)
+		}
+		o.BFDPort = p
+		return nil
+	})
 	o.SkipInterfaces = DefaultSkipInterfaces
 	fs.Func("skip-interfaces", "comma-separated interface name prefixes never used for layer 2 (default: common CNI pod and tunnel interfaces)", func(s string) error {
 		o.SkipInterfaces = nil
@@ -197,6 +207,11 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 			peers <- p
 		},
 	}
+	bgpReporter := &BGPReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
+	driver := &BGPDriver{Node: o.NodeName, Log: log, Clock: clk, BFDPort: o.BFDPort, OnEvent: bgpReporter.Event, OnStatus: bgpReporter.Status}
+	watcher.OnBGP = driver.Set
+	watcher.Secrets = mgr.GetAPIReader()
+	watcher.Namespace = o.Namespace
 	if err := watcher.SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -219,6 +234,8 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	g.Go(func() error { return ann.Run(gctx) })
 	g.Go(func() error { return core.Run(gctx) })
 	g.Go(func() error { return reporter.Run(gctx) })
+	g.Go(func() error { return driver.Run(gctx) })
+	g.Go(func() error { return bgpReporter.Run(gctx) })
 	g.Go(func() error { joinLoop(gctx, mem, peers, log); return nil })
 	g.Go(func() error {
 		for {

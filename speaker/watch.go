@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -39,6 +40,14 @@ type Watcher struct {
 	// OnPeers receives the memberlist addresses of the other nodes when
 	// they change.
 	OnPeers func([]string)
+	// OnBGP receives this node's BGP plan, the peers' passwords and the
+	// router ID.
+	OnBGP func(plan BGPPlan, passwords map[string]string, routerID netip.Addr)
+	// Secrets reads BGP password Secrets (uncached: the speaker may get
+	// exactly those Secrets by name, not list them).
+	Secrets client.Reader
+	// Namespace is where password Secrets without a namespace live.
+	Namespace string
 
 	mu        sync.Mutex
 	cfg       *config.Config
@@ -95,7 +104,7 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 	if err := w.Client.List(ctx, &nodeList); err != nil {
 		return reconcile.Result{}, err
 	}
-	nodes, peers := nodeStates(nodeList.Items, w.Node, w.MemberlistPort)
+	nodes, peers, selfIP := nodeStates(nodeList.Items, w.Node, w.MemberlistPort)
 	services, err := w.services(ctx, cfg)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -111,6 +120,21 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 	}
 	if w.OnSnapshot != nil && cfg != nil {
 		w.OnSnapshot(snap)
+	}
+	if w.OnBGP != nil && cfg != nil {
+		plan := PlanBGP(cfg, services, nodes, w.Node)
+		passwords, err := w.passwords(ctx, plan)
+		if err != nil {
+			log.Error(err, "Reading BGP passwords; sessions with a password wait for it")
+		}
+		routerID := selfIP
+		for _, p := range plan.Peers {
+			if rid := cfg.Peers[p.Name].RouterID; rid.IsValid() {
+				routerID = rid
+				break
+			}
+		}
+		w.OnBGP(plan, passwords, routerID)
 	}
 	return reconcile.Result{}, nil
 }
@@ -174,9 +198,39 @@ func (w *Watcher) endpointNodes(ctx context.Context, s *corev1.Service) (map[str
 	return out, nil
 }
 
+// passwords reads the password of every peer in plan that has one.
+func (w *Watcher) passwords(ctx context.Context, plan BGPPlan) (map[string]string, error) {
+	out := map[string]string{}
+	var errs []error
+	for name, ref := range plan.Passwords {
+		ns := ref.Namespace
+		if ns == "" {
+			ns = w.Namespace
+		}
+		var s corev1.Secret
+		reader := w.Secrets
+		if reader == nil {
+			reader = w.Client
+		}
+		if err := reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &s); err != nil {
+			errs = append(errs, fmt.Errorf("BGPPeer %s: password Secret %s/%s: %w", name, ns, ref.Name, err))
+			continue
+		}
+		v, ok := s.Data[ref.Key]
+		if !ok {
+			errs = append(errs, fmt.Errorf("BGPPeer %s: password Secret %s/%s has no key %q", name, ns, ref.Name, ref.Key))
+			continue
+		}
+		out[name] = string(v)
+	}
+	return out, errors.Join(errs...)
+}
+
 // nodeStates reduces Nodes to what eligibility needs, and returns the
-// memberlist addresses of the other nodes (their first InternalIP).
-func nodeStates(items []corev1.Node, self string, port int) ([]NodeState, []string) {
+// memberlist addresses of the other nodes (their first InternalIP) and this
+// node's first IPv4 InternalIP.
+func nodeStates(items []corev1.Node, self string, port int) ([]NodeState, []string, netip.Addr) {
+	var selfIP netip.Addr
 	nodes := make([]NodeState, 0, len(items))
 	var peers []string
 	for i := range items {
@@ -190,6 +244,11 @@ func nodeStates(items []corev1.Node, self string, port int) ([]NodeState, []stri
 		}
 		nodes = append(nodes, st)
 		if n.Name == self {
+			for _, a := range n.Status.Addresses {
+				if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP && ip.Is4() && !selfIP.IsValid() {
+					selfIP = ip
+				}
+			}
 			continue
 		}
 		for _, a := range n.Status.Addresses {
@@ -200,5 +259,5 @@ func nodeStates(items []corev1.Node, self string, port int) ([]NodeState, []stri
 		}
 	}
 	slices.Sort(peers)
-	return nodes, peers
+	return nodes, peers, selfIP
 }

@@ -55,6 +55,7 @@ protocol bgp {{.Name}} {
 	{{if ne .ASN $.ASN}}{{else}}direct;{{end}}
 	passive on;
 	hold time 9; keepalive time 3;
+	error wait time 1, 5; # the test restarts speakers: do not wait 60 s after an error
 	{{if .Password}}password "{{.Password}}";{{end}}
 	{{if .BFD}}bfd on;{{end}}
 	{{if $.GracefulRestart}}graceful restart on; graceful restart time 60;{{end}}

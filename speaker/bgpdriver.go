@@ -1,0 +1,300 @@
+package speaker
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/speaker/bfd"
+	"github.com/lbstack/lbstack/speaker/bgp"
+)
+
+// BGPDriver keeps this node's embedded BGP speaker and its BFD sessions in
+// line with the last BGP plan. Like the layer-2 core it needs no API
+// server once it has a plan: BFD takes a session down the moment the
+// router stops answering, and brings it back when it answers again.
+type BGPDriver struct {
+	Node  string
+	Log   logr.Logger
+	Clock clock.WithTicker
+	// BFDPort is the local BFD port (0: 3784); tests change it.
+	BFDPort uint16
+	// OnEvent receives session up/down events (must not block).
+	OnEvent func(bgp.PeerEvent)
+	// OnStatus receives the sessions' state after each change and every
+	// few seconds (must not block).
+	OnStatus func(BGPStatus)
+
+	mu       sync.Mutex
+	want     *bgpWant
+	kick     chan struct{}
+	spk      *bgp.Speaker
+	stopSpk  context.CancelFunc
+	asn      uint32
+	rid      netip.Addr
+	bfdm     *bfd.Manager
+	bfdPeers map[netip.Addr]string // BFD peer address → BGP peer name
+	bfdState map[string]string     // BGP peer name → BFD state
+	applied  BGPPlan
+}
+
+type bgpWant struct {
+	plan      BGPPlan
+	passwords map[string]string
+	routerID  netip.Addr
+}
+
+// BGPStatus is what the node reports about its BGP sessions and paths.
+type BGPStatus struct {
+	Sessions []lbv1.BGPNodeSession
+	// Peers are the peer names of each session, in Sessions' order.
+	Peers []string
+	// Plan is the plan in force.
+	Plan BGPPlan
+}
+
+// Set hands the driver a new plan with the peers' passwords and the router
+// ID (the node's IPv4 unless a peer sets one).
+func (d *BGPDriver) Set(plan BGPPlan, passwords map[string]string, routerID netip.Addr) {
+	d.mu.Lock()
+	d.want = &bgpWant{plan: plan, passwords: passwords, routerID: routerID}
+	if d.kick == nil {
+		d.kick = make(chan struct{}, 1)
+	}
+	k := d.kick
+	d.mu.Unlock()
+	select {
+	case k <- struct{}{}:
+	default:
+	}
+}
+
+// Run applies plans until ctx ends, then stops the BGP speaker (which
+// notifies the routers) and the BFD sessions.
+func (d *BGPDriver) Run(ctx context.Context) error {
+	d.mu.Lock()
+	if d.kick == nil {
+		d.kick = make(chan struct{}, 1)
+	}
+	kick := d.kick
+	d.mu.Unlock()
+	tick := d.Clock.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	defer d.stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+			d.apply(ctx)
+		case <-tick.C():
+		}
+		d.report()
+	}
+}
+
+func (d *BGPDriver) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopSpk != nil {
+		d.stopSpk()
+		d.stopSpk, d.spk = nil, nil
+	}
+}
+
+// apply brings the speaker and BFD in line with the wanted plan.
+func (d *BGPDriver) apply(ctx context.Context) {
+	d.mu.Lock()
+	w := d.want
+	d.mu.Unlock()
+	if w == nil {
+		return
+	}
+	peers := make([]bgp.Peer, 0, len(w.plan.Peers))
+	for _, p := range w.plan.Peers {
+		p.Password = w.passwords[p.Name]
+		peers = append(peers, p)
+	}
+	if len(peers) == 0 {
+		if d.spk != nil {
+			_ = d.spk.SetPaths(nil)
+			_ = d.spk.SetPeers(nil)
+		}
+		d.applyBFD(ctx, w.plan)
+		d.setApplied(w.plan)
+		return
+	}
+	asn := peers[0].LocalASN
+	if d.spk == nil || asn != d.asn || w.routerID != d.rid {
+		d.stop()
+		spk, err := bgp.New(bgp.Config{RouterID: w.routerID, ASN: asn, ListenPort: -1, Clock: d.Clock, Log: d.Log.WithName("bgp")})
+		if err != nil {
+			d.Log.Error(err, "Starting the BGP speaker")
+			return
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		d.mu.Lock()
+		d.spk, d.stopSpk, d.asn, d.rid = spk, cancel, asn, w.routerID
+		d.mu.Unlock()
+		go func() {
+			if err := spk.Run(sctx); err != nil {
+				d.Log.Error(err, "BGP speaker stopped")
+			}
+		}()
+		go d.forwardEvents(sctx, spk)
+	}
+	if err := d.spk.SetPeers(peers); err != nil {
+		d.Log.Error(err, "Configuring BGP peers")
+	}
+	if err := d.spk.SetPaths(w.plan.Paths); err != nil {
+		d.Log.Error(err, "Advertising paths")
+	}
+	d.applyBFD(ctx, w.plan)
+	d.setApplied(w.plan)
+}
+
+func (d *BGPDriver) setApplied(p BGPPlan) {
+	d.mu.Lock()
+	d.applied = p
+	d.mu.Unlock()
+}
+
+func (d *BGPDriver) forwardEvents(ctx context.Context, spk *bgp.Speaker) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-spk.Events():
+			if !ok {
+				return
+			}
+			if d.OnEvent != nil {
+				d.OnEvent(ev)
+			}
+			d.report()
+		}
+	}
+}
+
+// applyBFD adds and removes BFD sessions for the peers with a profile.
+func (d *BGPDriver) applyBFD(ctx context.Context, plan BGPPlan) {
+	want := map[netip.Addr]bfd.SessionConfig{}
+	names := map[netip.Addr]string{}
+	for _, p := range plan.Peers {
+		prof := plan.BFD[p.Name]
+		if prof == nil {
+			continue
+		}
+		want[p.Address] = bfd.SessionConfig{Peer: p.Address, Local: p.SourceAddress, DesiredMinTx: prof.TransmitInterval,
+			RequiredMinRx: prof.ReceiveInterval, DetectMultiplier: prof.DetectMultiplier, Passive: prof.PassiveMode}
+		names[p.Address] = p.Name
+	}
+	if len(want) > 0 && d.bfdm == nil {
+		m, err := bfd.NewManager(bfd.ManagerConfig{Port: d.BFDPort, Clock: d.Clock, Rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), Log: d.Log.WithName("bfd")})
+		if err != nil {
+			d.Log.Error(err, "Starting BFD; sessions run without it")
+			return
+		}
+		d.bfdm = m
+		go func() {
+			if err := m.Run(ctx); err != nil {
+				d.Log.Error(err, "BFD stopped")
+			}
+		}()
+		go d.followBFD(ctx, m.Subscribe(ctx))
+	}
+	if d.bfdm == nil {
+		return
+	}
+	d.mu.Lock()
+	old := d.bfdPeers
+	d.bfdPeers = names
+	d.mu.Unlock()
+	for addr := range old {
+		if _, ok := want[addr]; !ok {
+			_ = d.bfdm.RemoveSession(addr)
+		}
+	}
+	for _, cfg := range want {
+		if err := d.bfdm.AddSession(cfg); err != nil {
+			d.Log.Error(err, "Adding BFD session", "peer", cfg.Peer)
+		}
+	}
+}
+
+// followBFD shuts a BGP session when its BFD session goes down (not when
+// the router switched BFD off on purpose) and opens it when BFD is up again.
+func (d *BGPDriver) followBFD(ctx context.Context, changes <-chan bfd.StateChange) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ch, ok := <-changes:
+			if !ok {
+				return
+			}
+			d.mu.Lock()
+			name := d.bfdPeers[ch.Peer]
+			spk := d.spk
+			if d.bfdState == nil {
+				d.bfdState = map[string]string{}
+			}
+			d.bfdState[name] = ch.New.String()
+			d.mu.Unlock()
+			if name == "" || spk == nil {
+				continue
+			}
+			switch {
+			case ch.New == bfd.StateDown && ch.Old == bfd.StateUp && ch.RemoteState != bfd.StateAdminDown:
+				d.Log.Info("BFD session down; shutting the BGP session", "peer", name, "diag", ch.Diag.String())
+				_ = spk.SetPeerDown(name, true)
+			case ch.New == bfd.StateUp:
+				_ = spk.SetPeerDown(name, false)
+			}
+			d.report()
+		}
+	}
+}
+
+// report sends the sessions' state to OnStatus.
+func (d *BGPDriver) report() {
+	if d.OnStatus == nil {
+		return
+	}
+	d.mu.Lock()
+	spk := d.spk
+	bfdState := make(map[string]string, len(d.bfdState))
+	for k, v := range d.bfdState {
+		bfdState[k] = v
+	}
+	plan := d.applied
+	d.mu.Unlock()
+	st := BGPStatus{Plan: plan}
+	if spk != nil {
+		for _, p := range spk.Peers() {
+			st.Peers = append(st.Peers, p.Name)
+			st.Sessions = append(st.Sessions, lbv1.BGPNodeSession{
+				Node: d.Node, State: sessionState(p.State), BFDState: bfdState[p.Name],
+				PrefixesAdvertised: int32(p.PrefixesAdvertised), LastError: p.LastError,
+			})
+		}
+	}
+	d.OnStatus(st)
+}
+
+func sessionState(s string) lbv1.BGPSessionState {
+	for _, st := range []lbv1.BGPSessionState{lbv1.BGPSessionIdle, lbv1.BGPSessionConnect, lbv1.BGPSessionActive,
+		lbv1.BGPSessionOpenSent, lbv1.BGPSessionOpenConfirm, lbv1.BGPSessionEstablished} {
+		if strings.EqualFold(string(st), s) {
+			return st
+		}
+	}
+	return lbv1.BGPSessionUnknown
+}

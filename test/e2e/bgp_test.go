@@ -1,0 +1,284 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/testenv"
+	"github.com/lbstack/lbstack/test/e2e/lab"
+)
+
+const labASN = 64500
+
+// bgpConfig is a pool announced over BGP (iBGP, AS 64500) to the lab
+// router over IPv4 and IPv6 sessions, with local preference, communities
+// and, when bfd is set, a 100 ms × 3 BFD profile.
+func bgpConfig(bfd, gracefulRestart bool) []client.Object {
+	objs := []client.Object{
+		&lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"203.0.113.0/28", "2001:db8:1::/124"}}},
+		&lbv1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: lbv1.BGPAdvertisementSpec{
+			IPAddressPools: []string{"bgp"}, LocalPref: ptr.To[int64](150), Communities: []lbv1.CommunityRef{"64500:100", "large:64500:7:9"}}},
+	}
+	profile := ""
+	if bfd {
+		profile = "fast"
+		objs = append(objs, &lbv1.BFDProfile{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Spec: lbv1.BFDProfileSpec{
+			ReceiveInterval: ptr.To[int32](100), TransmitInterval: ptr.To[int32](100), DetectMultiplier: ptr.To[int32](3)}})
+	}
+	for name, addr := range map[string]netip.Addr{"router4": lab.RouterIPv4, "router6": lab.RouterIPv6} {
+		objs = append(objs, &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: lbv1.BGPPeerSpec{
+			MyASN: labASN, PeerASN: labASN, PeerAddress: addr.String(), BFDProfile: profile,
+			HoldTime: &metav1.Duration{Duration: 9 * time.Second}, KeepaliveTime: &metav1.Duration{Duration: 3 * time.Second},
+			ConnectTime: &metav1.Duration{Duration: 2 * time.Second}, EnableGracefulRestart: ptr.To(gracefulRestart)}})
+	}
+	return objs
+}
+
+func birdNeighbors(c *lab.Cluster, bfd bool) []lab.BirdNeighbor {
+	var out []lab.BirdNeighbor
+	for _, n := range c.Lab.Nodes {
+		out = append(out,
+			lab.BirdNeighbor{Name: n.Name + "_v4", Address: n.IPv4, ASN: labASN, BFD: bfd},
+			lab.BirdNeighbor{Name: n.Name + "_v6", Address: n.IPv6, ASN: labASN, BFD: bfd})
+	}
+	return out
+}
+
+// waitHops waits until the router's kernel route to prefix has exactly the
+// wanted next hops.
+func waitHops(ctx context.Context, b *lab.Bird, prefix netip.Prefix, want ...netip.Addr) error {
+	slices.SortFunc(want, func(a, b netip.Addr) int { return a.Compare(b) })
+	return lab.WaitFor(ctx, 20*time.Millisecond, func() error {
+		hops, err := b.NextHops(prefix)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(hops, func(a, b netip.Addr) int { return a.Compare(b) })
+		if !slices.Equal(hops, want) {
+			return fmt.Errorf("next hops of %s: %v, want %v", prefix, hops, want)
+		}
+		return nil
+	})
+}
+
+func hostPrefix(ip netip.Addr) netip.Prefix { return netip.PrefixFrom(ip, ip.BitLen()) }
+
+func startBGPCluster(t *testing.T, bfd, gr bool) (*lab.Cluster, *lab.Bird) {
+	c := newCluster(t, 2)
+	ctx := tctx(t, time.Minute)
+	bird, err := c.Lab.StartRouter(lab.BirdConfig{ASN: labASN, Neighbors: birdNeighbors(c, bfd), BFDInterval: 100, GracefulRestart: gr})
+	if err != nil {
+		testenv.Skip(t, "BIRD: %v", err)
+	}
+	if err := c.Apply(ctx, bgpConfig(bfd, gr)...); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Lab.Nodes {
+		if _, err := c.StartSpeaker(n.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, bird
+}
+
+func TestBGP(t *testing.T) {
+	c, bird := startBGPCluster(t, true, false)
+	ctx := tctx(t, 4*time.Minute)
+	svc := lbService("web", false, corev1.IPv4Protocol, corev1.IPv6Protocol)
+	if err := c.Apply(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	ips, err := c.ServiceIPs(ctx, client.ObjectKeyFromObject(svc), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := c.Lab.Nodes[0], c.Lab.Nodes[1]
+
+	t.Run("ECMP: the router's kernel route has both nodes as next hops, IPv4 and IPv6", func(t *testing.T) {
+		for _, ip := range ips {
+			want := []netip.Addr{n1.IPv4, n2.IPv4}
+			if ip.Is6() {
+				want = []netip.Addr{n1.IPv6, n2.IPv6}
+			}
+			if err := waitHops(tctx(t, time.Minute), bird, hostPrefix(ip), want...); err != nil {
+				out, _ := bird.Birdc("show protocols")
+				t.Fatalf("%v\n%s", err, out)
+			}
+		}
+	})
+
+	t.Run("local preference and communities reach the router", func(t *testing.T) {
+		out, err := bird.Birdc("show route all " + hostPrefix(ips[0]).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"BGP.local_pref: 150", "(64500,100)", "(64500, 7, 9)"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("birdc show route all lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("status: sessions per node in BGPPeer, nodes and peers in ServiceAnnouncement", func(t *testing.T) {
+		err := lab.WaitFor(tctx(t, 30*time.Second), 100*time.Millisecond, func() error {
+			var p lbv1.BGPPeer
+			if err := c.Client.Get(ctx, client.ObjectKey{Name: "router4"}, &p); err != nil {
+				return err
+			}
+			if len(p.Status.Nodes) != 2 {
+				return fmt.Errorf("sessions %+v", p.Status.Nodes)
+			}
+			for _, s := range p.Status.Nodes {
+				if s.State != lbv1.BGPSessionEstablished || s.BFDState != "Up" || s.PrefixesAdvertised < 1 {
+					return fmt.Errorf("session %+v", s)
+				}
+			}
+			st, err := c.Announcement(ctx, client.ObjectKeyFromObject(svc))
+			if err != nil {
+				return err
+			}
+			if len(st.Nodes) != 2 || st.Protocol != lbv1.ProtocolBGP || !slices.Contains(st.Nodes[0].Peers, "router4") {
+				return fmt.Errorf("announcement %+v", st)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("kill -9 with BFD: the route drops to one next hop within a second", func(t *testing.T) {
+		start := time.Now()
+		c.Speakers[n1.Name].Kill()
+		if err := waitHops(tctx(t, 20*time.Second), bird, hostPrefix(ips[0]), n2.IPv4); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		t.Logf("route withdrawn from %s %s after SIGKILL", n1.Name, took)
+		if took > 3*time.Second {
+			t.Errorf("withdrawal took %s: BFD did not act (hold time is 9 s)", took)
+		}
+		if _, err := c.StartSpeaker(n1.Name); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitHops(tctx(t, time.Minute), bird, hostPrefix(ips[0]), n1.IPv4, n2.IPv4); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a frozen speaker (SIGSTOP, no TCP close): BFD withdraws well before the 9 s hold time", func(t *testing.T) {
+		p := c.Speakers[n1.Name]
+		start := time.Now()
+		if err := p.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = p.Signal(syscall.SIGCONT) }()
+		if err := waitHops(tctx(t, 20*time.Second), bird, hostPrefix(ips[0]), n2.IPv4); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		t.Logf("BFD withdrew the frozen %s after %s", n1.Name, took)
+		if took > 2*time.Second {
+			t.Errorf("withdrawal took %s: BFD (100 ms x 3) did not act", took)
+		}
+		_ = p.Signal(syscall.SIGCONT)
+		if err := waitHops(tctx(t, time.Minute), bird, hostPrefix(ips[0]), n1.IPv4, n2.IPv4); err != nil {
+			t.Fatalf("not back after SIGCONT: %v", err)
+		}
+	})
+
+	t.Run("externalTrafficPolicy Local: only nodes with endpoints advertise", func(t *testing.T) {
+		local := lbService("local", true, corev1.IPv4Protocol)
+		if err := c.Apply(ctx, local); err != nil {
+			t.Fatal(err)
+		}
+		lips, err := c.ServiceIPs(ctx, client.ObjectKeyFromObject(local), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "local-1", Labels: map[string]string{discoveryv1.LabelServiceName: "local"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints: []discoveryv1.Endpoint{
+				{Addresses: []string{"10.0.0.2"}, NodeName: ptr.To(n1.Name), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+				{Addresses: []string{"10.0.0.3"}, NodeName: ptr.To(n2.Name), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+			},
+		}
+		if err := c.Apply(ctx, slice); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitHops(tctx(t, time.Minute), bird, hostPrefix(lips[0]), n1.IPv4, n2.IPv4); err != nil {
+			t.Fatal(err)
+		}
+		slice.Endpoints[1].Conditions.Ready = ptr.To(false)
+		if err := c.Client.Update(ctx, slice); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitHops(tctx(t, 30*time.Second), bird, hostPrefix(lips[0]), n1.IPv4); err != nil {
+			t.Fatalf("%s still advertises without a ready endpoint: %v", n2.Name, err)
+		}
+	})
+}
+
+// TestBGPGracefulRestart: with graceful restart the router keeps a
+// restarting speaker's route (stale) until it is back.
+func TestBGPGracefulRestart(t *testing.T) {
+	c, bird := startBGPCluster(t, false, true)
+	ctx := tctx(t, 3*time.Minute)
+	svc := lbService("gr", false, corev1.IPv4Protocol)
+	if err := c.Apply(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	ips, err := c.ServiceIPs(ctx, client.ObjectKeyFromObject(svc), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := c.Lab.Nodes[0], c.Lab.Nodes[1]
+	prefix := hostPrefix(ips[0])
+	if err := waitHops(tctx(t, time.Minute), bird, prefix, n1.IPv4, n2.IPv4); err != nil {
+		t.Fatal(err)
+	}
+	c.Speakers[n1.Name].Kill()
+	// For a few seconds (the speaker restarting) both next hops stay.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		hops, err := bird.NextHops(prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hops) != 2 {
+			out, _ := bird.Birdc("show protocols all " + n1.Name + "_v4")
+			t.Fatalf("route lost a next hop while %s restarts: %v\n%s", n1.Name, hops, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := c.StartSpeaker(n1.Name); err != nil {
+		t.Fatal(err)
+	}
+	err = lab.WaitFor(tctx(t, time.Minute), 200*time.Millisecond, func() error {
+		out, err := bird.Birdc("show protocols " + n1.Name + "_v4")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "Established") {
+			return fmt.Errorf("session not back: %s", out)
+		}
+		return waitHops(tctx(t, time.Second), bird, prefix, n1.IPv4, n2.IPv4)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
