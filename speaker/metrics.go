@@ -3,6 +3,7 @@ package speaker
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lbstack/lbstack/speaker/bfd"
 	"github.com/lbstack/lbstack/speaker/l2"
 )
 
@@ -15,7 +16,7 @@ type metrics struct {
 	conflicts prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, stats func() l2.Stats) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, driver *BGPDriver) (*metrics, error) {
 	m := &metrics{
 		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbstack_speaker_members",
 			Help: "Live speakers this speaker sees, itself included"}),
@@ -26,7 +27,7 @@ func newMetrics(reg prometheus.Registerer, stats func() l2.Stats) (*metrics, err
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "lbstack_speaker_l2_conflicts_reported_total",
 			Help: "Split-brain reports: another MAC answered for an address this node announces (rate-limited per address and MAC)"}),
 	}
-	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, &l2Collector{stats: stats}} {
+	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, &l2Collector{stats: stats}, &bgpCollector{d: driver}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -58,6 +59,54 @@ func (c *l2Collector) Collect(ch chan<- prometheus.Metric) {
 		for name, v := range map[string]uint64{"requests": p.RequestsReceived, "replies": p.RepliesSent, "gratuitous": p.GratuitousSent,
 			"conflicts": p.Conflicts, "malformed": p.Malformed, "sendErrors": p.SendErrors} {
 			ch <- prometheus.MustNewConstMetric(l2Descs[name], prometheus.CounterValue, float64(v), proto)
+		}
+	}
+}
+
+// bgpCollector exposes the BGP sessions and BFD sessions of the driver.
+type bgpCollector struct{ d *BGPDriver }
+
+var (
+	bgpUpDesc       = prometheus.NewDesc("lbstack_speaker_bgp_session_up", "1 when the BGP session with the peer is established", []string{"peer"}, nil)
+	bgpUpdatesDesc  = prometheus.NewDesc("lbstack_speaker_bgp_updates_sent_total", "UPDATE messages sent to the peer", []string{"peer"}, nil)
+	bgpPrefixesDesc = prometheus.NewDesc("lbstack_speaker_bgp_prefixes_advertised", "Prefixes advertised to the peer", []string{"peer"}, nil)
+	bfdUpDesc       = prometheus.NewDesc("lbstack_speaker_bfd_session_up", "1 when the BFD session with the peer is Up", []string{"peer"}, nil)
+	bfdTransDesc    = prometheus.NewDesc("lbstack_speaker_bfd_transitions_total", "State transitions of the BFD session with the peer", []string{"peer"}, nil)
+)
+
+func (c *bgpCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{bgpUpDesc, bgpUpdatesDesc, bgpPrefixesDesc, bfdUpDesc, bfdTransDesc} {
+		ch <- d
+	}
+}
+
+func (c *bgpCollector) Collect(ch chan<- prometheus.Metric) {
+	c.d.mu.Lock()
+	spk, bfdm, names := c.d.spk, c.d.bfdm, c.d.bfdPeers
+	c.d.mu.Unlock()
+	if spk != nil {
+		for _, p := range spk.Peers() {
+			up := 0.0
+			if p.Up {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(bgpUpDesc, prometheus.GaugeValue, up, p.Name)
+			ch <- prometheus.MustNewConstMetric(bgpUpdatesDesc, prometheus.CounterValue, float64(p.UpdatesSent), p.Name)
+			ch <- prometheus.MustNewConstMetric(bgpPrefixesDesc, prometheus.GaugeValue, float64(p.PrefixesAdvertised), p.Name)
+		}
+	}
+	if bfdm != nil {
+		for _, s := range bfdm.Sessions() {
+			name := names[s.Peer]
+			if name == "" {
+				continue
+			}
+			up := 0.0
+			if s.State == bfd.StateUp {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(bfdUpDesc, prometheus.GaugeValue, up, name)
+			ch <- prometheus.MustNewConstMetric(bfdTransDesc, prometheus.CounterValue, float64(s.Transitions), name)
 		}
 	}
 }

@@ -173,7 +173,9 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
-	met, err = newMetrics(crmetrics.Registry, ann.Stats)
+	bgpReporter := &BGPReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
+	driver := &BGPDriver{Node: o.NodeName, Log: log, Clock: clk, BFDPort: o.BFDPort, OnEvent: bgpReporter.Event, OnStatus: bgpReporter.Status}
+	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver)
 	if err != nil {
 		return err
 	}
@@ -207,8 +209,6 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 			peers <- p
 		},
 	}
-	bgpReporter := &BGPReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
-	driver := &BGPDriver{Node: o.NodeName, Log: log, Clock: clk, BFDPort: o.BFDPort, OnEvent: bgpReporter.Event, OnStatus: bgpReporter.Status}
 	watcher.OnBGP = driver.Set
 	watcher.Secrets = mgr.GetAPIReader()
 	watcher.Namespace = o.Namespace

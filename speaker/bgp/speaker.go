@@ -734,6 +734,7 @@ func peerStatus(name string, addr netip.Addr, p *api.Peer, lastError string) Pee
 		AdminDown: st.GetAdminState() == api.PeerState_DOWN,
 		LastError: lastError,
 	}
+	out.UpdatesSent = st.GetMessages().GetSent().GetUpdate()
 	if !out.Up {
 		return out
 	}

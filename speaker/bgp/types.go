@@ -206,6 +206,9 @@ type PeerStatus struct {
 	// Since is when the session was established (second precision); zero
 	// while it is not up.
 	Since time.Time
+	// UpdatesSent counts the UPDATE messages sent on the session since
+	// gobgp created the neighbor.
+	UpdatesSent uint64
 	// PrefixesAdvertised counts the prefixes our export policy accepts for
 	// the peer over all its families (gobgp's Adj-RIB-Out count, without
 	// End-of-RIB markers); 0 while the session is down.

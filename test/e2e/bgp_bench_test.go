@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
@@ -312,12 +313,17 @@ func bgpBench(b *testing.B, bfd bool) {
 			defer func() { <-sem; wg.Done() }()
 			svc := lbService(fmt.Sprintf("many-%d", i), false, corev1.IPv6Protocol)
 			svc.Annotations = map[string]string{lbv1.AnnotationAddressPool: "many"}
+			// The API server has 2,768 node ports; these Services need none.
+			svc.Spec.AllocateLoadBalancerNodePorts = ptr.To(false)
 			if err := c.Client.Create(ctx, svc); err != nil {
-				b.Error(err)
+				b.Errorf("creating Service %d: %v", i, err)
 			}
 		}()
 	}
 	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
 	created := time.Since(start)
 	var allAssigned time.Time
 	err = lab.WaitFor(tctx(b, 10*time.Minute), 200*time.Millisecond, func() error {

@@ -87,7 +87,8 @@ func startBGPCluster(t *testing.T, bfd, gr bool) (*lab.Cluster, *lab.Bird) {
 		t.Fatal(err)
 	}
 	for _, n := range c.Lab.Nodes {
-		if _, err := c.StartSpeaker(n.Name); err != nil {
+		// Metrics on the node's loopback (each node is its own namespace).
+		if _, err := c.StartSpeaker(n.Name, "--metrics-bind-address=127.0.0.1:7474"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -157,6 +158,26 @@ func TestBGP(t *testing.T) {
 		})
 		if err != nil {
 			t.Error(err)
+		}
+	})
+
+	t.Run("metrics: sessions, updates, prefixes, BFD", func(t *testing.T) {
+		out, err := c.Lab.Output(n1.NS, "curl", "-sS", "http://127.0.0.1:7474/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			`lbstack_speaker_bgp_session_up{peer="router4"} 1`,
+			`lbstack_speaker_bgp_session_up{peer="router6"} 1`,
+			`lbstack_speaker_bfd_session_up{peer="router4"} 1`,
+			`lbstack_speaker_bgp_prefixes_advertised{peer="router4"}`,
+			`lbstack_speaker_bgp_updates_sent_total{peer="router4"}`,
+			`lbstack_speaker_bfd_transitions_total{peer="router4"}`,
+			`lbstack_speaker_members 2`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("metrics lack %s", want)
+			}
 		}
 	})
 
@@ -281,4 +302,84 @@ func TestBGPGracefulRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBGPPassword: TCP MD5 from the referenced Secret. The right password
+// establishes the session; a wrong one keeps it down and the BGPPeer's
+// status says so.
+func TestBGPPassword(t *testing.T) {
+	c := newCluster(t, 1)
+	ctx := tctx(t, 3*time.Minute)
+	n := c.Lab.Nodes[0]
+	bird, err := c.Lab.StartRouter(lab.BirdConfig{ASN: labASN, Neighbors: []lab.BirdNeighbor{{Name: "right", Address: n.IPv4, ASN: labASN, Password: "s3cret-md5"}}})
+	if err != nil {
+		testenv.Skip(t, "BIRD: %v", err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "md5"}, Data: map[string][]byte{"password": []byte("s3cret-md5")}}
+	if err := c.Apply(ctx, secret,
+		&lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"203.0.113.0/28"}}},
+		&lbv1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}},
+		&lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: lbv1.BGPPeerSpec{MyASN: labASN, PeerASN: labASN, PeerAddress: lab.RouterIPv4.String(),
+			ConnectTime: &metav1.Duration{Duration: 2 * time.Second},
+			PasswordSecret: &lbv1.SecretReference{Name: "md5", Namespace: "default", Key: "password"}}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartSpeaker(n.Name, "--namespace=default"); err != nil {
+		t.Fatal(err)
+	}
+	session := func(want lbv1.BGPSessionState) error {
+		return lab.WaitFor(tctx(t, time.Minute), 200*time.Millisecond, func() error {
+			var p lbv1.BGPPeer
+			if err := c.Client.Get(ctx, client.ObjectKey{Name: "router"}, &p); err != nil {
+				return err
+			}
+			if len(p.Status.Nodes) != 1 || p.Status.Nodes[0].State != want {
+				return fmt.Errorf("sessions %+v", p.Status.Nodes)
+			}
+			return nil
+		})
+	}
+	if err := session(lbv1.BGPSessionEstablished); err != nil {
+		out, _ := bird.Birdc("show protocols all right")
+		t.Fatalf("right password: %v\n%s", err, out)
+	}
+	// A wrong password: the session goes down and stays down.
+	secret.Data["password"] = []byte("wrong")
+	if err := c.Client.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	// Password Secrets are read on configuration events: touch the peer.
+	var p lbv1.BGPPeer
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: "router"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	p.Labels = map[string]string{"touched": "yes"}
+	if err := c.Client.Update(ctx, &p); err != nil {
+		t.Fatal(err)
+	}
+	err = lab.WaitFor(tctx(t, time.Minute), 200*time.Millisecond, func() error {
+		out, err := bird.Birdc("show protocols right")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, "Established") {
+			return fmt.Errorf("still established: %s", out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	if out, _ := bird.Birdc("show protocols right"); strings.Contains(out, "Established") {
+		t.Fatalf("a wrong password established a session: %s", out)
+	}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: "router"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Status.Nodes) != 1 || p.Status.Nodes[0].State == lbv1.BGPSessionEstablished {
+		t.Errorf("status after a wrong password: %+v", p.Status.Nodes)
+	}
+	t.Logf("status with a wrong password: %+v", p.Status.Nodes)
 }
