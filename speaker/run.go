@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -109,7 +110,11 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := o.Manager.NewManager(cfg, func(mo *manager.Options) { mo.LeaderElection = false })
+	mgr, err := o.Manager.NewManager(cfg, func(mo *manager.Options) {
+		mo.LeaderElection = false
+		// managedFields are half of a cached Service and never read here.
+		mo.Cache.DefaultTransform = cache.TransformStripManagedFields()
+	})
 	if err != nil {
 		return err
 	}

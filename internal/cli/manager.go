@@ -26,6 +26,8 @@ type ManagerOptions struct {
 	MetricsAddr string
 	// ProbeAddr is the /healthz and /readyz listen address; "0" disables it.
 	ProbeAddr string
+	// PprofAddr serves net/http/pprof for profiling; "" or "0" disables it.
+	PprofAddr string
 	// LeaderElect turns leader election on.
 	LeaderElect bool
 	// LeaderElectionID names the Lease.
@@ -41,6 +43,7 @@ type ManagerOptions struct {
 func (o *ManagerOptions) AddFlags(fs *flag.FlagSet, defaultMetrics, defaultProbe string, leaderElect bool) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty uses the in-cluster configuration")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", defaultMetrics, "address the Prometheus metrics endpoint listens on; 0 disables it")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "", "address net/http/pprof listens on, for profiling (keep it on localhost); empty disables it")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", defaultProbe, "address the /healthz and /readyz endpoints listen on; 0 disables them")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", leaderElect, "run leader election so only one replica is active")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease; empty uses the pod's namespace")
@@ -92,6 +95,7 @@ func (o ManagerOptions) NewManager(cfg *rest.Config, extra func(*manager.Options
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        o.LeaderElectionID,
 		LeaderElectionNamespace: o.LeaderElectionNamespace,

@@ -85,6 +85,7 @@ func ControllerDeployment(stack *lbv1.LoadBalancerStack, p Params) *appsv1.Deplo
 							fmt.Sprintf("--metrics-bind-address=:%d", ControllerMetricsPort),
 							fmt.Sprintf("--health-probe-bind-address=:%d", ControllerProbePort),
 						},
+						Env: []corev1.EnvVar{memoryLimitEnv(ComponentController)},
 						Ports: []corev1.ContainerPort{
 							{Name: "metrics", ContainerPort: ControllerMetricsPort, Protocol: corev1.ProtocolTCP},
 							{Name: "probes", ContainerPort: ControllerProbePort, Protocol: corev1.ProtocolTCP},
@@ -171,6 +172,7 @@ func SpeakerDaemonSet(stack *lbv1.LoadBalancerStack, p Params) *appsv1.DaemonSet
 							fieldEnv("NODE_NAME", "spec.nodeName"),
 							fieldEnv("POD_NAMESPACE", "metadata.namespace"),
 							fieldEnv("HOST_IP", "status.hostIP"),
+							memoryLimitEnv(ComponentSpeaker),
 						},
 						Ports: []corev1.ContainerPort{
 							{Name: "memberlist-tcp", ContainerPort: port, Protocol: corev1.ProtocolTCP},
@@ -233,6 +235,14 @@ func httpProbe(path string, initialDelay, period int32) *corev1.Probe {
 		InitialDelaySeconds: initialDelay,
 		PeriodSeconds:       period,
 	}
+}
+
+// memoryLimitEnv sets GOMEMLIMIT to the container's memory limit, so the
+// Go garbage collector works harder as the limit nears instead of letting
+// the process be OOM-killed.
+func memoryLimitEnv(container string) corev1.EnvVar {
+	return corev1.EnvVar{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+		ContainerName: container, Resource: "limits.memory"}}}
 }
 
 func fieldEnv(name, path string) corev1.EnvVar {

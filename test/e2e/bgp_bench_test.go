@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -209,7 +210,7 @@ func bgpBench(b *testing.B, bfd bool) {
 		b.Fatal(err)
 	}
 	for _, n := range c.Lab.Nodes {
-		if _, err := c.StartSpeaker(n.Name); err != nil {
+		if _, err := c.StartSpeaker(n.Name, "--pprof-bind-address=127.0.0.1:7476"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -300,8 +301,18 @@ func bgpBench(b *testing.B, bfd bool) {
 		b.ReportMetric(0, "ns/op")
 		return // the scale run once is enough
 	}
-	// Scale: 10,000 IPv6 Services.
-	const many = 10000
+	// Scale: 10,000 IPv6 Services (LBSTACK_BENCH_SERVICES overrides),
+	// created by a client without rate limit.
+	many := 10000
+	if _, err := fmt.Sscan(envOr("LBSTACK_BENCH_SERVICES", "10000"), &many); err != nil {
+		b.Fatal(err)
+	}
+	fast := rest.CopyConfig(c.Env.Config)
+	fast.QPS, fast.Burst = 1000, 2000
+	creator, err := client.New(fast, client.Options{Scheme: c.Client.Scheme()})
+	if err != nil {
+		b.Fatal(err)
+	}
 	before := routes.complete()
 	start := time.Now()
 	sem := make(chan struct{}, 16)
@@ -315,7 +326,7 @@ func bgpBench(b *testing.B, bfd bool) {
 			svc.Annotations = map[string]string{lbv1.AnnotationAddressPool: "many"}
 			// The API server has 2,768 node ports; these Services need none.
 			svc.Spec.AllocateLoadBalancerNodePorts = ptr.To(false)
-			if err := c.Client.Create(ctx, svc); err != nil {
+			if err := creator.Create(ctx, svc); err != nil {
 				b.Errorf("creating Service %d: %v", i, err)
 			}
 		}()
@@ -341,6 +352,12 @@ func bgpBench(b *testing.B, bfd bool) {
 	total := time.Since(start)
 	b.ReportMetric(created.Seconds(), "10k-created-s")
 	b.ReportMetric(total.Seconds(), "10k-all-routed-s")
+	if p := os.Getenv("LBSTACK_BENCH_HEAP"); p != "" {
+		// A heap profile of node2's speaker (it runs with pprof on its loopback).
+		if out, err := c.Lab.Output(n2.NS, "curl", "-sS", "-o", p, "http://127.0.0.1:7476/debug/pprof/heap"); err != nil {
+			b.Logf("heap profile: %v %s", err, out)
+		}
+	}
 	if !allAssigned.IsZero() {
 		b.ReportMetric(time.Since(allAssigned).Seconds()-time.Since(start.Add(total)).Seconds(), "10k-routed-after-last-assigned-s")
 	}
