@@ -205,7 +205,8 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	peers := make(chan []string, 1)
 	watcher := &Watcher{
 		Client: mgr.GetClient(), Node: o.NodeName, MemberlistPort: o.Port,
-		OnSnapshot: core.SetSnapshot,
+		MinInterval: 50 * time.Millisecond,
+		OnSnapshot:  core.SetSnapshot,
 		OnPeers: func(p []string) {
 			select {
 			case <-peers:

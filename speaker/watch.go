@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -49,7 +50,13 @@ type Watcher struct {
 	// Namespace is where password Secrets without a namespace live.
 	Namespace string
 
+	// MinInterval is the least time between two passes: events arriving
+	// meanwhile merge into the next pass (a pass reads every Service, so
+	// without it a burst of N Service events costs N² work).
+	MinInterval time.Duration
+
 	mu        sync.Mutex
+	lastPass  time.Time
 	cfg       *config.Config
 	peers     []string
 	synced    bool
@@ -82,6 +89,14 @@ func (w *Watcher) Synced() bool {
 // Reconcile builds a snapshot from the cache.
 func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
+	w.mu.Lock()
+	wait := w.MinInterval - time.Since(w.lastPass)
+	if wait > 0 {
+		w.mu.Unlock()
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	w.lastPass = time.Now()
+	w.mu.Unlock()
 	objs, err := configload.List(ctx, w.Client)
 	if err != nil {
 		return reconcile.Result{}, err
