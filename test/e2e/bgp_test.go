@@ -320,7 +320,7 @@ func TestBGPPassword(t *testing.T) {
 		&lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"203.0.113.0/28"}}},
 		&lbv1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}},
 		&lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: lbv1.BGPPeerSpec{MyASN: labASN, PeerASN: labASN, PeerAddress: lab.RouterIPv4.String(),
-			ConnectTime: &metav1.Duration{Duration: 2 * time.Second},
+			ConnectTime:    &metav1.Duration{Duration: 2 * time.Second},
 			PasswordSecret: &lbv1.SecretReference{Name: "md5", Namespace: "default", Key: "password"}}},
 	); err != nil {
 		t.Fatal(err)
