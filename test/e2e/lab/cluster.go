@@ -132,7 +132,12 @@ func (c *Cluster) StartSpeaker(node string, args ...string) (*Proc, error) {
 	all := append([]string{c.Bin, "speaker", "--kubeconfig", c.LabKubeconfig, "--node-name", node,
 		"--memberlist-bind-address", n.IPv4.String(), "--memberlist-key-file", c.KeyFile,
 		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--log-format=console"}, args...)
-	p, err := c.Lab.Start(n.NS, fmt.Sprintf("speaker-%s-%d", node, c.starts[node]), nil, all...)
+	var env []string
+	if lim := os.Getenv("LBSTACK_E2E_SPEAKER_GOMEMLIMIT"); lim != "" {
+		// As the DaemonSet sets it from the container's memory limit.
+		env = append(env, "GOMEMLIMIT="+lim)
+	}
+	p, err := c.Lab.Start(n.NS, fmt.Sprintf("speaker-%s-%d", node, c.starts[node]), env, all...)
 	if err != nil {
 		return nil, err
 	}
