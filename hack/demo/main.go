@@ -124,20 +124,9 @@ func run(keep bool) error {
 		return err
 	}
 	key := client.ObjectKeyFromObject(svc)
-	ips, err := c.ServiceIPs(ctx, key, 2)
+	v4, v6, err := c.ServiceIPsOnNodes(ctx, key, 2)
 	if err != nil {
 		return err
-	}
-	var v4, v6 netip.Addr
-	for _, ip := range ips {
-		if ip.Is4() {
-			v4 = ip
-		} else {
-			v6 = ip
-		}
-		if err := c.Lab.AddAddress(ip); err != nil {
-			return err
-		}
 	}
 	info("EXTERNAL-IP %s,%s (from pool default)", v4, v6)
 	st, err := c.WaitAnnounced(ctx, key, func(string) bool { return true })

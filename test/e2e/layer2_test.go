@@ -148,20 +148,9 @@ func TestLayer2(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := client.ObjectKeyFromObject(svc)
-	ips, err := c.ServiceIPs(ctx, key, 2)
+	v4, v6, err := c.ServiceIPsOnNodes(ctx, key, 2)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var v4, v6 netip.Addr
-	for _, ip := range ips {
-		if ip.Is4() {
-			v4 = ip
-		} else {
-			v6 = ip
-		}
-		if err := c.Lab.AddAddress(ip); err != nil {
-			t.Fatal(err)
-		}
 	}
 	st, err := c.WaitAnnounced(ctx, key, func(string) bool { return true })
 	if err != nil {

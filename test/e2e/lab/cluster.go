@@ -277,3 +277,24 @@ func (c *Cluster) Close() {
 		_ = c.Env.Stop()
 	}
 }
+
+// ServiceIPsOnNodes waits until the Service has want addresses, puts each
+// on lo of every node (so the node that receives the traffic accepts it),
+// and returns the IPv4 and IPv6 one (zero if the Service has none).
+func (c *Cluster) ServiceIPsOnNodes(ctx context.Context, key client.ObjectKey, want int) (v4, v6 netip.Addr, err error) {
+	ips, err := c.ServiceIPs(ctx, key, want)
+	if err != nil {
+		return v4, v6, err
+	}
+	for _, ip := range ips {
+		if ip.Is4() {
+			v4 = ip
+		} else {
+			v6 = ip
+		}
+		if err := c.Lab.AddAddress(ip); err != nil {
+			return v4, v6, err
+		}
+	}
+	return v4, v6, nil
+}
