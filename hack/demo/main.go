@@ -113,6 +113,9 @@ func run(keep bool) error {
 			return err
 		}
 	}
+	// Let the speakers find each other (memberlist join, first heartbeats,
+	// the start-up grace), so the first owner is the final one.
+	time.Sleep(3 * time.Second)
 
 	step("Creating Service default/web (type LoadBalancer, dual-stack)")
 	svc := &corev1.Service{
