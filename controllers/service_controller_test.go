@@ -46,18 +46,7 @@ func startController(t *testing.T, leaderElect bool, id string) (stop func()) {
 	if err := controllers.SetupController(mgr, controllers.ControllerOptions{Workers: 4, PoolStatusInterval: 200 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
-	return stop
+	return testenv.RunManager(t, mgr)
 }
 
 func ctx(t *testing.T) context.Context {

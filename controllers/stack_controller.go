@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -129,8 +130,8 @@ func (r *StackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 type stackState struct {
 	stack    *lbv1.LoadBalancerStack
 	config   config.Objects
+	cfg      *config.Config    // the valid configuration; nil when not
 	degraded *metav1.Condition // nil: not degraded
-	applied  int               // children written in this pass
 }
 
 // configure validates the configuration with the stack in it, the same
@@ -146,7 +147,9 @@ func (r *StackReconciler) configure(ctx context.Context, st *stackState) error {
 			Message: fmt.Sprintf("only one LoadBalancerStack may exist in a cluster and %q is in force; this one is ignored", inForce.Name)}
 		return nil
 	}
-	if _, _, errs := config.Build(objs); len(errs) > 0 {
+	cfg, _, errs := config.Build(objs)
+	st.cfg = cfg
+	if len(errs) > 0 {
 		msgs := make([]string, 0, 3)
 		for i, e := range errs {
 			if i == 3 {
@@ -173,7 +176,7 @@ func (r *StackReconciler) apply(ctx context.Context, st *stackState) error {
 		Namespace:       r.Namespace,
 		Image:           r.Image,
 		MemberlistKey:   key,
-		PasswordSecrets: passwordSecrets(st.stack, st.config.Peers),
+		PasswordSecrets: passwordSecrets(st.cfg),
 	})
 	want := map[string]bool{}
 	var errs []error
@@ -200,14 +203,10 @@ func (r *StackReconciler) apply(ctx context.Context, st *stackState) error {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				applied, err := r.applyOne(ctx, log, obj)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
+				if err := r.applyOne(ctx, log, obj); err != nil {
+					mu.Lock()
 					errs = append(errs, err)
-				}
-				if applied {
-					st.applied++
+					mu.Unlock()
 				}
 			}()
 		}
@@ -225,12 +224,11 @@ func (r *StackReconciler) apply(ctx context.Context, st *stackState) error {
 // applyParallelism bounds the concurrent writes of one pass.
 const applyParallelism = 8
 
-// applyOne applies obj unless the live object already contains it; it
-// reports whether it wrote.
-func (r *StackReconciler) applyOne(ctx context.Context, log logr.Logger, obj client.Object) (bool, error) {
+// applyOne applies obj unless the live object already contains it.
+func (r *StackReconciler) applyOne(ctx context.Context, log logr.Logger, obj client.Object) error {
 	u, err := render.Desired(obj)
 	if err != nil {
-		return false, err
+		return err
 	}
 	live := obj.DeepCopyObject().(client.Object)
 	err = r.Client.Get(ctx, client.ObjectKeyFromObject(obj), live)
@@ -238,16 +236,16 @@ func (r *StackReconciler) applyOne(ctx context.Context, log logr.Logger, obj cli
 	case err == nil:
 		liveMap, err := render.Normalize(live)
 		if err == nil && render.Contains(liveMap, u.Object) {
-			return false, nil
+			return nil
 		}
 	case !apierrors.IsNotFound(err):
-		return false, fmt.Errorf("reading %s: %w", render.Key(obj), err)
+		return fmt.Errorf("reading %s: %w", render.Key(obj), err)
 	}
 	log.Info("Applying "+obj.GetObjectKind().GroupVersionKind().Kind, "name", obj.GetName(), "namespace", obj.GetNamespace())
 	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(render.FieldOwner), client.ForceOwnership); err != nil {
-		return false, fmt.Errorf("applying %s: %w", render.Key(obj), err)
+		return fmt.Errorf("applying %s: %w", render.Key(obj), err)
 	}
-	return true, nil
+	return nil
 }
 
 func (r *StackReconciler) applyFailed(st *stackState, err error) error {
@@ -282,15 +280,13 @@ func (r *StackReconciler) prune(ctx context.Context, stack *lbv1.LoadBalancerSta
 				continue
 			}
 			ctrl.LoggerFrom(ctx).Info("Deleting "+gvk.Kind+" no longer in the stack", "name", o.GetName(), "namespace", o.GetNamespace())
-			if err := r.Client.Delete(ctx, o, client.Preconditions{UID: ptrTo(o.GetUID())}); client.IgnoreNotFound(err) != nil {
+			if err := r.Client.Delete(ctx, o, client.Preconditions{UID: ptr.To(o.GetUID())}); client.IgnoreNotFound(err) != nil {
 				errs = append(errs, fmt.Errorf("deleting %s: %w", render.Key(o), err))
 			}
 		}
 	}
 	return errors.Join(errs...)
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 func ownedBy(o client.Object, stack *lbv1.LoadBalancerStack) bool {
 	ref := metav1.GetControllerOf(o)
@@ -321,20 +317,15 @@ func (r *StackReconciler) memberlistKey(ctx context.Context) ([]byte, error) {
 	return key, nil
 }
 
-// passwordSecrets lists the BGP password Secrets of the stack's inline
-// peers and of the standalone peers.
-func passwordSecrets(stack *lbv1.LoadBalancerStack, peers []lbv1.BGPPeer) []types.NamespacedName {
+// passwordSecrets lists the BGP password Secrets of the peers in force:
+// the stack's inline peers and the standalone ones, as config.Build
+// resolved them.
+func passwordSecrets(cfg *config.Config) []types.NamespacedName {
 	var out []types.NamespacedName
-	add := func(ref *lbv1.SecretReference) {
-		if ref != nil {
+	for _, p := range cfg.Peers {
+		if ref := p.PasswordSecret; ref != nil {
 			out = append(out, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name})
 		}
-	}
-	for i := range stack.Spec.BGPPeers {
-		add(stack.Spec.BGPPeers[i].PasswordSecret)
-	}
-	for i := range peers {
-		add(peers[i].Spec.PasswordSecret)
 	}
 	return out
 }

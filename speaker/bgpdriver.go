@@ -32,17 +32,18 @@ type BGPDriver struct {
 	// few seconds (must not block).
 	OnStatus func(BGPStatus)
 
-	mu       sync.Mutex
-	want     *bgpWant
-	kick     chan struct{}
-	spk      *bgp.Speaker
-	stopSpk  context.CancelFunc
-	asn      uint32
-	rid      netip.Addr
-	bfdm     *bfd.Manager
-	bfdPeers map[netip.Addr]string // BFD peer address → BGP peer name
-	bfdState map[string]string     // BGP peer name → BFD state
-	applied  BGPPlan
+	mu         sync.Mutex
+	want       *bgpWant
+	kick       wakeup
+	spk        *bgp.Speaker
+	stopSpk    context.CancelFunc
+	asn        uint32
+	rid        netip.Addr
+	bfdm       *bfd.Manager
+	bfdPeers   map[netip.Addr]string // BFD peer address → BGP peer name
+	bfdState   map[string]string     // BGP peer name → BFD state
+	applied    BGPPlan
+	appliedGen uint64
 }
 
 type bgpWant struct {
@@ -56,8 +57,10 @@ type BGPStatus struct {
 	Sessions []lbv1.BGPNodeSession
 	// Peers are the peer names of each session, in Sessions' order.
 	Peers []string
-	// Plan is the plan in force.
-	Plan BGPPlan
+	// Plan is the plan in force, and PlanGeneration counts the plans
+	// applied, so a receiver can tell a new plan from the same one.
+	Plan           BGPPlan
+	PlanGeneration uint64
 }
 
 // Set hands the driver a new plan with the peers' passwords and the router
@@ -65,26 +68,13 @@ type BGPStatus struct {
 func (d *BGPDriver) Set(plan BGPPlan, passwords map[string]string, routerID netip.Addr) {
 	d.mu.Lock()
 	d.want = &bgpWant{plan: plan, passwords: passwords, routerID: routerID}
-	if d.kick == nil {
-		d.kick = make(chan struct{}, 1)
-	}
-	k := d.kick
 	d.mu.Unlock()
-	select {
-	case k <- struct{}{}:
-	default:
-	}
+	d.kick.Notify()
 }
 
 // Run applies plans until ctx ends, then stops the BGP speaker (which
 // notifies the routers) and the BFD sessions.
 func (d *BGPDriver) Run(ctx context.Context) error {
-	d.mu.Lock()
-	if d.kick == nil {
-		d.kick = make(chan struct{}, 1)
-	}
-	kick := d.kick
-	d.mu.Unlock()
 	tick := d.Clock.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	defer d.stop()
@@ -92,7 +82,7 @@ func (d *BGPDriver) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-kick:
+		case <-d.kick.C():
 			d.apply(ctx)
 		case <-tick.C():
 		}
@@ -163,6 +153,7 @@ func (d *BGPDriver) apply(ctx context.Context) {
 func (d *BGPDriver) setApplied(p BGPPlan) {
 	d.mu.Lock()
 	d.applied = p
+	d.appliedGen++
 	d.mu.Unlock()
 }
 
@@ -274,9 +265,8 @@ func (d *BGPDriver) report() {
 	for k, v := range d.bfdState {
 		bfdState[k] = v
 	}
-	plan := d.applied
+	st := BGPStatus{Plan: d.applied, PlanGeneration: d.appliedGen}
 	d.mu.Unlock()
-	st := BGPStatus{Plan: plan}
 	if spk != nil {
 		for _, p := range spk.Peers() {
 			st.Peers = append(st.Peers, p.Name)

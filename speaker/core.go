@@ -143,14 +143,12 @@ type Core struct {
 
 	mu       sync.Mutex
 	snapshot *Snapshot
-	kick     chan struct{}
 	started  time.Time
+	kick     wakeup
 
 	// Loop state.
 	owners   map[netip.Addr]string // group key → owner at the last election
-	eligible map[netip.Addr]map[string]bool
-	lastLive map[string]bool
-	lastSeen map[string]time.Time // when a member was last seen live by an election
+	lastSeen map[string]time.Time  // when a member was last seen live by an election
 }
 
 // SetSnapshot hands the core a new snapshot; the loop elects again.
@@ -158,30 +156,13 @@ func (c *Core) SetSnapshot(s *Snapshot) {
 	c.mu.Lock()
 	c.snapshot = s
 	c.mu.Unlock()
-	c.signal()
-}
-
-func (c *Core) signal() {
-	select {
-	case c.kickChan() <- struct{}{}:
-	default:
-	}
-}
-
-func (c *Core) kickChan() chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.kick == nil {
-		c.kick = make(chan struct{}, 1)
-	}
-	return c.kick
+	c.kick.Notify()
 }
 
 // Run elects on every membership change and every snapshot until ctx
 // ends; then it releases every address (before membership leaves, so this
 // node stops answering as the others take over).
 func (c *Core) Run(ctx context.Context) error {
-	kick := c.kickChan()
 	c.mu.Lock()
 	c.started = c.Clock.Now()
 	c.mu.Unlock()
@@ -192,7 +173,7 @@ func (c *Core) Run(ctx context.Context) error {
 			c.L2.SetOwned(nil)
 			return nil
 		case <-c.Members.Changed():
-		case <-kick:
+		case <-c.kick.C():
 		case <-graceOver:
 			graceOver = nil
 		}
@@ -223,16 +204,14 @@ func (c *Core) Elect() {
 	}
 	grace := c.inGrace(now)
 	if c.owners == nil {
-		c.owners, c.eligible, c.lastLive, c.lastSeen = map[netip.Addr]string{}, map[netip.Addr]map[string]bool{}, map[string]bool{}, map[string]time.Time{}
+		c.owners, c.lastSeen = map[netip.Addr]string{}, map[string]time.Time{}
 	}
 	owned := map[netip.Addr]l2.Target{}
 	var mine []L2Group
 	watch := map[string]bool{}
 	owners := make(map[netip.Addr]string, len(snap.L2))
-	eligible := make(map[netip.Addr]map[string]bool, len(snap.L2))
 	for _, g := range snap.L2 {
 		var cands []string
-		el := map[string]bool{}
 		for _, n := range g.CandidateNames() {
 			meta, ok := live[n]
 			if !ok {
@@ -241,11 +220,10 @@ func (c *Core) Elect() {
 			if !healthyFor(meta, g.Candidates[n]) || (grace && n == c.Node) {
 				continue
 			}
-			el[n] = true
 			cands = append(cands, n)
 		}
 		owner := election.Owner(g.Key, cands)
-		owners[g.Key], eligible[g.Key] = owner, el
+		owners[g.Key] = owner
 		// Watch the nodes next to this one in the group's ranking: they
 		// take over from each other.
 		rank := election.Ranking(g.Key, cands)
@@ -275,11 +253,7 @@ func (c *Core) Elect() {
 	for n := range live {
 		c.lastSeen[n] = now
 	}
-	c.owners, c.eligible = owners, eligible
-	c.lastLive = map[string]bool{}
-	for n := range live {
-		c.lastLive[n] = true
-	}
+	c.owners = owners
 	if c.OnOwned != nil {
 		c.OnOwned(mine)
 	}

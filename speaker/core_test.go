@@ -270,3 +270,22 @@ func TestGraceAfterStart(t *testing.T) {
 		t.Fatalf("after the grace period a owns %d of 20", len(c.l2["a"].owned))
 	}
 }
+
+func TestOfferLatestAndWakeup(t *testing.T) {
+	ch := make(chan int, 1)
+	for i := range 5 {
+		offerLatest(ch, i)
+	}
+	if got := <-ch; got != 4 {
+		t.Errorf("offerLatest kept %d, want the newest 4", got)
+	}
+	var w wakeup
+	w.Notify()
+	w.Notify()
+	<-w.C()
+	select {
+	case <-w.C():
+		t.Error("two notifications before a read woke twice")
+	default:
+	}
+}

@@ -144,6 +144,13 @@ func (r *Reporter) Run(ctx context.Context) error {
 	r.init()
 	q := r.queue
 	r.mu.Unlock()
+	runQueue(ctx, q, r.write, "Writing ServiceAnnouncement; will retry")
+	return nil
+}
+
+// runQueue feeds the keys of q to write until ctx ends, retrying failed
+// keys with q's backoff.
+func runQueue[K comparable](ctx context.Context, q workqueue.TypedRateLimitingInterface[K], write func(context.Context, K) error, failed string) {
 	go func() {
 		<-ctx.Done()
 		q.ShutDown()
@@ -151,16 +158,44 @@ func (r *Reporter) Run(ctx context.Context) error {
 	for {
 		key, quit := q.Get()
 		if quit {
-			return nil
+			return
 		}
-		if err := r.write(ctx, key); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Writing ServiceAnnouncement; will retry", "ServiceAnnouncement", key)
+		if err := write(ctx, key); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, failed, "key", key)
 			q.AddRateLimited(key)
 		} else {
 			q.Forget(key)
 		}
 		q.Done(key)
 	}
+}
+
+// ensureAnnouncement creates the Service's ServiceAnnouncement, owned by
+// the Service (so it goes with it), unless it exists. It returns the
+// Service, or nil when the Service is gone.
+func ensureAnnouncement(ctx context.Context, c client.Client, key types.NamespacedName) (*corev1.Service, error) {
+	var svc corev1.Service
+	if err := c.Get(ctx, key, &svc); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	ann := &lbv1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace,
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID}}}}
+	if err := c.Create(ctx, ann); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating ServiceAnnouncement: %w", err)
+	}
+	return &svc, nil
+}
+
+// ingressIPs are the addresses in the Service's status, sorted.
+func ingressIPs(svc *corev1.Service) []string {
+	var ips []string
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if in.IP != "" {
+			ips = append(ips, in.IP)
+		}
+	}
+	slices.Sort(ips)
+	return ips
 }
 
 // write applies the desired status of one Service's ServiceAnnouncement.
@@ -172,28 +207,16 @@ func (r *Reporter) write(ctx context.Context, key types.NamespacedName) error {
 	if want == nil || done {
 		return nil
 	}
-	var svc corev1.Service
-	if err := r.Client.Get(ctx, key, &svc); err != nil {
-		return client.IgnoreNotFound(err)
+	svc, err := ensureAnnouncement(ctx, r.Client, key)
+	if err != nil || svc == nil {
+		return err
 	}
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if in.IP != "" {
-			want.IPs = append(want.IPs, in.IP)
-		}
-	}
-	slices.Sort(want.IPs)
-	ann := &lbv1.ServiceAnnouncement{
-		ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID,
-		}}},
-	}
-	if err := r.Client.Create(ctx, ann); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating ServiceAnnouncement: %w", err)
-	}
-	u, err := statusApply(key, want)
+	want.IPs = ingressIPs(svc)
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
 	if err != nil {
 		return err
 	}
+	u := statusApply("ServiceAnnouncement", key, m)
 	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(speakerFieldOwnerLayer2), client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying ServiceAnnouncement status: %w", err)
 	}
@@ -205,17 +228,15 @@ func (r *Reporter) write(ctx context.Context, key types.NamespacedName) error {
 	return nil
 }
 
-func statusApply(key types.NamespacedName, st *lbv1.ServiceAnnouncementStatus) (*unstructured.Unstructured, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(st)
-	if err != nil {
-		return nil, err
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{"status": m}}
+// statusApply is a server-side apply body for the status of an lbstack
+// object of kind.
+func statusApply(kind string, key types.NamespacedName, status map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"status": status}}
 	u.SetAPIVersion(lbv1.GroupVersion.String())
-	u.SetKind("ServiceAnnouncement")
+	u.SetKind(kind)
 	u.SetName(key.Name)
 	u.SetNamespace(key.Namespace)
-	return u, nil
+	return u
 }
 
 // moveEvents emits Announcing and, after a move, AnnouncementMoved on each

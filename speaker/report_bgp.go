@@ -12,13 +12,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
@@ -53,14 +51,16 @@ type BGPReporter struct {
 	queue    workqueue.TypedRateLimitingInterface[bgpKey]
 	sessions map[string]lbv1.BGPNodeSession
 	services map[types.NamespacedName]lbv1.AnnouncingNode
-	written  map[bgpKey]any
 	since    map[netip.Prefix]time.Time
+	// The Service entries depend only on the plan and the established
+	// peers: not recomputed while neither changed.
+	servicesFor string
 }
 
 func (r *BGPReporter) init() {
 	if r.queue == nil {
 		r.queue = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[bgpKey](100*time.Millisecond, maxReportRetryBackoffTime))
-		r.sessions, r.services, r.written = map[string]lbv1.BGPNodeSession{}, map[types.NamespacedName]lbv1.AnnouncingNode{}, map[bgpKey]any{}
+		r.sessions, r.services = map[string]lbv1.BGPNodeSession{}, map[types.NamespacedName]lbv1.AnnouncingNode{}
 		r.since = map[netip.Prefix]time.Time{}
 	}
 }
@@ -97,6 +97,11 @@ func (r *BGPReporter) Status(st BGPStatus) {
 		all = append(all, n)
 	}
 	slices.Sort(all)
+	servicesFor := fmt.Sprintf("%d/%v", st.PlanGeneration, all)
+	if servicesFor == r.servicesFor {
+		return
+	}
+	r.servicesFor = servicesFor
 	want := map[types.NamespacedName]lbv1.AnnouncingNode{}
 	for _, p := range st.Plan.Paths {
 		if _, ok := r.since[p.Prefix]; !ok {
@@ -164,97 +169,56 @@ func (r *BGPReporter) Run(ctx context.Context) error {
 	r.init()
 	q := r.queue
 	r.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		q.ShutDown()
-	}()
-	for {
-		key, quit := q.Get()
-		if quit {
-			return nil
-		}
-		if err := r.write(ctx, key); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Writing BGP status; will retry", "object", key.NamespacedName, "peer", key.peer)
-			q.AddRateLimited(key)
-		} else {
-			q.Forget(key)
-		}
-		q.Done(key)
-	}
+	runQueue(ctx, q, r.write, "Writing BGP status; will retry")
+	return nil
 }
 
 func (r *BGPReporter) write(ctx context.Context, key bgpKey) error {
+	kind := "ServiceAnnouncement"
+	if key.peer {
+		kind = "BGPPeer"
+	}
 	r.mu.Lock()
-	var body map[string]any
-	var err error
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(lbv1.GroupVersion.String())
+	var entry any
 	if key.peer {
 		s, ok := r.sessions[key.Name]
 		if !ok {
 			r.mu.Unlock()
 			return nil
 		}
-		u.SetKind("BGPPeer")
-		body, err = runtime.DefaultUnstructuredConverter.ToUnstructured(&s)
-		if err == nil {
-			u.Object["status"] = map[string]any{"nodes": []any{body}}
-		}
-	} else {
-		e, ok := r.services[key.NamespacedName]
-		u.SetKind("ServiceAnnouncement")
-		u.SetNamespace(key.Namespace)
-		if ok {
-			body, err = runtime.DefaultUnstructuredConverter.ToUnstructured(&e)
-			if err == nil {
-				u.Object["status"] = map[string]any{"nodes": []any{body}}
-			}
-		} else {
-			u.Object["status"] = map[string]any{}
-		}
+		entry = &s
+	} else if e, ok := r.services[key.NamespacedName]; ok {
+		entry = &e
 	}
-	u.SetName(key.Name)
 	r.mu.Unlock()
-	if err != nil {
-		return err
+	status := map[string]any{} // no entry: applying nothing removes ours
+	if entry != nil {
+		body, err := runtime.DefaultUnstructuredConverter.ToUnstructured(entry)
+		if err != nil {
+			return err
+		}
+		status["nodes"] = []any{body}
 	}
 	if !key.peer {
-		svc, err := r.ensureAnnouncement(ctx, key.NamespacedName)
+		svc, err := ensureAnnouncement(ctx, r.Client, key.NamespacedName)
 		if err != nil || svc == nil {
 			return err
 		}
-		if st, _ := u.Object["status"].(map[string]any); len(st) > 0 {
+		if entry != nil {
 			// Every node applies the same values: shared ownership.
-			st["service"], st["protocol"] = svc.Name, string(lbv1.ProtocolBGP)
-			var ips []any
-			for _, in := range svc.Status.LoadBalancer.Ingress {
-				if in.IP != "" {
-					ips = append(ips, in.IP)
-				}
+			ips := []any{}
+			for _, ip := range ingressIPs(svc) {
+				ips = append(ips, ip)
 			}
-			st["ips"] = ips
+			status["service"], status["protocol"], status["ips"] = svc.Name, string(lbv1.ProtocolBGP), ips
 		}
 	}
+	u := statusApply(kind, key.NamespacedName, status)
 	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), r.fieldOwner(), client.ForceOwnership); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil // the peer or Service is gone
 		}
-		return fmt.Errorf("applying %s status: %w", u.GetKind(), err)
+		return fmt.Errorf("applying %s status: %w", kind, err)
 	}
 	return nil
-}
-
-// ensureAnnouncement creates the Service's ServiceAnnouncement, owned by
-// the Service, if it does not exist yet.
-func (r *BGPReporter) ensureAnnouncement(ctx context.Context, key types.NamespacedName) (*corev1.Service, error) {
-	var svc corev1.Service
-	if err := r.Client.Get(ctx, key, &svc); err != nil {
-		return nil, client.IgnoreNotFound(err)
-	}
-	ann := &lbv1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace,
-		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID}}}}
-	if err := r.Client.Create(ctx, ann); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating ServiceAnnouncement: %w", err)
-	}
-	return &svc, nil
 }

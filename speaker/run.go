@@ -167,13 +167,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 			}
 			go reporter.Conflict(ip, ifname, ours, theirs, servicesOf(ip))
 		},
-		OnHealth: func(h l2.Health) {
-			select {
-			case <-healthCh:
-			default:
-			}
-			healthCh <- h
-		},
+		OnHealth: func(h l2.Health) { offerLatest(healthCh, h) },
 	})
 	if err != nil {
 		return err
@@ -207,13 +201,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		Client: mgr.GetClient(), Node: o.NodeName, MemberlistPort: o.Port,
 		MinInterval: 50 * time.Millisecond,
 		OnSnapshot:  core.SetSnapshot,
-		OnPeers: func(p []string) {
-			select {
-			case <-peers:
-			default:
-			}
-			peers <- p
-		},
+		OnPeers:     func(p []string) { offerLatest(peers, p) },
 	}
 	watcher.OnBGP = driver.Set
 	watcher.Secrets = mgr.GetAPIReader()

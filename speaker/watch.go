@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +58,10 @@ type Watcher struct {
 
 	mu        sync.Mutex
 	lastPass  time.Time
+	pwKey     string            // what the cached passwords were read for
+	pwCache   map[string]string // peer name → password
+	pwErr     error
+	pwRead    time.Time
 	cfg       *config.Config
 	peers     []string
 	synced    bool
@@ -141,7 +146,7 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 	}
 	if w.OnBGP != nil && cfg != nil {
 		plan := PlanBGP(cfg, services, nodes, w.Node)
-		passwords, err := w.passwords(ctx, plan)
+		passwords, err := w.cachedPasswords(ctx, plan, objs.Peers)
 		if err != nil {
 			log.Error(err, "Reading BGP passwords; sessions with a password wait for it")
 		}
@@ -214,6 +219,48 @@ func (w *Watcher) endpointNodes(ctx context.Context, s *corev1.Service) (map[str
 		}
 	}
 	return out, nil
+}
+
+// Password Secrets are read from the API server (the speaker may get them
+// by name but not watch them), so not on every pass: again only when a
+// BGPPeer or the set of references changed, after a failed read (at most
+// every passwordRetry), and every passwordRefresh (a rotated Secret).
+const (
+	passwordRetry   = 5 * time.Second
+	passwordRefresh = time.Minute
+)
+
+// cachedPasswords returns the passwords of plan's peers, reading them
+// again only when needed (see passwordRefresh).
+func (w *Watcher) cachedPasswords(ctx context.Context, plan BGPPlan, peers []lbv1.BGPPeer) (map[string]string, error) {
+	if len(plan.Passwords) == 0 {
+		return nil, nil
+	}
+	var b strings.Builder
+	for _, p := range peers {
+		fmt.Fprintf(&b, "%s@%s;", p.Name, p.ResourceVersion)
+	}
+	names := make([]string, 0, len(plan.Passwords))
+	for n := range plan.Passwords {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s=%+v;", n, plan.Passwords[n])
+	}
+	key := b.String()
+	w.mu.Lock()
+	age := time.Since(w.pwRead)
+	if key == w.pwKey && age < passwordRefresh && (w.pwErr == nil || age < passwordRetry) {
+		defer w.mu.Unlock()
+		return w.pwCache, w.pwErr
+	}
+	w.mu.Unlock()
+	pw, err := w.passwords(ctx, plan)
+	w.mu.Lock()
+	w.pwKey, w.pwCache, w.pwErr, w.pwRead = key, pw, err, time.Now()
+	w.mu.Unlock()
+	return pw, err
 }
 
 // passwords reads the password of every peer in plan that has one.

@@ -149,18 +149,8 @@ func startOperator(t testing.TB) *operatorUnderTest {
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
+	stop := testenv.RunManager(t, mgr)
+	if !mgr.GetCache().WaitForCacheSync(tctx(t)) {
 		t.Fatal("cache did not sync")
 	}
 	return &operatorUnderTest{r: r, writes: w, stop: stop}

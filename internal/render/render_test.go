@@ -268,3 +268,19 @@ func TestDefaultsMatchCRD(t *testing.T) {
 		t.Errorf("controller differs:\n%s", d)
 	}
 }
+
+// TestKindsCoverRendered: pruning lists the kinds in Kinds(); a kind
+// rendered but missing there would never be pruned.
+func TestKindsCoverRendered(t *testing.T) {
+	p := params()
+	p.PasswordSecrets = []types.NamespacedName{{Namespace: "network", Name: "a"}}
+	s := fullStack()
+	s.Spec.BGPAdvertisements = []lbv1.InlineBGPAdvertisement{{InlineMeta: lbv1.InlineMeta{Name: "b"}}}
+	s.Spec.BFDProfiles = []lbv1.InlineBFDProfile{{InlineMeta: lbv1.InlineMeta{Name: "f"}}}
+	s.Spec.Communities = []lbv1.InlineCommunity{{InlineMeta: lbv1.InlineMeta{Name: "c"}}}
+	for _, o := range All(s, p) {
+		if gvk := o.GetObjectKind().GroupVersionKind(); !slices.Contains(Kinds(), gvk) {
+			t.Errorf("%s is rendered but not in Kinds()", gvk)
+		}
+	}
+}

@@ -404,10 +404,11 @@ func (m *Manager) readLoop(l *listener) error {
 // dropped.
 func (m *Manager) handlePacket(b []byte, ttl, ifindex int, src netip.AddrPort) {
 	m.stats.received.Add(1)
-	log := m.log.V(1).WithValues("peer", src)
+	// Only the drop branches log: no logger is built for a good packet.
+	drop := func(msg string, kv ...any) { m.log.V(1).Info(msg, append([]any{"peer", src}, kv...)...) }
 	if ttl != gtsmTTL {
 		m.stats.badTTL.Add(1)
-		log.Info("Dropping BFD packet: TTL is not 255", "ttl", ttl)
+		drop("Dropping BFD packet: TTL is not 255", "ttl", ttl)
 		return
 	}
 	p, err := Unmarshal(b)
@@ -417,7 +418,7 @@ func (m *Manager) handlePacket(b []byte, ttl, ifindex int, src netip.AddrPort) {
 		} else {
 			m.stats.malformed.Add(1)
 		}
-		log.Info("Dropping BFD packet", "error", err.Error())
+		drop("Dropping BFD packet", "error", err.Error())
 		return
 	}
 	peer := src.Addr().Unmap().WithZone("")
@@ -434,13 +435,13 @@ func (m *Manager) handlePacket(b []byte, ttl, ifindex int, src netip.AddrPort) {
 	}
 	if e == nil || !m.onInterfaceLocked(e, ifindex) {
 		m.stats.noSession.Add(1)
-		log.Info("Dropping BFD packet: no session", "yourDiscriminator", p.YourDiscriminator, "ifindex", ifindex)
+		drop("Dropping BFD packet: no session", "yourDiscriminator", p.YourDiscriminator, "ifindex", ifindex)
 		return
 	}
 	out, err := e.sess.Receive(&p)
 	if err != nil {
 		m.stats.rejected.Add(1)
-		log.Info("Dropping BFD packet", "error", err.Error())
+		drop("Dropping BFD packet", "error", err.Error())
 		return
 	}
 	m.handleLocked(e, out)

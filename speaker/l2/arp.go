@@ -124,7 +124,9 @@ func (a *Announcer) replyARPLocked(ifc *iface, req *arp.Packet) {
 		return
 	}
 	a.stats.arp.replies.Add(1)
-	a.log.V(2).Info("Answered ARP request", "interface", ifc.name, "ip", req.TargetIP, "requester", req.SenderHardwareAddr.String())
+	if v := a.log.V(2); v.Enabled() {
+		v.Info("Answered ARP request", "interface", ifc.name, "ip", req.TargetIP, "requester", req.SenderHardwareAddr.String())
+	}
 }
 
 // gratuitousARPLocked broadcasts both forms of gratuitous ARP for ip: a

@@ -29,22 +29,15 @@ type routeWatch struct {
 	mu    sync.Mutex
 	hops  int
 	seen  map[netip.Addr]time.Time
-	gone  map[netip.Addr]time.Time
 	count map[netip.Addr]int
 }
 
 func watchRoutes(b testing.TB, c *lab.Cluster, bird *lab.Bird, hops int) *routeWatch {
-	w := &routeWatch{hops: hops, seen: map[netip.Addr]time.Time{}, gone: map[netip.Addr]time.Time{}, count: map[netip.Addr]int{}}
-	cmd := c.Lab.Command(bird.NS, "ip", "monitor", "route")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
+	w := &routeWatch{hops: hops, seen: map[netip.Addr]time.Time{}, count: map[netip.Addr]int{}}
+	out, err := c.Lab.Stream(bird.NS, "ip", "monitor", "route")
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	go func() {
 		s := bufio.NewScanner(out)
 		var cur netip.Addr
@@ -65,7 +58,6 @@ func watchRoutes(b testing.TB, c *lab.Cluster, bird *lab.Bird, hops int) *routeW
 			if f[0] == "Deleted" && len(f) > 1 {
 				if a, err := netip.ParseAddr(strings.Split(f[1], "/")[0]); err == nil {
 					w.mu.Lock()
-					w.gone[a] = now
 					w.count[a] = 0
 					w.mu.Unlock()
 				}

@@ -23,7 +23,6 @@ import (
 // neighWatch follows the client's neighbour table (ip monitor) and reports
 // each change of the MAC for one address, with when it was read.
 type neighWatch struct {
-	cmd     *exec.Cmd
 	changes chan neighChange
 }
 
@@ -35,16 +34,11 @@ type neighChange struct {
 var lladdr = regexp.MustCompile(`lladdr ([0-9a-f:]{17})`)
 
 func watchNeigh(b testing.TB, c *lab.Cluster, ip netip.Addr) *neighWatch {
-	cmd := c.Lab.Command(c.Lab.Client, "ip", "monitor", "neigh", "dev", "eth0")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
+	out, err := c.Lab.Stream(c.Lab.Client, "ip", "monitor", "neigh", "dev", "eth0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	w := &neighWatch{cmd: cmd, changes: make(chan neighChange, 1024)}
+	w := &neighWatch{changes: make(chan neighChange, 1024)}
 	go func() {
 		s := bufio.NewScanner(out)
 		prefix := ip.String() + " "
@@ -58,7 +52,6 @@ func watchNeigh(b testing.TB, c *lab.Cluster, ip netip.Addr) *neighWatch {
 			}
 		}
 	}()
-	b.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	return w
 }
 

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -413,4 +414,27 @@ func WaitFor(ctx context.Context, interval time.Duration, check func() error) er
 		case <-time.After(interval):
 		}
 	}
+}
+
+// Stream starts a command in ns whose standard output the caller reads
+// line by line (a monitor such as `ip monitor neigh`). Close kills it.
+func (l *Lab) Stream(ns string, args ...string) (io.Reader, error) {
+	cmd := l.Command(ns, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", strings.Join(args, " "), err)
+	}
+	p := &Proc{Name: args[0], Cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	return out, nil
 }
