@@ -62,21 +62,33 @@ func broadcastMAC() net.HardwareAddr { return net.HardwareAddr{0xff, 0xff, 0xff,
 
 // readARP answers ARP on one interface until its context ends.
 func (a *Announcer) readARP(ctx context.Context, ifc *iface, conn net.PacketConn) {
-	defer a.wg.Done()
 	buf := make([]byte, 256)
-	for {
+	a.readLoop(ctx, ifc, "Reading ARP packet failed", func() error {
 		n, _, err := conn.ReadFrom(buf)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			a.log.Error(err, "Reading ARP packet failed", "interface", ifc.name)
-			if !a.pause(ctx) {
-				return
-			}
+		if err == nil {
+			a.handleARP(ifc, buf[:n])
+		}
+		return err
+	})
+}
+
+// readLoop calls read until ctx ends or the socket is closed; after a read
+// error it logs failed and pauses. It runs as one of the Announcer's
+// reader goroutines.
+func (a *Announcer) readLoop(ctx context.Context, ifc *iface, failed string, read func() error) {
+	defer a.wg.Done()
+	for {
+		err := read()
+		if err == nil {
 			continue
 		}
-		a.handleARP(ifc, buf[:n])
+		if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			return
+		}
+		a.log.Error(err, failed, "interface", ifc.name)
+		if !a.pause(ctx) {
+			return
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package l2
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 
@@ -12,21 +11,13 @@ import (
 
 // readNDP answers NDP on one interface until its context ends.
 func (a *Announcer) readNDP(ctx context.Context, ifc *iface, conn ndpConn) {
-	defer a.wg.Done()
-	for {
+	a.readLoop(ctx, ifc, "Reading NDP message failed", func() error {
 		m, cm, src, err := conn.ReadFrom()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			a.log.Error(err, "Reading NDP message failed", "interface", ifc.name)
-			if !a.pause(ctx) {
-				return
-			}
-			continue
+		if err == nil {
+			a.handleNDP(ifc, m, cm, src)
 		}
-		a.handleNDP(ifc, m, cm, src)
-	}
+		return err
+	})
 }
 
 // handleNDP answers a Neighbor Solicitation for an address announced on the
