@@ -11,11 +11,22 @@ export GOFLAGS ?= -buildvcs=false
 CONTROLLER_GEN_VERSION ?= v0.23.0
 KUBERNETES_VERSION ?= v1.36.3
 ETCD_VERSION ?= v3.6.8
+HELM_VERSION ?= v3.22.0
 
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
+HELM ?= $(BIN)/helm-$(HELM_VERSION)
 ENVTEST_ASSETS ?= $(BIN)/envtest/k8s-$(KUBERNETES_VERSION)-etcd-$(ETCD_VERSION)
 KUBE_APISERVER := $(ENVTEST_ASSETS)/kube-apiserver
 ETCD := $(ENVTEST_ASSETS)/etcd
+# The real-node cluster's components (hack/cluster), from the same pinned module.
+KUBE_BIN ?= $(BIN)/k8s-$(KUBERNETES_VERSION)
+KUBE_NODE_COMPONENTS := kubelet kube-proxy kube-controller-manager kube-scheduler kubectl
+KUBE_NODE_BINS := $(addprefix $(KUBE_BIN)/,$(KUBE_NODE_COMPONENTS))
+KUBE_MINOR := $(word 2,$(subst ., ,$(KUBERNETES_VERSION)))
+KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBERNETES_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(KUBE_MINOR) \
+	-X k8s.io/client-go/pkg/version.gitVersion=$(KUBERNETES_VERSION) \
+	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$(KUBE_MINOR)
 
 IMG ?= ghcr.io/lbstack/lbstack:dev
 TEST_FLAGS ?=
@@ -44,9 +55,14 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests.
 verify-generated: generate manifests ## Fail when a generated file is stale.
 	@# The bundle is made from the manifests, so after them (also under make -j).
 	$(MAKE) --no-print-directory bundle
-	@if [ -n "$$(git status --porcelain -- api config bundle bundle.Dockerfile)" ]; then \
-		echo "Generated files are stale; run 'make generate manifests bundle' and commit:"; \
-		git status --porcelain -- api config bundle bundle.Dockerfile; git --no-pager diff --stat -- api config bundle bundle.Dockerfile; exit 1; fi
+	$(MAKE) --no-print-directory chart
+	@if [ -n "$$(git status --porcelain -- api config bundle bundle.Dockerfile charts)" ]; then \
+		echo "Generated files are stale; run 'make generate manifests bundle chart' and commit:"; \
+		git status --porcelain -- api config bundle bundle.Dockerfile charts; git --no-pager diff --stat -- api config bundle bundle.Dockerfile charts; exit 1; fi
+
+.PHONY: chart
+chart: ## Generate the Helm chart's CRDs and files/generated.yaml (RBAC, webhooks, operator pod) from config/ (run `make manifests` first).
+	$(GO) run ./hack/chartgen
 
 .PHONY: fmt
 fmt: ## Format the Go code.
@@ -64,6 +80,21 @@ lint: ## go vet and gofmt checks.
 build: ## Build the lbstack binary into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/lbstack ./cmd/lbstack
 
+# OCI image archives, written without a registry or a Docker daemon and byte
+# for byte reproducible (SOURCE_DATE_EPOCH moves the timestamps from Unix 0).
+# Load one with `ctr -n k8s.io images import FILE` (--all-platforms keeps the
+# other architectures' blobs too).
+IMAGES ?= $(BIN)/images
+
+.PHONY: image
+image: ## Build the lbstack image (IMG, default ghcr.io/lbstack/lbstack:dev) for linux/amd64 and linux/arm64 into bin/images/lbstack.tar.
+	$(GO) run ./hack/image -go $(GO) -image lbstack -ref $(IMG) -arch amd64,arm64 -bin-dir $(BIN)/image -out $(IMAGES)/lbstack.tar
+
+.PHONY: test-images
+test-images: ## Build the real-cluster tests' images lbstack.test/echo:v1 and lbstack.test/pause:v1 for this machine into bin/images/.
+	$(GO) run ./hack/image -go $(GO) -image echo -arch host -bin-dir $(BIN)/image -out $(IMAGES)/echo.tar
+	$(GO) run ./hack/image -go $(GO) -image pause -arch host -bin-dir $(BIN)/image -out $(IMAGES)/pause.tar
+
 ##@ Demo
 
 .PHONY: demo
@@ -76,8 +107,8 @@ demo: envtest-assets ## Run the main job in a lab of network namespaces: a stack
 envtest-assets: $(KUBE_APISERVER) $(ETCD) ## Build kube-apiserver and etcd for envtest (cached in bin/).
 
 .PHONY: test
-test: lint envtest-assets ## Run every test against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test $(TEST_FLAGS) ./...
+test: lint envtest-assets $(HELM) ## Run every test against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) $(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: bench
 bench: envtest-assets ## Run the benchmarks.
@@ -89,15 +120,37 @@ $(CONTROLLER_GEN):
 	GOBIN=$(BIN)/.controller-gen $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(BIN)/.controller-gen/controller-gen $@ && rmdir $(BIN)/.controller-gen
 
-$(KUBE_APISERVER): hack/tools/kube-apiserver/go.mod hack/tools/kube-apiserver/go.sum
+$(KUBE_APISERVER): hack/tools/kubernetes/go.mod hack/tools/kubernetes/go.sum
 	@echo "Building kube-apiserver $(KUBERNETES_VERSION) (first time takes ~5 minutes on 2 cores)"
 	mkdir -p $(ENVTEST_ASSETS)
-	$(GO) -C hack/tools/kube-apiserver build -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+	CGO_ENABLED=0 $(GO) -C hack/tools/kubernetes build -trimpath -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+
+.PHONY: kube-assets
+kube-assets: envtest-assets $(KUBE_NODE_BINS) ## Build kubelet, kube-proxy, kube-controller-manager, kube-scheduler and kubectl for the real-node cluster (cached in bin/).
+
+$(KUBE_BIN)/%: hack/tools/kubernetes/go.mod hack/tools/kubernetes/go.sum
+	@echo "Building $* $(KUBERNETES_VERSION)"
+	mkdir -p $(KUBE_BIN)
+	CGO_ENABLED=0 $(GO) -C hack/tools/kubernetes build -trimpath -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/$*
 
 $(ETCD): hack/tools/etcd/go.mod hack/tools/etcd/go.sum hack/tools/etcd/main.go
 	@echo "Building etcd $(ETCD_VERSION)"
 	mkdir -p $(ENVTEST_ASSETS)
 	$(GO) -C hack/tools/etcd build -o $@ .
+
+# helm's release build stamps its version and the Kubernetes version of its
+# client-go, which `helm template` and `helm lint` assume (1.20 otherwise,
+# below the chart's kubeVersion).
+HELM_K8S_MINOR = $(word 2,$(subst ., ,$(shell $(GO) -C hack/tools/helm list -m -f '{{.Version}}' k8s.io/client-go)))
+HELM_LDFLAGS = -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach p,lint/rules chartutil,-X helm.sh/helm/v3/pkg/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$(p).k8sVersionMinor=$(HELM_K8S_MINOR))
+
+.PHONY: helm
+helm: $(HELM) ## Build the pinned helm into bin/ (for the chart and its tests).
+
+$(HELM): hack/tools/helm/go.mod hack/tools/helm/go.sum
+	@echo "Building helm $(HELM_VERSION)"
+	CGO_ENABLED=0 $(GO) -C hack/tools/helm build -trimpath -ldflags "$(HELM_LDFLAGS)" -o $@ helm.sh/helm/v3/cmd/helm
 
 ##@ OLM bundle
 

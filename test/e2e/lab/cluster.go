@@ -220,7 +220,13 @@ var arpingReply = regexp.MustCompile(`(?i)from ([0-9a-f]{2}(?::[0-9a-f]{2}){5})`
 // ArpingMACs sends count ARP requests for ip from the client and returns
 // the MACs that answered, with how often.
 func (c *Cluster) ArpingMACs(ip netip.Addr, count int) (map[string]int, error) {
-	out, err := c.Lab.Output(c.Lab.Client, "arping", "-c", fmt.Sprint(count), "-w", "1", "-i", "eth0", ip.String())
+	return c.Lab.ArpingMACs(ip, count)
+}
+
+// ArpingMACs sends count ARP requests for ip from the client and returns
+// the MACs that answered, with how often.
+func (l *Lab) ArpingMACs(ip netip.Addr, count int) (map[string]int, error) {
+	out, err := l.Output(l.Client, "arping", "-c", fmt.Sprint(count), "-w", "1", "-i", "eth0", ip.String())
 	macs := map[string]int{}
 	for _, m := range arpingReply.FindAllStringSubmatch(out, -1) {
 		macs[strings.ToLower(m[1])]++
@@ -232,8 +238,11 @@ func (c *Cluster) ArpingMACs(ip netip.Addr, count int) (map[string]int, error) {
 }
 
 // NeighMAC returns the client's neighbour entry for ip ("" if none usable).
-func (c *Cluster) NeighMAC(ip netip.Addr) (string, error) {
-	out, err := c.Lab.Output(c.Lab.Client, "ip", "-j", "neigh", "show", ip.String(), "dev", "eth0")
+func (c *Cluster) NeighMAC(ip netip.Addr) (string, error) { return c.Lab.NeighMAC(ip) }
+
+// NeighMAC returns the client's neighbour entry for ip ("" if none usable).
+func (l *Lab) NeighMAC(ip netip.Addr) (string, error) {
+	out, err := l.Output(l.Client, "ip", "-j", "neigh", "show", ip.String(), "dev", "eth0")
 	if err != nil {
 		return "", err
 	}
@@ -254,18 +263,24 @@ func (c *Cluster) NeighMAC(ip netip.Addr) (string, error) {
 
 // Curl fetches http://ip/ from the client and returns the body (the name
 // of the node that answered).
-func (c *Cluster) Curl(ip netip.Addr) (string, error) {
+func (c *Cluster) Curl(ip netip.Addr) (string, error) { return c.Lab.Curl(ip) }
+
+// Curl fetches http://ip/ from the client and returns the body.
+func (l *Lab) Curl(ip netip.Addr) (string, error) {
 	host := ip.String()
 	if ip.Is6() {
 		host = "[" + host + "]"
 	}
-	out, err := c.Lab.Output(c.Lab.Client, "curl", "-sS", "--max-time", "2", "http://"+host+"/")
+	out, err := l.Output(l.Client, "curl", "-sS", "--max-time", "2", "http://"+host+"/")
 	return strings.TrimSpace(out), err
 }
 
 // Ping pings ip once from the client (it fills the IPv6 neighbour entry).
-func (c *Cluster) Ping(ip netip.Addr) error {
-	return c.Lab.Run(c.Lab.Client, "ping", "-c", "1", "-W", "2", ip.String())
+func (c *Cluster) Ping(ip netip.Addr) error { return c.Lab.Ping(ip) }
+
+// Ping pings ip once from the client.
+func (l *Lab) Ping(ip netip.Addr) error {
+	return l.Run(l.Client, "ping", "-c", "1", "-W", "2", ip.String())
 }
 
 // Close stops everything and removes the lab.

@@ -67,6 +67,7 @@ type Lab struct {
 	procs   []*Proc
 	netns   []string
 	hostIfs []string
+	unlock  func()
 }
 
 // Prerequisites returns an error naming what is missing to build a lab:
@@ -88,12 +89,36 @@ func Prerequisites() error {
 }
 
 // New builds a lab with n nodes; dir receives process logs.
-func New(n int, dir string) (l *Lab, err error) {
+func New(n int, dir string) (*Lab, error) {
+	return NewWith(Options{Nodes: n, Dir: dir, NodeHostAddresses: true})
+}
+
+// Options shape a lab.
+type Options struct {
+	// Nodes is the number of node namespaces.
+	Nodes int
+	// Dir receives process logs.
+	Dir string
+	// NodeHostAddresses gives every node a 198.51.100.1x/24 address so it
+	// reaches processes on the host (the test API server) over the host's
+	// leg. The real-node cluster runs its control plane in a namespace of
+	// its own and leaves them out.
+	NodeHostAddresses bool
+}
+
+// NewWith builds a lab. It holds an exclusive lock for its lifetime, so
+// two labs (a test and a benchmark, two test packages of one `go test`
+// run) never share the host's 198.51.100.0/24 leg: the second waits.
+func NewWith(o Options) (l *Lab, err error) {
 	if err := Prerequisites(); err != nil {
 		return nil, err
 	}
+	unlock, err := lock()
+	if err != nil {
+		return nil, err
+	}
 	prefix := fmt.Sprintf("lbs%d", os.Getpid()%100000)
-	l = &Lab{Prefix: prefix, Bridge: prefix + "-br", Client: prefix + "-c", HostIf: prefix + "h", Dir: dir}
+	l = &Lab{Prefix: prefix, Bridge: prefix + "-br", Client: prefix + "-c", HostIf: prefix + "h", Dir: o.Dir, unlock: unlock}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -119,7 +144,7 @@ func New(n int, dir string) (l *Lab, err error) {
 	if err := l.run("", "ip", "addr", "add", HostIPv4.String()+"/24", "dev", l.HostIf); err != nil {
 		return l, err
 	}
-	for i := 1; i <= n; i++ {
+	for i := 1; i <= o.Nodes; i++ {
 		node := &Node{
 			Name: fmt.Sprintf("node%d", i),
 			NS:   fmt.Sprintf("%s-n%d", prefix, i),
@@ -129,8 +154,10 @@ func New(n int, dir string) (l *Lab, err error) {
 		if err := l.host(node.NS, node.IPv4, node.IPv6, fmt.Sprintf("n%d", i)); err != nil {
 			return l, err
 		}
-		if err := l.run(node.NS, "ip", "addr", "add", fmt.Sprintf("198.51.100.%d/24", 10+i), "dev", "eth0"); err != nil {
-			return l, err
+		if o.NodeHostAddresses {
+			if err := l.run(node.NS, "ip", "addr", "add", fmt.Sprintf("198.51.100.%d/24", 10+i), "dev", "eth0"); err != nil {
+				return l, err
+			}
 		}
 		mac, err := l.Output(node.NS, "cat", "/sys/class/net/eth0/address")
 		if err != nil {
@@ -150,6 +177,37 @@ func New(n int, dir string) (l *Lab, err error) {
 		return l, err
 	}
 	return l, nil
+}
+
+// lockPath is the file every lab locks; see NewWith.
+const lockPath = "/run/lbstack-lab.lock"
+
+// lock takes the labs' exclusive lock, waiting up to 30 minutes for
+// another lab to finish.
+func lock() (func(), error) {
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the lab lock: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", lockPath, err)
+		}
+	case <-time.After(30 * time.Minute):
+		f.Close()
+		return nil, fmt.Errorf("another lab has held %s for 30 minutes", lockPath)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// AddHost adds a namespace named ns with an eth0 on the bridge holding
+// v4/24 and v6/64 (the control plane's, a router's), removed by Close.
+func (l *Lab) AddHost(ns string, v4, v6 netip.Addr, tag string) error {
+	return l.host(ns, v4, v6, tag)
 }
 
 // host makes a namespace with an eth0 on the bridge and the addresses.
@@ -221,12 +279,22 @@ func (l *Lab) addNS(ns string) error {
 	return nil
 }
 
-// Command returns a command that runs in namespace ns ("" = host).
+// Command returns a command that runs in namespace ns ("" = host) under
+// `ip netns exec`, which also remounts /sys for the namespace (so
+// /sys/class/net shows its interfaces).
 func (l *Lab) Command(ns string, args ...string) *exec.Cmd {
 	if ns == "" {
 		return exec.Command(args[0], args[1:]...)
 	}
 	return exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+}
+
+// NsenterCommand returns a command that runs in namespace ns with only
+// its network namespace changed (`nsenter --net`): no private mount
+// namespace and no /sys remount, as kubelet and containerd need (their
+// mounts and cgroups must be the host's).
+func NsenterCommand(ns string, args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, "--"}, args...)...)
 }
 
 func (l *Lab) run(ns string, args ...string) error {
@@ -260,12 +328,26 @@ type Proc struct {
 // Start starts a long-running process in ns; its output goes to a log file
 // named after name. Close kills it if still running.
 func (l *Lab) Start(ns, name string, env []string, args ...string) (*Proc, error) {
+	return l.StartCmd(l.Command(ns, args...), name, env)
+}
+
+// StartNsenter is Start with the process entering only the network
+// namespace (see NsenterCommand); ns "" is the host.
+func (l *Lab) StartNsenter(ns, name string, env []string, args ...string) (*Proc, error) {
+	if ns == "" {
+		return l.StartCmd(exec.Command(args[0], args[1:]...), name, env)
+	}
+	return l.StartCmd(NsenterCommand(ns, args...), name, env)
+}
+
+// StartCmd starts cmd as a long-running process of the lab; its output
+// goes to a log file named after name. Close kills it if still running.
+func (l *Lab) StartCmd(cmd *exec.Cmd, name string, env []string) (*Proc, error) {
 	path := filepath.Join(l.Dir, name+".log")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := l.Command(ns, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
 	// Its own process group, so a kill reaches it and not the test.
@@ -398,6 +480,10 @@ func (l *Lab) Close() {
 	}
 	for i := len(netns) - 1; i >= 0; i-- {
 		_ = exec.Command("ip", "netns", "del", netns[i]).Run()
+	}
+	if l.unlock != nil {
+		l.unlock()
+		l.unlock = nil
 	}
 }
 

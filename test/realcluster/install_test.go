@@ -1,0 +1,565 @@
+package realcluster_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/render"
+	"github.com/lbstack/lbstack/internal/testenv"
+	"github.com/lbstack/lbstack/test/e2e/lab"
+	"github.com/lbstack/lbstack/test/realcluster"
+)
+
+const (
+	operatorNamespace = "lbstack-system"
+	layer2Sample      = "config/samples/lbstack_v1alpha1_loadbalancerstack_layer2.yaml"
+	bgpSample         = "config/samples/lbstack_v1alpha1_loadbalancerstack_bgp.yaml"
+)
+
+// images are the archives the test cluster's nodes import (`make image
+// test-images`).
+func images(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, name := range []string{"pause", "lbstack", "echo"} {
+		path := filepath.Join(testenv.RepoRoot(), "bin", "images", name+".tar")
+		if _, err := os.Stat(path); err != nil {
+			testenv.Skip(t, "%s is missing: run `make image test-images`", path)
+		}
+		out = append(out, path)
+	}
+	return out
+}
+
+// upCluster brings up a cluster of n nodes for t, or skips t when a
+// prerequisite is missing (fails in CI).
+func upCluster(t *testing.T, ctx context.Context, n int) *realcluster.Cluster {
+	t.Helper()
+	if err := realcluster.Prerequisites(); err != nil {
+		testenv.Skip(t, "%v", err)
+	}
+	imgs := images(t)
+	dir := t.TempDir()
+	start := time.Now()
+	c, err := realcluster.Up(ctx, realcluster.Options{Nodes: n, Dir: dir, Images: imgs, PauseImage: realcluster.PauseImage, Logf: t.Logf})
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, c, dir)
+		}
+		if c != nil {
+			c.Close()
+		}
+	})
+	if err != nil {
+		t.Fatalf("bringing the cluster up: %v", err)
+	}
+	t.Logf("bring-up: %d nodes Ready in %s", n, time.Since(start).Round(100*time.Millisecond))
+	return c
+}
+
+// dumpLogs prints what helps to understand a failure: the lbstack pods'
+// logs and the tails of the node components' logs.
+func dumpLogs(t *testing.T, c *realcluster.Cluster, dir string) {
+	if c == nil || c.Client == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := c.KubectlOutput(ctx, "get", "pods", "-A", "-o", "wide"); err == nil {
+		t.Logf("pods:\n%s", out)
+	}
+	if out, err := c.KubectlOutput(ctx, "get", "events", "-A", "--sort-by=.lastTimestamp"); err == nil {
+		t.Logf("events:\n%s", tail(out, 6000))
+	}
+	var pods corev1.PodList
+	if err := c.Client.List(ctx, &pods, client.InNamespace(operatorNamespace)); err == nil {
+		for _, p := range pods.Items {
+			out, _ := c.KubectlOutput(ctx, "logs", "-n", operatorNamespace, p.Name, "--tail=40")
+			t.Logf("logs of %s:\n%s", p.Name, out)
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		t.Logf("%s:\n%s", filepath.Base(l), tail(string(b), 1500))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// TestInstall installs lbstack on real kubelet nodes exactly as a user
+// does — `kubectl apply -k` of an overlay that sets only the image, then
+// the layer-2 sample — and judges it from a client namespace: one MAC
+// answers ARP for the Service IP, curl reaches the backend pods through
+// kube-proxy over IPv4 and IPv6. It checks the pods run with exactly the
+// rendered identity and capabilities, deletes the stack (announcements
+// withdrawn, children collected), then does the same with the BGP sample
+// against BIRD 2 (ECMP next hops = the nodes), and uninstalls.
+func TestInstall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	c := upCluster(t, ctx, 3)
+	root := testenv.RepoRoot()
+
+	// The operator, as a user installs it.
+	if out, err := c.KubectlOutput(ctx, "apply", "-k", filepath.Join(root, "config", "local")); err != nil {
+		t.Fatalf("kubectl apply -k config/local: %v\n%s", err, out)
+	}
+	if out, err := c.KubectlOutput(ctx, "-n", operatorNamespace, "rollout", "status", "deployment/lbstack-operator", "--timeout=3m"); err != nil {
+		t.Fatalf("operator not rolled out: %v\n%s", err, out)
+	}
+	image := archiveImage(t, filepath.Join(root, "bin", "images", "lbstack.tar"))
+
+	applied := applyStack(t, ctx, c, filepath.Join(root, layer2Sample))
+	waitStackAvailable(t, ctx, c, len(c.Nodes))
+	t.Logf("stack applied → every speaker Ready and the stack Available: %s", time.Since(applied).Round(100*time.Millisecond))
+
+	t.Run("pods run with the rendered identity", func(t *testing.T) { checkPods(t, ctx, c, image) })
+
+	// A backend behind a dual-stack Service of type LoadBalancer.
+	if out, err := c.KubectlOutput(ctx, "apply", "-f", filepath.Join(root, "test", "realcluster", "testdata", "echo.yaml")); err != nil {
+		t.Fatalf("applying the backend: %v\n%s", err, out)
+	}
+	// The sample's IPv6 pool is outside the client's /64: the client's
+	// router would route it onto the nodes' segment; here an on-link route does.
+	if err := c.Lab.Run(c.Lab.Client, "ip", "-6", "route", "add", "2001:db8:0:1::/64", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	echo := client.ObjectKey{Namespace: "web", Name: "echo"}
+	v4, v6 := serviceIPs(t, ctx, c, echo, 2)
+	t.Run("layer2", func(t *testing.T) {
+		st := waitAnnounced(t, ctx, c, echo)
+		owner := c.Node(st.Nodes[0].Node)
+		if owner == nil {
+			t.Fatalf("announced by an unknown node %q", st.Nodes[0].Node)
+		}
+		macs, err := c.Lab.ArpingMACs(v4, 3)
+		if err != nil {
+			t.Fatalf("arping %s: %v", v4, err)
+		}
+		if len(macs) != 1 || macs[owner.MAC] == 0 {
+			t.Fatalf("arping %s: MACs %v, want only %s's %s", v4, macs, owner.Name, owner.MAC)
+		}
+		if st.Nodes[0].MAC != "" && !strings.EqualFold(st.Nodes[0].MAC, owner.MAC) {
+			t.Errorf("ServiceAnnouncement names MAC %s, the node's eth0 is %s", st.Nodes[0].MAC, owner.MAC)
+		}
+		for _, ip := range []netip.Addr{v4, v6} {
+			body := curlBackend(t, ctx, c, ip)
+			t.Logf("curl %s → %s", ip, body)
+		}
+		if mac, err := c.Lab.NeighMAC(v6); err != nil || mac != owner.MAC {
+			t.Errorf("client's neighbour entry for %s: %q (%v), want %s", v6, mac, err, owner.MAC)
+		}
+	})
+
+	t.Run("deleting the stack withdraws and collects", func(t *testing.T) {
+		deleteStack(t, ctx, c, v4)
+	})
+
+	t.Run("bgp", func(t *testing.T) {
+		var nbrs []lab.BirdNeighbor
+		for _, n := range c.Nodes {
+			nbrs = append(nbrs, lab.BirdNeighbor{Name: n.Name, Address: n.IPv4, ASN: 64500, BFD: true})
+		}
+		bird, err := c.Lab.StartRouter(lab.BirdConfig{ASN: 64500, Neighbors: nbrs, BFDInterval: 100, GracefulRestart: true})
+		if err != nil {
+			t.Fatalf("starting BIRD: %v", err)
+		}
+		if err := c.Lab.Run(bird.NS, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Lab.Run(c.Lab.Client, "ip", "route", "add", "203.0.113.128/25", "via", lab.RouterIPv4.String()); err != nil {
+			t.Fatal(err)
+		}
+		applyStack(t, ctx, c, filepath.Join(root, bgpSample))
+		waitStackAvailable(t, ctx, c, len(c.Nodes))
+		// A new Service: the layer-2 one keeps its address (an assigned IP
+		// never moves), which is in no pool now.
+		svc := &corev1.Service{}
+		if err := c.Client.Get(ctx, echo, svc); err != nil {
+			t.Fatal(err)
+		}
+		bgpSvc := &corev1.Service{}
+		bgpSvc.Namespace, bgpSvc.Name = "web", "echo-bgp"
+		bgpSvc.Spec = corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: svc.Spec.Selector, Ports: svc.Spec.Ports}
+		bgpSvc.Spec.Ports[0].NodePort = 0
+		if err := c.Client.Create(ctx, bgpSvc); err != nil {
+			t.Fatal(err)
+		}
+		ip, _ := serviceIPs(t, ctx, c, client.ObjectKeyFromObject(bgpSvc), 1)
+		want := make([]netip.Addr, 0, len(c.Nodes))
+		for _, n := range c.Nodes {
+			want = append(want, n.IPv4)
+		}
+		slices.SortFunc(want, netip.Addr.Compare)
+		prefix := netip.PrefixFrom(ip, 32)
+		if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
+			hops, err := bird.NextHops(prefix)
+			if err != nil {
+				return err
+			}
+			slices.SortFunc(hops, netip.Addr.Compare)
+			if !slices.Equal(hops, want) {
+				return fmt.Errorf("router's next hops for %s: %v, want %v", prefix, hops, want)
+			}
+			return nil
+		}); err != nil {
+			out, _ := bird.Birdc("show protocols")
+			t.Fatalf("%v\n%s", err, out)
+		}
+		seen := map[string]bool{}
+		for range 12 {
+			body := curlBackend(t, ctx, c, ip)
+			seen[body[strings.Index(body, "node="):]] = true
+		}
+		t.Logf("curl %s through the router reached %d node/client combinations", ip, len(seen))
+		deleteStack(t, ctx, c, netip.Addr{})
+		if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
+			if hops, err := bird.NextHops(prefix); err != nil || len(hops) > 0 {
+				return fmt.Errorf("router still routes %s via %v (%v)", prefix, hops, err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("uninstall", func(t *testing.T) {
+		if out, err := c.KubectlOutput(ctx, "delete", "-k", filepath.Join(root, "config", "local"), "--wait=true", "--timeout=2m"); err != nil {
+			t.Fatalf("kubectl delete -k config/local: %v\n%s", err, out)
+		}
+		var pods corev1.PodList
+		if err := c.Client.List(ctx, &pods, client.InNamespace(operatorNamespace)); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				t.Errorf("pod %s left after uninstall", p.Name)
+			}
+		}
+	})
+}
+
+// applyStack applies a stack manifest, retrying while the operator's
+// webhook is not yet serving, and returns when it was accepted.
+func applyStack(t *testing.T, ctx context.Context, c *realcluster.Cluster, path string) time.Time {
+	t.Helper()
+	start := time.Now()
+	var last error
+	if err := lab.WaitFor(ctx, 250*time.Millisecond, func() error {
+		_, last = c.KubectlOutput(ctx, "apply", "-f", path)
+		return last
+	}); err != nil {
+		t.Fatalf("kubectl apply -f %s: %v", path, last)
+	}
+	return start
+}
+
+// waitStackAvailable waits until the stack is Available with every
+// speaker Ready and the controller's two replicas ready.
+func waitStackAvailable(t *testing.T, ctx context.Context, c *realcluster.Cluster, speakers int) {
+	t.Helper()
+	wait, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	if err := lab.WaitFor(wait, 200*time.Millisecond, func() error {
+		var ds appsv1.DaemonSet
+		if err := c.Client.Get(wait, client.ObjectKey{Namespace: operatorNamespace, Name: render.SpeakerName}, &ds); err != nil {
+			return err
+		}
+		if int(ds.Status.NumberReady) != speakers {
+			return fmt.Errorf("%d of %d speakers ready", ds.Status.NumberReady, speakers)
+		}
+		var dep appsv1.Deployment
+		if err := c.Client.Get(wait, client.ObjectKey{Namespace: operatorNamespace, Name: render.ControllerName}, &dep); err != nil {
+			return err
+		}
+		if dep.Status.ReadyReplicas != 2 {
+			return fmt.Errorf("%d of 2 controller replicas ready", dep.Status.ReadyReplicas)
+		}
+		var stacks lbv1.LoadBalancerStackList
+		if err := c.Client.List(wait, &stacks); err != nil {
+			return err
+		}
+		if len(stacks.Items) != 1 || !meta.IsStatusConditionTrue(stacks.Items[0].Status.Conditions, "Available") {
+			return fmt.Errorf("stack not Available: %+v", stacks.Items)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deleteStack deletes the stack and waits until the garbage collector
+// has removed its workloads and pools, and (when ip is valid) nobody
+// answers ARP for ip any more.
+func deleteStack(t *testing.T, ctx context.Context, c *realcluster.Cluster, ip netip.Addr) {
+	t.Helper()
+	if out, err := c.KubectlOutput(ctx, "delete", "loadbalancerstacks", "--all", "--wait=true", "--timeout=1m"); err != nil {
+		t.Fatalf("deleting the stack: %v\n%s", err, out)
+	}
+	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := lab.WaitFor(wait, 250*time.Millisecond, func() error {
+		var pools lbv1.IPAddressPoolList
+		if err := c.Client.List(wait, &pools); err != nil {
+			return err
+		}
+		if len(pools.Items) > 0 {
+			return fmt.Errorf("pool %s left", pools.Items[0].Name)
+		}
+		var pods corev1.PodList
+		if err := c.Client.List(wait, &pods, client.InNamespace(operatorNamespace), client.MatchingLabels{render.LabelName: render.AppName}); err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if comp := p.Labels[render.LabelComponent]; comp == render.ComponentSpeaker || comp == render.ComponentController {
+				return fmt.Errorf("pod %s left", p.Name)
+			}
+		}
+		if ip.IsValid() {
+			if macs, _ := c.Lab.ArpingMACs(ip, 2); len(macs) > 0 {
+				return fmt.Errorf("%v still answer ARP for %s", macs, ip)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serviceIPs waits for the Service's addresses: the first IPv4 and IPv6 one.
+func serviceIPs(t *testing.T, ctx context.Context, c *realcluster.Cluster, key client.ObjectKey, want int) (v4, v6 netip.Addr) {
+	t.Helper()
+	if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
+		var svc corev1.Service
+		if err := c.Client.Get(ctx, key, &svc); err != nil {
+			return err
+		}
+		v4, v6 = netip.Addr{}, netip.Addr{}
+		n := 0
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			ip, err := netip.ParseAddr(in.IP)
+			if err != nil {
+				continue
+			}
+			n++
+			if ip.Is4() {
+				v4 = ip
+			} else {
+				v6 = ip
+			}
+		}
+		if n < want {
+			return fmt.Errorf("%s has %d of %d addresses", key, n, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v4, v6
+}
+
+// waitAnnounced waits until one node announces the Service.
+func waitAnnounced(t *testing.T, ctx context.Context, c *realcluster.Cluster, key client.ObjectKey) *lbv1.ServiceAnnouncementStatus {
+	t.Helper()
+	var st lbv1.ServiceAnnouncementStatus
+	if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
+		var a lbv1.ServiceAnnouncement
+		if err := c.Client.Get(ctx, key, &a); err != nil {
+			return err
+		}
+		st = a.Status
+		if len(st.Nodes) != 1 {
+			return fmt.Errorf("announced by %+v", st.Nodes)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+// curlBackend fetches http://ip/ from the client (retrying for a few
+// seconds while kube-proxy programs the address) and checks a backend pod
+// answered.
+func curlBackend(t *testing.T, ctx context.Context, c *realcluster.Cluster, ip netip.Addr) string {
+	t.Helper()
+	var body string
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := lab.WaitFor(wait, 200*time.Millisecond, func() error {
+		var err error
+		if body, err = c.Lab.Curl(ip); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(body, "pod=echo-") || !strings.Contains(body, " node=node") {
+			return fmt.Errorf("unexpected answer %q", body)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("curl %s from the client: %v", ip, err)
+	}
+	return body
+}
+
+// checkPods checks that every lbstack pod runs the image of the archive,
+// under its own ServiceAccount, and with exactly the rendered security
+// context; that the speakers' processes hold exactly the rendered
+// capabilities as root and the others none as non-root; and that none of
+// the ServiceAccounts may do what an administrator may.
+func checkPods(t *testing.T, ctx context.Context, c *realcluster.Cluster, image string) {
+	var stacks lbv1.LoadBalancerStackList
+	if err := c.Client.List(ctx, &stacks); err != nil || len(stacks.Items) != 1 {
+		t.Fatalf("listing stacks: %v (%d)", err, len(stacks.Items))
+	}
+	want := map[string]*corev1.Container{
+		render.ComponentSpeaker:    &render.SpeakerDaemonSet(&stacks.Items[0], render.Params{Namespace: operatorNamespace}).Spec.Template.Spec.Containers[0],
+		render.ComponentController: &render.ControllerDeployment(&stacks.Items[0], render.Params{Namespace: operatorNamespace}).Spec.Template.Spec.Containers[0],
+	}
+	var pods corev1.PodList
+	if err := c.Client.List(ctx, &pods, client.InNamespace(operatorNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, p := range pods.Items {
+		comp := p.Labels[render.LabelComponent]
+		counts[comp]++
+		if wantSA := "lbstack-" + comp; p.Spec.ServiceAccountName != wantSA {
+			t.Errorf("pod %s runs as ServiceAccount %q, want %q", p.Name, p.Spec.ServiceAccountName, wantSA)
+		}
+		for _, ctr := range p.Spec.Containers {
+			if ctr.Image != image {
+				t.Errorf("pod %s container %s runs image %q, want the operator's %q", p.Name, ctr.Name, ctr.Image, image)
+			}
+			if w := want[comp]; w != nil {
+				if got, wantJSON := jsonOf(ctr.SecurityContext), jsonOf(w.SecurityContext); got != wantJSON {
+					t.Errorf("pod %s securityContext %s, rendered %s", p.Name, got, wantJSON)
+				}
+			}
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.HostPath != nil {
+				t.Errorf("pod %s mounts host path %s", p.Name, v.HostPath.Path)
+			}
+		}
+	}
+	if counts[render.ComponentSpeaker] != len(c.Nodes) || counts[render.ComponentController] != 2 || counts["operator"] != 1 {
+		t.Errorf("pods per component %v, want %d speakers, 2 controllers, 1 operator", counts, len(c.Nodes))
+	}
+	// The processes, as the kernel sees them.
+	var capBits uint64
+	for _, cp := range want[render.ComponentSpeaker].SecurityContext.Capabilities.Add {
+		capBits |= 1 << capNumbers[string(cp)]
+	}
+	procs := lbstackProcesses(t)
+	if len(procs["speaker"]) != len(c.Nodes) {
+		t.Errorf("found %d speaker processes, want %d", len(procs["speaker"]), len(c.Nodes))
+	}
+	for role, list := range procs {
+		for _, p := range list {
+			wantUID, wantCaps := "65532", uint64(0)
+			if role == "speaker" {
+				wantUID, wantCaps = "0", capBits
+			}
+			if p.uid != wantUID || p.capEff != wantCaps {
+				t.Errorf("%s process %d: uid %s CapEff %#x, want uid %s CapEff %#x", role, p.pid, p.uid, p.capEff, wantUID, wantCaps)
+			}
+		}
+	}
+	// No administrator rights in any of lbstack's ServiceAccounts.
+	for _, sa := range []string{"lbstack-operator", "lbstack-controller", "lbstack-speaker"} {
+		as := "--as=system:serviceaccount:" + operatorNamespace + ":" + sa
+		for _, check := range [][]string{{"*", "*"}, {"create", "pods"}, {"create", "clusterrolebindings"}, {"list", "secrets", "-A"}, {"update", "nodes"}} {
+			out, _ := c.KubectlOutput(ctx, append([]string{"auth", "can-i", as}, check...)...)
+			if strings.TrimSpace(out) != "no" {
+				t.Errorf("%s can %v: %q", sa, check, strings.TrimSpace(out))
+			}
+		}
+	}
+}
+
+// capNumbers are the Linux capability numbers the speaker may hold.
+var capNumbers = map[string]uint{"NET_BIND_SERVICE": 10, "NET_ADMIN": 12, "NET_RAW": 13}
+
+type process struct {
+	pid    int
+	uid    string
+	capEff uint64
+}
+
+// lbstackProcesses finds the lbstack processes on this machine by their
+// command line (/lbstack operator|controller|speaker) and reads their
+// effective UID and capabilities.
+func lbstackProcesses(t *testing.T) map[string][]process {
+	out := map[string][]process{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) < 2 || args[0] != "/lbstack" {
+			continue
+		}
+		f, err := os.Open(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		p := process{pid: pid}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, _ := strings.Cut(sc.Text(), ":")
+			switch k {
+			case "Uid":
+				p.uid = strings.Fields(v)[1] // effective
+			case "CapEff":
+				p.capEff, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			}
+		}
+		f.Close()
+		out[args[1]] = append(out[args[1]], p)
+	}
+	return out
+}
+
+func jsonOf(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// archiveImage returns the name an image archive's index gives its image.
+func archiveImage(t *testing.T, path string) string {
+	t.Helper()
+	name, err := realcluster.ArchiveImageName(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
