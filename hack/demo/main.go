@@ -1,21 +1,20 @@
-// Command demo runs lbstack's main job on this machine, end to end, and
-// narrates it (`make demo`; needs root and the test control plane built by
-// `make envtest-assets`):
+// Command demo runs lbstack's main job on real Kubernetes nodes on this
+// machine and narrates it (`make demo` builds what it needs first; root):
 //
-//  1. builds a lab network of three "nodes" and a client in network
-//     namespaces (documentation addresses only) and starts a real
-//     kube-apiserver and etcd;
-//  2. applies one LoadBalancerStack; the operator expands it into its
-//     configuration objects (and renders the controller Deployment and
-//     speaker DaemonSet, which cannot run without a kubelet: the demo runs
-//     the same binary as processes instead — the controller on the host,
-//     one speaker inside each node namespace);
-//  3. creates a dual-stack Service of type LoadBalancer, shows the address
-//     it got, which node announces it and since when, and proves it from
-//     the client with arping, ping and curl;
-//  4. kills the announcing speaker with SIGKILL and shows the new owner,
-//     the time the client took to follow, and the reason recorded;
-//  5. removes everything it created.
+//  1. brings up a cluster (test/realcluster): control plane, three kubelet
+//     nodes with containerd and kube-proxy, a client and a BGP router
+//     (BIRD 2), each in its own network namespace, documentation
+//     addresses only;
+//  2. installs lbstack as a user does: `kubectl apply -k config/local`
+//     (config/default with the locally built image), then a
+//     LoadBalancerStack with a layer-2 pool and a BGP pool;
+//  3. deploys a web app behind two Services of type LoadBalancer and
+//     shows who answers for each IP and why (lbstack's own objects), the
+//     router's ECMP next hops, and curls through every VIP from the client;
+//  4. with a client opening a fresh connection to every VIP each 5 ms,
+//     deletes the announcing node's speaker pod, then cuts a node off its
+//     network without a carrier change, and prints the outage the client saw;
+//  5. tears everything down.
 package main
 
 import (
@@ -24,21 +23,26 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/testenv"
 	"github.com/lbstack/lbstack/test/e2e/lab"
+	"github.com/lbstack/lbstack/test/realcluster"
 )
 
+const system = "lbstack-system"
+
 func main() {
-	keep := flag.Bool("keep-logs", false, "keep the process logs (printed path) after the demo")
+	keep := flag.Bool("keep-logs", false, "keep the component logs (printed path) after the demo")
 	flag.Parse()
 	if err := run(*keep); err != nil {
 		fmt.Fprintf(os.Stderr, "\ndemo failed: %v\n", err)
@@ -52,204 +56,437 @@ func step(format string, args ...any) {
 
 func info(format string, args ...any) { fmt.Printf("    "+format+"\n", args...) }
 
+type demo struct {
+	c    *realcluster.Cluster
+	root string
+	dir  string
+}
+
+// kubectl prints and runs a kubectl command, indenting its output.
+func (d *demo) kubectl(ctx context.Context, args ...string) (string, error) {
+	fmt.Printf("    $ kubectl %s\n", strings.Join(args, " "))
+	out, err := d.c.KubectlOutput(ctx, args...)
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		if l != "" {
+			fmt.Println("      " + l)
+		}
+	}
+	return out, err
+}
+
 func run(keep bool) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "lbstack-demo-")
 	if err != nil {
 		return err
 	}
-	if !keep {
+	if keep {
+		defer fmt.Printf("\nLogs kept in %s\n", dir)
+	} else {
 		defer os.RemoveAll(dir)
 	}
+	root := testenv.RepoRoot()
+	var images []string
+	for _, name := range []string{"pause", "lbstack", "echo"} {
+		images = append(images, filepath.Join(root, "bin", "images", name+".tar"))
+	}
 
-	step("Building the lab: 3 nodes and a client in network namespaces, a real kube-apiserver and etcd")
-	c, err := lab.NewCluster(3, dir)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	for _, n := range c.Lab.Nodes {
-		info("%-6s %-12s %-16s MAC %s (namespace %s)", n.Name, n.IPv4, n.IPv6, n.MAC, n.NS)
-	}
-	info("client %-12s %s", lab.ClientIPv4, lab.ClientIPv6)
-
-	step("Applying one LoadBalancerStack; the operator expands it")
-	const ns = "lbstack-system"
-	if err := c.Apply(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		return err
-	}
-	if _, err := c.Lab.Start("", "operator", nil, c.Bin, "operator", "--kubeconfig", c.Kubeconfig, "--namespace", ns,
-		"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--webhook-port=19443",
-		"--webhook-cert-dir", dir+"/certs", "--log-format=console"); err != nil {
-		return err
-	}
-	stack := &lbv1.LoadBalancerStack{
-		ObjectMeta: metav1.ObjectMeta{Name: "lbstack"},
-		Spec: lbv1.LoadBalancerStackSpec{
-			Pools: []lbv1.InlineIPAddressPool{{InlineMeta: lbv1.InlineMeta{Name: "default"},
-				IPAddressPoolSpec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"192.0.2.240-192.0.2.250", "2001:db8::240-2001:db8::250"}}}},
-			L2Advertisements: []lbv1.InlineL2Advertisement{{InlineMeta: lbv1.InlineMeta{Name: "default"}, L2AdvertisementSpec: lbv1.L2AdvertisementSpec{IPAddressPools: []string{"default"}}}},
-		},
-	}
-	if err := c.Apply(ctx, stack); err != nil {
-		return err
-	}
-	err = lab.WaitFor(ctx, 100*time.Millisecond, func() error {
-		return c.Client.Get(ctx, client.ObjectKey{Name: "default"}, &lbv1.IPAddressPool{})
-	})
-	if err != nil {
-		return fmt.Errorf("the operator did not expand the stack: %w", err)
-	}
-	info("IPAddressPool/default and L2Advertisement/default created, owned by LoadBalancerStack/lbstack")
-	info("also rendered: Deployment/lbstack-controller, DaemonSet/lbstack-speaker, RBAC, Secret/lbstack-memberlist")
-
-	step("Starting the controller (host) and a speaker in each node namespace")
-	if err := c.StartController(); err != nil {
-		return err
-	}
-	for _, n := range c.Lab.Nodes {
-		if _, err := c.StartSpeaker(n.Name); err != nil {
-			return err
+	step("Bringing up a Kubernetes %s cluster: a control plane and 3 kubelet nodes (containerd, runc, kube-proxy), each in a network namespace", realcluster.KubernetesVersion)
+	up := time.Now()
+	c, err := realcluster.Up(ctx, realcluster.Options{Nodes: 3, Dir: dir, Images: images, PauseImage: realcluster.PauseImage, Logf: info})
+	defer func() {
+		step("Tearing down: every process by PID, mounts, cgroups, namespaces")
+		if c != nil {
+			c.Close()
 		}
-	}
-	// Let the speakers find each other (memberlist join, first heartbeats,
-	// the start-up grace), so the first owner is the final one.
-	time.Sleep(3 * time.Second)
-
-	step("Creating Service default/web (type LoadBalancer, dual-stack)")
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "http", Port: 80}},
-			IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyRequireDualStack)},
-	}
-	if err := c.Apply(ctx, svc); err != nil {
-		return err
-	}
-	key := client.ObjectKeyFromObject(svc)
-	v4, v6, err := c.ServiceIPsOnNodes(ctx, key, 2)
+		info("demo took %s", time.Since(start).Round(time.Second))
+	}()
 	if err != nil {
 		return err
 	}
-	info("EXTERNAL-IP %s,%s (from pool default)", v4, v6)
-	st, err := c.WaitAnnounced(ctx, key, func(string) bool { return true })
+	upTime := time.Since(up)
+	d := &demo{c: c, root: root, dir: dir}
+	for _, n := range c.Nodes {
+		info("%-6s %-11s %-15s MAC %s  pods %s, %s", n.Name, n.IPv4, n.IPv6, n.MAC, n.PodCIDRv4, n.PodCIDRv6)
+	}
+	info("client 192.0.2.100 2001:db8::100; router (BIRD 2, AS 64500) %s", lab.RouterIPv4)
+	bird, err := d.router()
 	if err != nil {
 		return err
 	}
-	printAnnouncement(st)
-
-	step("Asking the network from the client")
-	owner := c.Lab.Node(st.Nodes[0].Node)
-	if err := prove(c, v4, v6); err != nil {
+	if _, err := d.kubectl(ctx, "get", "nodes", "-o", "wide"); err != nil {
 		return err
 	}
 
-	step("kill -9 the speaker on %s (the owner)", owner.Name)
-	if _, err := c.Curl(v4); err != nil { // the client has a neighbour entry to update
+	step("Installing lbstack as a user does: kubectl apply -k config/local (config/default with the image built by `make image`)")
+	if _, err := d.kubectl(ctx, "apply", "-k", filepath.Join(root, "config", "local")); err != nil {
 		return err
 	}
-	killed := time.Now()
-	c.Speakers[owner.Name].Kill()
-	var next *lab.Node
-	err = lab.WaitFor(ctx, 5*time.Millisecond, func() error {
-		mac, err := c.NeighMAC(v4)
+	if _, err := d.kubectl(ctx, "-n", system, "rollout", "status", "deployment/lbstack-operator", "--timeout=3m"); err != nil {
+		return err
+	}
+
+	step("Applying one LoadBalancerStack: a layer-2 pool and a BGP pool (hack/demo/stack.yaml)")
+	applied := time.Now()
+	if err := d.applyRetrying(ctx, filepath.Join(root, "hack", "demo", "stack.yaml")); err != nil {
+		return err
+	}
+	if err := waitAvailable(ctx, c); err != nil {
+		return err
+	}
+	readyTime := time.Since(applied)
+	info("stack Available, every speaker Ready, %s after kubectl apply", readyTime.Round(100*time.Millisecond))
+	if _, err := d.kubectl(ctx, "get", "lbs"); err != nil {
+		return err
+	}
+	if _, err := d.kubectl(ctx, "-n", system, "get", "pods", "-o", "wide"); err != nil {
+		return err
+	}
+
+	step("Deploying a web app behind two Services of type LoadBalancer (hack/demo/web.yaml)")
+	if _, err := d.kubectl(ctx, "apply", "-f", filepath.Join(root, "hack", "demo", "web.yaml")); err != nil {
+		return err
+	}
+	// The layer-2 pool's IPv6 range is outside the client's /64; its
+	// router would route it onto the nodes' segment, here an on-link route does.
+	if err := c.Lab.Run(c.Lab.Client, "ip", "-6", "route", "add", "2001:db8:0:1::/64", "dev", "eth0"); err != nil {
+		return err
+	}
+	web, webBGP := client.ObjectKey{Namespace: "demo", Name: "web"}, client.ObjectKey{Namespace: "demo", Name: "web-bgp"}
+	l2IPs, err := serviceIPs(ctx, c, web, 2)
+	if err != nil {
+		return err
+	}
+	bgpIPs, err := serviceIPs(ctx, c, webBGP, 1)
+	if err != nil {
+		return err
+	}
+	if err := c.Client.Get(ctx, webBGP, &corev1.Service{}); err != nil {
+		return err
+	}
+	if _, err := d.kubectl(ctx, "-n", "demo", "rollout", "status", "deployment/web", "--timeout=2m"); err != nil {
+		return err
+	}
+	if _, err := d.kubectl(ctx, "-n", "demo", "get", "services"); err != nil {
+		return err
+	}
+
+	step("Who answers for each IP, and why")
+	owner, err := waitOwner(ctx, c, web, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := d.kubectl(ctx, "-n", "demo", "get", "serviceannouncements", "-o", "wide"); err != nil {
+		return err
+	}
+	if _, err := d.kubectl(ctx, "-n", "demo", "get", "serviceannouncement", "web", "-o", "jsonpath={range .status.nodes[*]}{.node} {.interface} {.mac} since {.since}{\"\\n\"}{end}"); err != nil {
+		return err
+	}
+	macs, _ := c.Lab.ArpingMACs(l2IPs[0], 3)
+	info("arping %s from the client: %s", l2IPs[0], macList(c, macs))
+	bgpPrefix := netip.PrefixFrom(bgpIPs[0], 32)
+	if err := waitNextHops(ctx, bird, bgpPrefix, len(c.Nodes)); err != nil {
+		return err
+	}
+	out, _ := c.Lab.Output(bird.NS, "ip", "route", "show", bgpPrefix.String())
+	info("router's kernel route to %s (ECMP, one next hop per node):", bgpPrefix)
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		info("  %s", strings.TrimSpace(l))
+	}
+	if _, err := d.kubectl(ctx, "get", "bgppeer", "router", "-o", "jsonpath={range .status.nodes[*]}{.node}: {.state}, BFD {.bfdState}, {.prefixesAdvertised} prefixes{\"\\n\"}{end}"); err != nil {
+		return err
+	}
+
+	step("curl through every VIP from the client (kube-proxy on the node forwards to a pod)")
+	urls := []string{}
+	for _, ip := range append(slices.Clone(l2IPs), bgpIPs...) {
+		u := url(ip)
+		urls = append(urls, u)
+		body, err := curlUntil(ctx, c, ip)
 		if err != nil {
 			return err
 		}
-		if next = c.Lab.NodeByMAC(mac); next == nil || next == owner {
-			return fmt.Errorf("still %s", mac)
+		info("curl %-26s → %s", u, body)
+	}
+
+	probe, err := c.StartProbe(dir, urls...)
+	if err != nil {
+		return err
+	}
+	defer probe.Stop()
+	wait, cancelWait := context.WithTimeout(ctx, 20*time.Second)
+	err = probe.WaitUp(wait, urls...)
+	cancelWait()
+	if err != nil {
+		return err
+	}
+	type result struct {
+		fault string
+		gaps  [][]time.Duration
+		note  string
+	}
+	var results []result
+	gaps := func(since, until time.Time) [][]time.Duration {
+		var g [][]time.Duration
+		for _, u := range urls {
+			g = append(g, probe.Gaps(u, since, until))
+		}
+		return g
+	}
+
+	step("Fault 1: deleting the speaker pod of %s, the node that answers for %s (a client opens a fresh connection to every VIP each 5 ms)", owner, l2IPs[0])
+	pod, err := c.SpeakerPod(ctx, system, owner)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if _, err := d.kubectl(ctx, "-n", system, "delete", "pod", pod.Name, "--wait=false"); err != nil {
+		return err
+	}
+	next, err := waitOwner(ctx, c, web, func(n string) bool { return n != owner })
+	if err != nil {
+		return err
+	}
+	if err := waitAllUp(ctx, probe, urls); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	results = append(results, result{fault: "speaker pod deleted on " + owner, gaps: gaps(t0, time.Now()), note: "moved to " + next})
+	if _, err := d.kubectl(ctx, "-n", "demo", "get", "serviceannouncement", "web", "-o", "jsonpath=lastMove: {.status.lastMove.reason} from {.status.lastMove.from} to {.status.lastMove.to}: {.status.lastMove.message}{\"\\n\"}"); err != nil {
+		return err
+	}
+	if err := waitSpeakersReady(ctx, c); err != nil {
+		return err
+	}
+	// The restarted speaker has joined again; where the address is now.
+	time.Sleep(3 * time.Second)
+	if next, err = waitOwner(ctx, c, web, nil); err != nil {
+		return err
+	}
+	info("after the speaker's restart %s answers for %s", next, l2IPs[0])
+
+	cut := c.Node(next)
+	step("Fault 2: cutting %s (now answering for %s) off the network: its switch port detached, the link keeps its carrier", next, l2IPs[0])
+	t1 := time.Now()
+	if err := c.Cut(cut, true); err != nil {
+		return err
+	}
+	after, err := waitOwner(ctx, c, web, func(n string) bool { return n != next })
+	if err != nil {
+		return err
+	}
+	if err := waitAllUp(ctx, probe, urls); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	results = append(results, result{fault: "node " + next + " cut off", gaps: gaps(t1, time.Now()), note: "moved to " + after})
+	if _, err := d.kubectl(ctx, "-n", "demo", "get", "serviceannouncement", "web", "-o", "jsonpath=lastMove: {.status.lastMove.reason} from {.status.lastMove.from} to {.status.lastMove.to}, detected in {.status.lastMove.detectionTime}{\"\\n\"}"); err != nil {
+		return err
+	}
+	out, _ = c.Lab.Output(bird.NS, "ip", "route", "show", bgpPrefix.String())
+	info("router's route to %s without %s:", bgpPrefix, next)
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		info("  %s", strings.TrimSpace(l))
+	}
+	step("Healing %s's link", next)
+	if err := c.Cut(cut, false); err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second)
+	macs, _ = c.Lab.ArpingMACs(l2IPs[0], 3)
+	info("arping %s after the heal: %s", l2IPs[0], macList(c, macs))
+
+	step("What the client saw: the longest outage of each VIP (a fresh connection every 5 ms, 100 ms timeout) and how many times it went down")
+	fmt.Printf("    %-28s", "fault")
+	for _, u := range urls {
+		fmt.Printf(" %-26s", u)
+	}
+	fmt.Println(" layer 2 address")
+	for _, r := range results {
+		fmt.Printf("    %-28s", r.fault)
+		for _, g := range r.gaps {
+			cell := "no request failed"
+			if len(g) > 0 {
+				cell = fmt.Sprintf("%s (%d×)", slices.Max(g).Round(time.Millisecond), len(g))
+			}
+			fmt.Printf(" %-26s", cell)
+		}
+		fmt.Printf(" %s\n", r.note)
+	}
+	info("A cut node's pods stay in the Service's endpoints until Kubernetes marks the node NotReady")
+	info("(node-monitor-grace-period), so kube-proxy still sends some new connections there: short repeated gaps.")
+	info("cluster up in %s; stack applied → all speakers Ready in %s", upTime.Round(100*time.Millisecond), readyTime.Round(100*time.Millisecond))
+	return nil
+}
+
+// router starts BIRD 2 peering with every node (iBGP AS 64500, BFD) and
+// routes the client's traffic to the BGP pool through it.
+func (d *demo) router() (*lab.Bird, error) {
+	var nbrs []lab.BirdNeighbor
+	for _, n := range d.c.Nodes {
+		nbrs = append(nbrs, lab.BirdNeighbor{Name: n.Name, Address: n.IPv4, ASN: 64500, BFD: true})
+	}
+	bird, err := d.c.Lab.StartRouter(lab.BirdConfig{ASN: 64500, Neighbors: nbrs, BFDInterval: 100})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.c.Lab.Run(bird.NS, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+		return nil, err
+	}
+	return bird, d.c.Lab.Run(d.c.Lab.Client, "ip", "route", "add", "203.0.113.128/25", "via", lab.RouterIPv4.String())
+}
+
+// applyRetrying applies a manifest, retrying while the operator's webhook
+// is not serving yet.
+func (d *demo) applyRetrying(ctx context.Context, path string) error {
+	fmt.Printf("    $ kubectl apply -f %s\n", path)
+	var out string
+	var last error
+	err := lab.WaitFor(ctx, 250*time.Millisecond, func() error {
+		out, last = d.c.KubectlOutput(ctx, "apply", "-f", path)
+		return last
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", err, last)
+	}
+	fmt.Print("      " + out)
+	return nil
+}
+
+func waitAvailable(ctx context.Context, c *realcluster.Cluster) error {
+	wait, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	return lab.WaitFor(wait, 200*time.Millisecond, func() error {
+		if err := speakersReady(wait, c); err != nil {
+			return err
+		}
+		var stacks lbv1.LoadBalancerStackList
+		if err := c.Client.List(wait, &stacks); err != nil {
+			return err
+		}
+		if len(stacks.Items) != 1 || !meta.IsStatusConditionTrue(stacks.Items[0].Status.Conditions, "Available") {
+			return fmt.Errorf("stack not Available yet")
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	info("the client's neighbour entry for %s moved to %s (%s) %s after the kill", v4, next.Name, next.MAC, time.Since(killed).Round(time.Millisecond))
-	st, err = c.WaitAnnounced(ctx, key, func(n string) bool { return n == next.Name })
-	if err != nil {
-		return err
-	}
-	printAnnouncement(st)
-	if err := prove(c, v4, v6); err != nil {
-		return err
-	}
-	printEvents(ctx, c, svc)
+}
 
-	step("Cleaning up: stopping every process, removing the namespaces and the control plane")
+func speakersReady(ctx context.Context, c *realcluster.Cluster) error {
+	var ds appsv1.DaemonSet
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: system, Name: "lbstack-speaker"}, &ds); err != nil {
+		return err
+	}
+	if int(ds.Status.NumberReady) != len(c.Nodes) || ds.Status.UpdatedNumberScheduled != ds.Status.DesiredNumberScheduled {
+		return fmt.Errorf("%d of %d speakers ready", ds.Status.NumberReady, len(c.Nodes))
+	}
 	return nil
 }
 
-func printAnnouncement(st *lbv1.ServiceAnnouncementStatus) {
-	info("$ kubectl get serviceannouncement web -o yaml   (status)")
-	for _, n := range st.Nodes {
-		info("  node: %s  protocol: %s  interface: %s  mac: %s  since: %s", n.Node, n.Protocol, n.Interface, n.MAC, n.Since.Format(time.RFC3339))
-	}
-	if m := st.LastMove; m != nil {
-		d := ""
-		if m.DetectionTime != nil {
-			d = "  detectionTime: " + m.DetectionTime.Duration.String()
+func waitSpeakersReady(ctx context.Context, c *realcluster.Cluster) error {
+	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return lab.WaitFor(wait, 200*time.Millisecond, func() error { return speakersReady(wait, c) })
+}
+
+func serviceIPs(ctx context.Context, c *realcluster.Cluster, key client.ObjectKey, want int) ([]netip.Addr, error) {
+	var ips []netip.Addr
+	err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
+		var svc corev1.Service
+		if err := c.Client.Get(ctx, key, &svc); err != nil {
+			return err
 		}
-		info("  lastMove: %s -> %s  reason: %s%s", orDash(m.From), m.To, m.Reason, d)
-		info("            %s", m.Message)
-	}
+		ips = ips[:0]
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if ip, err := netip.ParseAddr(in.IP); err == nil {
+				ips = append(ips, ip)
+			}
+		}
+		if len(ips) < want {
+			return fmt.Errorf("%s has %d of %d addresses", key, len(ips), want)
+		}
+		return nil
+	})
+	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.BitLen() - b.BitLen() })
+	return ips, err
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+// waitOwner waits until one node announces the Service and ok accepts it.
+func waitOwner(ctx context.Context, c *realcluster.Cluster, key client.ObjectKey, ok func(string) bool) (string, error) {
+	var node string
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err := lab.WaitFor(wait, 50*time.Millisecond, func() error {
+		var a lbv1.ServiceAnnouncement
+		if err := c.Client.Get(wait, key, &a); err != nil {
+			return err
+		}
+		if len(a.Status.Nodes) != 1 {
+			return fmt.Errorf("announced by %d nodes", len(a.Status.Nodes))
+		}
+		node = a.Status.Nodes[0].Node
+		if ok != nil && !ok(node) {
+			return fmt.Errorf("still announced by %s", node)
+		}
+		return nil
+	})
+	return node, err
 }
 
-func prove(c *lab.Cluster, v4, v6 netip.Addr) error {
-	macs, err := c.ArpingMACs(v4, 3)
-	if err != nil {
-		return err
-	}
-	for mac, n := range macs {
-		info("$ arping %s   -> %d replies from %s (%s)", v4, n, mac, nodeName(c, mac))
-	}
-	if err := c.Ping(v6); err != nil {
-		return err
-	}
-	mac, err := c.NeighMAC(v6)
-	if err != nil {
-		return err
-	}
-	info("$ ping %s; ip -6 neigh   -> %s (%s)", v6, mac, nodeName(c, mac))
-	for _, ip := range []netip.Addr{v4, v6} {
-		body, err := c.Curl(ip)
+func waitNextHops(ctx context.Context, bird *lab.Bird, prefix netip.Prefix, n int) error {
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return lab.WaitFor(wait, 100*time.Millisecond, func() error {
+		hops, err := bird.NextHops(prefix)
 		if err != nil {
 			return err
 		}
-		info("$ curl http://%s/   -> answered by %s", hostPort(ip), body)
-	}
-	return nil
-}
-
-func hostPort(ip netip.Addr) string {
-	if ip.Is6() {
-		return "[" + ip.String() + "]"
-	}
-	return ip.String()
-}
-
-func nodeName(c *lab.Cluster, mac string) string {
-	if n := c.Lab.NodeByMAC(mac); n != nil {
-		return n.Name
-	}
-	return "unknown"
-}
-
-func printEvents(ctx context.Context, c *lab.Cluster, svc *corev1.Service) {
-	var l eventsv1.EventList
-	if err := c.Client.List(ctx, &l, client.InNamespace(svc.Namespace)); err != nil {
-		return
-	}
-	info("$ kubectl events --for service/web")
-	for _, e := range l.Items {
-		if e.Regarding.Kind == "Service" && e.Regarding.Name == svc.Name {
-			info("  %-7s %-18s %s", e.Type, e.Reason, strings.TrimSpace(e.Note))
+		if len(hops) != n {
+			return fmt.Errorf("%d next hops for %s, want %d", len(hops), prefix, n)
 		}
+		return nil
+	})
+}
+
+func waitAllUp(ctx context.Context, p *realcluster.Probe, urls []string) error {
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return p.WaitUp(wait, urls...)
+}
+
+func curlUntil(ctx context.Context, c *realcluster.Cluster, ip netip.Addr) (string, error) {
+	var body string
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := lab.WaitFor(wait, 200*time.Millisecond, func() error {
+		var err error
+		body, err = c.Lab.Curl(ip)
+		return err
+	})
+	return body, err
+}
+
+func url(ip netip.Addr) string {
+	if ip.Is6() {
+		return "http://[" + ip.String() + "]/"
 	}
+	return "http://" + ip.String() + "/"
+}
+
+// macList names the nodes behind MACs.
+func macList(c *realcluster.Cluster, macs map[string]int) string {
+	if len(macs) == 0 {
+		return "no answer"
+	}
+	var parts []string
+	for mac, n := range macs {
+		name := "unknown host"
+		if node := c.Lab.NodeByMAC(mac); node != nil {
+			name = node.Name
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s) ×%d", mac, name, n))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
 }

@@ -453,6 +453,17 @@ func (l *Lab) Node(name string) *Node {
 	return nil
 }
 
+// BridgePort returns the name of node's port in the bridge namespace
+// (detaching it cuts the node off silently: its link keeps its carrier).
+func (l *Lab) BridgePort(node *Node) string {
+	for i, n := range l.Nodes {
+		if n == node {
+			return fmt.Sprintf("%sn%db", l.Prefix, i+1)
+		}
+	}
+	return ""
+}
+
 // NodeByMAC returns the node whose eth0 has mac.
 func (l *Lab) NodeByMAC(mac string) *Node {
 	for _, n := range l.Nodes {

@@ -1,0 +1,96 @@
+// Command probe measures a Service's outage as a client sees it: it opens
+// a fresh HTTP connection to each target every interval (no keep-alive,
+// so every request is routed and answered anew) and prints one JSON line
+// whenever a target goes down or comes back up, until it is stopped (SIGTERM, SIGINT) or its duration ends.
+// The demo and the real-cluster tests run it in the client's network
+// namespace.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Event is one state change of a target.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Target string    `json:"target"`
+	OK     bool      `json:"ok"`
+	// Node is the backend node that answered (from "node=..." in the body).
+	Node  string `json:"node,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+func main() {
+	interval := flag.Duration("interval", 5*time.Millisecond, "time between two requests to a target")
+	timeout := flag.Duration("timeout", 100*time.Millisecond, "timeout of one request")
+	duration := flag.Duration("duration", 10*time.Minute, "stop after this long")
+	flag.Parse()
+	if flag.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "usage: probe [flags] URL...")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *duration)
+	defer cancel()
+	var mu sync.Mutex
+	enc := json.NewEncoder(os.Stdout)
+	emit := func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = enc.Encode(e)
+	}
+	var wg sync.WaitGroup
+	for _, target := range flag.Args() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			probe(ctx, target, *interval, *timeout, emit)
+		}()
+	}
+	wg.Wait()
+}
+
+func probe(ctx context.Context, target string, interval, timeout time.Duration, emit func(Event)) {
+	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	var last *Event
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		e := Event{Time: time.Now(), Target: target}
+		resp, err := hc.Get(target)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			e.OK = resp.StatusCode == http.StatusOK
+			if i := strings.Index(string(body), "node="); i >= 0 {
+				e.Node = strings.Fields(string(body)[i+len("node="):])[0]
+			}
+			if !e.OK {
+				e.Error = resp.Status
+			}
+		} else {
+			e.Error = err.Error()
+		}
+		if last == nil || last.OK != e.OK {
+			emit(e)
+			last = &e
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
