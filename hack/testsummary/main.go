@@ -23,9 +23,9 @@ type event struct {
 	// ImportPath names the package of build-output and build-fail events.
 	ImportPath string
 	Package    string
-	Test    string
-	Output  string
-	Elapsed float64
+	Test       string
+	Output     string
+	Elapsed    float64
 }
 
 type key struct{ pkg, test string }
