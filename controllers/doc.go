@@ -4,7 +4,8 @@
 // The kubebuilder RBAC markers below are the operator's permissions, from
 // which `make manifests` generates config/rbac/role.yaml. The operator
 // creates the controller's and the speakers' RBAC, so it holds every
-// permission it grants them.
+// permission it grants them. (Its one namespaced permission, reading its
+// own Pod, is marked in internal/operator.)
 package controllers
 
 // lbstack's own kinds.
@@ -19,7 +20,7 @@ package controllers
 
 // What the controller and the speakers need, granted onward by the operator.
 // +kubebuilder:rbac:groups="",resources=services/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=nodes;namespaces;pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes;namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch

@@ -61,6 +61,9 @@ type StackReconciler struct {
 	Namespace string
 	// Image is the default image of the controller and the speakers.
 	Image string
+	// ImagePullSecrets are the default pull secrets of the controller and
+	// the speakers (Secrets in Namespace).
+	ImagePullSecrets []corev1.LocalObjectReference
 	// Rand generates the memberlist key; crypto/rand when nil.
 	Rand io.Reader
 }
@@ -173,10 +176,11 @@ func (r *StackReconciler) apply(ctx context.Context, st *stackState) error {
 		return r.applyFailed(st, err)
 	}
 	desired := render.All(st.stack, render.Params{
-		Namespace:       r.Namespace,
-		Image:           r.Image,
-		MemberlistKey:   key,
-		PasswordSecrets: passwordSecrets(st.cfg),
+		Namespace:        r.Namespace,
+		Image:            r.Image,
+		ImagePullSecrets: r.ImagePullSecrets,
+		MemberlistKey:    key,
+		PasswordSecrets:  passwordSecrets(st.cfg),
 	})
 	want := map[string]bool{}
 	var errs []error

@@ -44,6 +44,9 @@ type BGPDriver struct {
 	bfdState   map[string]string     // BGP peer name → BFD state
 	applied    BGPPlan
 	appliedGen uint64
+	// spkErr and bfdErr say why the BGP speaker or BFD did not start or
+	// stopped; cleared when one starts again.
+	spkErr, bfdErr string
 }
 
 type bgpWant struct {
@@ -127,15 +130,23 @@ func (d *BGPDriver) apply(ctx context.Context) {
 		spk, err := bgp.New(bgp.Config{RouterID: w.routerID, ASN: asn, ListenPort: -1, Clock: d.Clock, Log: d.Log.WithName("bgp")})
 		if err != nil {
 			d.Log.Error(err, "Starting the BGP speaker")
+			d.mu.Lock()
+			d.spkErr = err.Error()
+			d.mu.Unlock()
 			return
 		}
 		sctx, cancel := context.WithCancel(ctx)
 		d.mu.Lock()
-		d.spk, d.stopSpk, d.asn, d.rid = spk, cancel, asn, w.routerID
+		d.spk, d.stopSpk, d.asn, d.rid, d.spkErr = spk, cancel, asn, w.routerID, ""
 		d.mu.Unlock()
 		go func() {
 			if err := spk.Run(sctx); err != nil {
 				d.Log.Error(err, "BGP speaker stopped")
+				d.mu.Lock()
+				if d.spk == spk {
+					d.spkErr = err.Error()
+				}
+				d.mu.Unlock()
 			}
 		}()
 		go d.forwardEvents(sctx, spk)
@@ -191,12 +202,20 @@ func (d *BGPDriver) applyBFD(ctx context.Context, plan BGPPlan) {
 		m, err := bfd.NewManager(bfd.ManagerConfig{Port: d.BFDPort, Clock: d.Clock, Rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), Log: d.Log.WithName("bfd")})
 		if err != nil {
 			d.Log.Error(err, "Starting BFD; sessions run without it")
+			d.mu.Lock()
+			d.bfdErr = err.Error()
+			d.mu.Unlock()
 			return
 		}
-		d.bfdm = m
+		d.mu.Lock()
+		d.bfdm, d.bfdErr = m, ""
+		d.mu.Unlock()
 		go func() {
 			if err := m.Run(ctx); err != nil {
 				d.Log.Error(err, "BFD stopped")
+				d.mu.Lock()
+				d.bfdErr = err.Error()
+				d.mu.Unlock()
 			}
 		}()
 		go d.followBFD(ctx, m.Subscribe(ctx))
@@ -287,4 +306,38 @@ func sessionState(s string) lbv1.BGPSessionState {
 		}
 	}
 	return lbv1.BGPSessionUnknown
+}
+
+// BGPReadiness says whether the BGP side of the speaker can announce.
+type BGPReadiness struct {
+	// Configured is true when the last plan has peers for this node.
+	Configured bool
+	// Running is true when the embedded BGP speaker for that plan runs.
+	Running bool
+	// BFDWanted is true when a peer of the plan has a BFD profile, and
+	// BFDRunning when BFD listens.
+	BFDWanted, BFDRunning bool
+	// Err is why the BGP speaker did not start or stopped, BFDErr why BFD
+	// did; empty when they did not fail.
+	Err, BFDErr string
+}
+
+// Readiness reports the state of the BGP speaker and BFD against the last
+// plan handed to Set.
+func (d *BGPDriver) Readiness() BGPReadiness {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var r BGPReadiness
+	if d.want != nil {
+		r.Configured = len(d.want.plan.Peers) > 0
+		for _, p := range d.want.plan.Peers {
+			if d.want.plan.BFD[p.Name] != nil {
+				r.BFDWanted = true
+			}
+		}
+	}
+	r.Running = d.spk != nil && d.spk.Running()
+	r.BFDRunning = d.bfdm != nil && d.bfdErr == ""
+	r.Err, r.BFDErr = d.spkErr, d.bfdErr
+	return r
 }

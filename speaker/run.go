@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -209,16 +208,24 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if err := watcher.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("speaker", func(*http.Request) error {
-		if !watcher.Synced() {
-			return errors.New("no valid configuration yet")
+	readiness := &Readiness{
+		Log:   log.WithName("readiness"),
+		Clock: clk,
+		State: func() ReadinessState {
+			return ReadinessState{
+				ConfigSynced: watcher.Synced(),
+				L2:           ann.Sockets(),
+				BGP:          driver.Readiness(),
+				Self:         o.NodeName,
+				Live:         mem.Live(),
+				Expected:     watcher.ExpectedPeers(),
+			}
+		},
+	}
+	for _, name := range ReadinessChecks {
+		if err := mgr.AddReadyzCheck(name, readiness.Checker(name)); err != nil {
+			return fmt.Errorf("adding readiness check %s: %w", name, err)
 		}
-		if len(mem.Live()) == 0 {
-			return errors.New("membership not running")
-		}
-		return nil
-	}); err != nil {
-		return err
 	}
 
 	// The data plane runs under its own context: it must outlive the API
@@ -230,6 +237,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	g.Go(func() error { return reporter.Run(gctx) })
 	g.Go(func() error { return driver.Run(gctx) })
 	g.Go(func() error { return bgpReporter.Run(gctx) })
+	g.Go(func() error { return readiness.Run(gctx) })
 	g.Go(func() error { joinLoop(gctx, mem, peers, log); return nil })
 	g.Go(func() error {
 		for {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,6 +25,7 @@ import (
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
 	"github.com/lbstack/lbstack/internal/configload"
+	"github.com/lbstack/lbstack/internal/render"
 )
 
 // aggregateKey is the one queue key of the speaker's reconciler: every
@@ -64,6 +66,7 @@ type Watcher struct {
 	pwRead    time.Time
 	cfg       *config.Config
 	peers     []string
+	expected  []string
 	synced    bool
 	lastError string
 }
@@ -89,6 +92,14 @@ func (w *Watcher) Synced() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.synced
+}
+
+// ExpectedPeers returns the other nodes on which a live speaker is
+// expected as of the last pass (see expectedSpeakers), sorted.
+func (w *Watcher) ExpectedPeers() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.expected)
 }
 
 // Reconcile builds a snapshot from the cache.
@@ -128,6 +139,7 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 		return reconcile.Result{}, err
 	}
 	nodes, peers, selfIP := nodeStates(nodeList.Items, w.Node, w.MemberlistPort)
+	expected := expectedSpeakers(nodeList.Items, w.Node, config.StackInForce(objs.Stacks))
 	services, err := w.services(ctx, cfg)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -136,7 +148,7 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 
 	w.mu.Lock()
 	peersChanged := !slices.Equal(peers, w.peers)
-	w.peers, w.synced = peers, cfg != nil
+	w.peers, w.expected, w.synced = peers, expected, cfg != nil
 	w.mu.Unlock()
 	if peersChanged && w.OnPeers != nil {
 		w.OnPeers(peers)
@@ -325,4 +337,63 @@ func nodeStates(items []corev1.Node, self string, port int) ([]NodeState, []stri
 	}
 	slices.Sort(peers)
 	return nodes, peers, selfIP
+}
+
+// expectedSpeakers returns the nodes other than self on which a live
+// speaker is expected, sorted: Ready nodes on which the speaker DaemonSet
+// places a pod (the stack's node selector and tolerations, as rendered,
+// plus the tolerations the DaemonSet controller adds). Joining goes to
+// every node (nodeStates); this narrower list only decides whether a
+// speaker that has joined nobody may call itself ready, so a node the
+// DaemonSet skips, or a dead one, never holds readiness back.
+func expectedSpeakers(items []corev1.Node, self string, stack *lbv1.LoadBalancerStack) []string {
+	sel, tolerations := render.SpeakerPlacement(stack)
+	selector := labels.SelectorFromSet(sel)
+	tolerations = append(tolerations, daemonSetTolerations...)
+	var out []string
+	for i := range items {
+		n := &items[i]
+		if n.Name == self || !selector.Matches(labels.Set(n.Labels)) || !nodeReady(n) || !tolerates(tolerations, n.Spec.Taints) {
+			continue
+		}
+		out = append(out, n.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// daemonSetTolerations are the tolerations the DaemonSet controller adds
+// to every pod of a host-network DaemonSet.
+var daemonSetTolerations = []corev1.Toleration{
+	{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+	{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+	{Key: corev1.TaintNodeDiskPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+	{Key: corev1.TaintNodeMemoryPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+	{Key: corev1.TaintNodePIDPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+	{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+	{Key: corev1.TaintNodeNetworkUnavailable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// tolerates reports whether tolerations tolerate every taint that keeps a
+// pod off a node (NoSchedule, NoExecute).
+func tolerates(tolerations []corev1.Toleration, taints []corev1.Taint) bool {
+	for i := range taints {
+		t := &taints[i]
+		if t.Effect == corev1.TaintEffectPreferNoSchedule {
+			continue
+		}
+		if !slices.ContainsFunc(tolerations, func(tol corev1.Toleration) bool { return tol.ToleratesTaint(logr.Discard(), t, false) }) {
+			return false
+		}
+	}
+	return true
 }

@@ -8,14 +8,17 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
@@ -59,12 +62,76 @@ func (v *ConfigValidator[T]) ValidateUpdate(ctx context.Context, oldObj, newObj 
 
 // ValidateDelete refuses to delete what others still use: a BFDProfile or
 // Community something refers to, a pool whose addresses Services hold.
+//
+// A child of a LoadBalancerStack that is gone or being deleted (its
+// controller reference names a stack that no longer exists, by UID, or
+// has a deletionTimestamp) is the garbage collector's to remove: refusing
+// would leave it behind for good. Its delete is allowed, with a warning
+// naming what still uses it (the Services that keep their addresses, for
+// a pool). A child of a live stack is judged as any object: the stack's
+// inline item still defines it, so deleting it takes nothing away (the
+// operator re-creates it).
 func (v *ConfigValidator[T]) ValidateDelete(ctx context.Context, obj T) (admission.Warnings, error) {
 	objs, err := listObjects(ctx, v.Reader)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
+	if owner, going := ownerGoing(obj, objs.Stacks); going {
+		return v.allowChildDelete(ctx, obj, owner, objs)
+	}
 	return v.judge(ctx, obj, with(objs, obj, false), with(objs, obj, true), true)
+}
+
+// ownerGoing returns the name of the LoadBalancerStack that is obj's
+// controller, and whether that stack is gone or being deleted.
+func ownerGoing(obj client.Object, stacks []lbv1.LoadBalancerStack) (string, bool) {
+	ref := metav1.GetControllerOf(obj)
+	if ref == nil || ref.Kind != "LoadBalancerStack" || !strings.HasPrefix(ref.APIVersion, lbv1.GroupVersion.Group+"/") {
+		return "", false
+	}
+	for i := range stacks {
+		if s := &stacks[i]; s.UID == ref.UID {
+			return ref.Name, !s.DeletionTimestamp.IsZero()
+		}
+	}
+	return ref.Name, true
+}
+
+// allowChildDelete allows the delete of obj, a child of the stack named
+// owner that is gone or going, and warns about what it leaves without:
+// what deleting obj would take away if the stack were gone and obj a
+// standalone object.
+func (v *ConfigValidator[T]) allowChildDelete(ctx context.Context, obj T, owner string, objs config.Objects) (admission.Warnings, error) {
+	ownerUID := metav1.GetControllerOf(obj).UID
+	objs.Stacks = slices.DeleteFunc(slices.Clone(objs.Stacks), func(s lbv1.LoadBalancerStack) bool { return s.UID == ownerUID })
+	standalone := obj.DeepCopyObject().(T)
+	standalone.SetOwnerReferences(nil)
+	before := with(objs, standalone, false)
+	after := with(objs, obj, true)
+	_, _, errsBefore := config.Build(before)
+	_, _, errsAfter := config.Build(after)
+	var warnings admission.Warnings
+	if newErrs := subtract(errsAfter, errsBefore); len(newErrs) > 0 {
+		users := make([]string, 0, len(newErrs))
+		for _, e := range newErrs {
+			users = append(users, e.Field)
+		}
+		warnings = append(warnings, fmt.Sprintf("%s %q goes away with its LoadBalancerStack %q though it is still in use by %s", v.Kind, obj.GetName(), owner, list(users)))
+	}
+	svcs, err := v.services(ctx)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	for _, l := range poolLosses(svcs, before, after) {
+		if !l.stays {
+			warnings = append(warnings, fmt.Sprintf("IPAddressPool %q goes away with its LoadBalancerStack %q while Services hold its addresses: %s; they keep their IPs but nothing announces them", l.pool, owner, list(l.holders)))
+		}
+	}
+	if len(warnings) > 0 {
+		logf.FromContext(ctx).Info("Allowing the delete of a LoadBalancerStack's child still in use: the stack is gone or being deleted",
+			"kind", v.Kind, "name", obj.GetName(), "LoadBalancerStack", owner, "warnings", []string(warnings))
+	}
+	return warnings, nil
 }
 
 func (v *ConfigValidator[T]) judge(ctx context.Context, obj T, before, after config.Objects, deleting bool) (admission.Warnings, error) {
@@ -92,21 +159,15 @@ func (v *ConfigValidator[T]) judge(ctx context.Context, obj T, before, after con
 		return warnings, apierrors.NewInternalError(err)
 	}
 	var inUse []string
-	poolsAfter := poolRanges(after)
-	for name, rangesBefore := range poolRanges(before) {
-		rangesAfter, stays := poolsAfter[name]
-		holders := holdersOf(svcs, name, rangesBefore, rangesAfter)
-		if len(holders) == 0 {
-			continue
-		}
-		_, isStack := any(obj).(*lbv1.LoadBalancerStack)
+	_, isStack := any(obj).(*lbv1.LoadBalancerStack)
+	for _, l := range poolLosses(svcs, before, after) {
 		switch {
-		case !stays && deleting && isStack:
-			warnings = append(warnings, fmt.Sprintf("IPAddressPool %q goes away with this stack while Services hold its addresses: %s; they keep their IPs but nothing announces them", name, list(holders)))
-		case !stays:
-			inUse = append(inUse, fmt.Sprintf("IPAddressPool %q is still in use by Services %s", name, list(holders)))
+		case !l.stays && deleting && isStack:
+			warnings = append(warnings, fmt.Sprintf("IPAddressPool %q goes away with this stack while Services hold its addresses: %s; they keep their IPs but nothing announces them", l.pool, list(l.holders)))
+		case !l.stays:
+			inUse = append(inUse, fmt.Sprintf("IPAddressPool %q is still in use by Services %s", l.pool, list(l.holders)))
 		default:
-			warnings = append(warnings, fmt.Sprintf("IPAddressPool %q no longer contains addresses held by Services %s; they keep their IPs and get a Warning event until they are changed", name, list(holders)))
+			warnings = append(warnings, fmt.Sprintf("IPAddressPool %q no longer contains addresses held by Services %s; they keep their IPs and get a Warning event until they are changed", l.pool, list(l.holders)))
 		}
 	}
 	if len(inUse) > 0 {
@@ -125,8 +186,34 @@ func (v *ConfigValidator[T]) services(ctx context.Context) ([]corev1.Service, er
 	return l.Items, nil
 }
 
-// poolRanges maps every pool in objs (standalone and inline) to its
-// parsable ranges.
+// poolLoss is a pool that disappears (stays false) or shrinks under
+// Services that hold its addresses.
+type poolLoss struct {
+	pool    string
+	stays   bool
+	holders []string
+}
+
+// poolLosses compares the pools of before and after and returns, sorted
+// by pool name, those that lose addresses Services hold.
+func poolLosses(svcs []corev1.Service, before, after config.Objects) []poolLoss {
+	var out []poolLoss
+	poolsAfter := poolRanges(after)
+	for name, rangesBefore := range poolRanges(before) {
+		rangesAfter, stays := poolsAfter[name]
+		if holders := holdersOf(svcs, name, rangesBefore, rangesAfter); len(holders) > 0 {
+			out = append(out, poolLoss{pool: name, stays: stays, holders: holders})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].pool < out[j].pool })
+	return out
+}
+
+// poolRanges maps every pool in force in objs (standalone and inline) to
+// its parsable ranges. A stack's rendered children are skipped, as
+// config.Build skips them: the stack's inline item is the pool, so
+// deleting or pruning a child takes no address away, and removing the
+// inline item (or the stack) does.
 func poolRanges(objs config.Objects) map[string][]config.Range {
 	out := map[string][]config.Range{}
 	add := func(name string, addrs []lbv1.PoolAddress) {
@@ -139,7 +226,9 @@ func poolRanges(objs config.Objects) map[string][]config.Range {
 		out[name] = rs
 	}
 	for _, p := range objs.Pools {
-		add(p.Name, p.Spec.Addresses)
+		if !config.OwnedByStack(&p.ObjectMeta) {
+			add(p.Name, p.Spec.Addresses)
+		}
 	}
 	for _, s := range objs.Stacks {
 		for _, p := range s.Spec.Pools {

@@ -276,6 +276,199 @@ func TestDeleteInUse(t *testing.T) {
 	expectWarning(t, `IPAddressPool "held" no longer contains addresses held by Services default/web (203.0.113.130)`)
 }
 
+// TestDeleteChildOfDeletedStack plays the garbage collector: the children
+// of a stack being deleted (foreground) or gone (background) may be
+// deleted although Services hold a pool's addresses or a profile is in
+// use, with a warning that names them; a pool that is no stack's child
+// is still protected.
+func TestDeleteChildOfDeletedStack(t *testing.T) {
+	stack := obj(t, `apiVersion: lbstack.io/v1alpha1
+kind: LoadBalancerStack
+metadata: {name: owner, finalizers: [test.lbstack.io/hold]}
+spec:
+  pools: [{name: owned, addresses: [203.0.113.0/28]}]
+  bfdProfiles: [{name: owned-fast}]
+  communities: [{name: owned-aliases, communities: [{name: owned-no-export, value: '65535:65281'}]}]`)
+	if err := c.Create(ctx(t), stack); err != nil {
+		t.Fatal(err)
+	}
+	release := func() {
+		// Let the stack go: drop the finalizer that holds it.
+		var cur unstructured.Unstructured
+		cur.SetGroupVersionKind(stack.GroupVersionKind())
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: "owner"}, &cur); err != nil {
+			return
+		}
+		cur.SetFinalizers(nil)
+		_ = env.Client.Update(context.Background(), &cur)
+	}
+	t.Cleanup(func() {
+		release()
+		_ = env.Client.Delete(context.Background(), stack)
+	})
+	// The operator's rendered children (envtest runs no operator), and a
+	// child of a stack that is long gone.
+	child := func(kind, name, spec string, uid string) string {
+		return fmt.Sprintf("apiVersion: lbstack.io/v1alpha1\nkind: %s\nmetadata:\n  name: %s\n  ownerReferences: [{apiVersion: lbstack.io/v1alpha1, kind: LoadBalancerStack, name: owner, uid: %s, controller: true}]\nspec: %s",
+			kind, name, uid, spec)
+	}
+	uid := string(stack.GetUID())
+	mustCreate(t,
+		child("IPAddressPool", "owned", "{addresses: [203.0.113.0/28]}", uid),
+		child("BFDProfile", "owned-fast", "{}", uid),
+		child("Community", "owned-aliases", "{communities: [{name: owned-no-export, value: '65535:65281'}]}", uid),
+		child("IPAddressPool", "orphan", "{addresses: [203.0.113.16/28]}", "00000000-0000-0000-0000-00000000dead"),
+		// Owned, but not controlled, by a stack that is gone: not a child.
+		"apiVersion: lbstack.io/v1alpha1\nkind: IPAddressPool\nmetadata:\n  name: merely-owned\n  ownerReferences: [{apiVersion: lbstack.io/v1alpha1, kind: LoadBalancerStack, name: owner, uid: 00000000-0000-0000-0000-00000000dead}]\nspec: {addresses: [203.0.113.32/28]}",
+	)
+	for i, ip := range []string{"203.0.113.5", "203.0.113.17", "203.0.113.33"} {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("held-%d", i), Namespace: "default"},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}}}
+		if err := c.Create(ctx(t), svc); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), svc) })
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+		if err := c.Status().Update(ctx(t), svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del := func(kind, name string) error {
+		return c.Delete(ctx(t), obj(t, fmt.Sprintf("apiVersion: lbstack.io/v1alpha1\nkind: %s\nmetadata: {name: %s}", kind, name)))
+	}
+
+	t.Run("a child of a gone stack", func(t *testing.T) {
+		warnings.take()
+		if err := del("IPAddressPool", "orphan"); err != nil {
+			t.Fatalf("the garbage collector's delete refused: %v", err)
+		}
+		expectWarning(t, `IPAddressPool "orphan" goes away with its LoadBalancerStack "owner" while Services hold its addresses: default/held-1 (203.0.113.17); they keep their IPs but nothing announces them`)
+	})
+	t.Run("a pool no stack controls is still protected", func(t *testing.T) {
+		expectDenied(t, del("IPAddressPool", "merely-owned"), "vipaddresspool.lbstack.io",
+			`IPAddressPool "merely-owned" is still in use by Services default/held-2 (203.0.113.33)`)
+	})
+
+	// Foreground deletion: the stack gets a deletionTimestamp and stays
+	// until its children are gone.
+	warnings.take()
+	if err := c.Delete(ctx(t), stack); err != nil {
+		t.Fatalf("deleting the stack: %v", err)
+	}
+	expectWarning(t, `IPAddressPool "owned" goes away with this stack while Services hold its addresses: default/held-0 (203.0.113.5)`)
+	t.Run("a child of a stack being deleted", func(t *testing.T) {
+		if err := del("IPAddressPool", "owned"); err != nil {
+			t.Fatalf("the garbage collector's delete refused: %v", err)
+		}
+		expectWarning(t, `IPAddressPool "owned" goes away with its LoadBalancerStack "owner" while Services hold its addresses: default/held-0 (203.0.113.5)`)
+	})
+	release()
+	t.Run("a profile and a community of a gone stack", func(t *testing.T) {
+		for _, kind := range []string{"BFDProfile", "Community"} {
+			name := map[string]string{"BFDProfile": "owned-fast", "Community": "owned-aliases"}[kind]
+			if err := del(kind, name); err != nil {
+				t.Errorf("the garbage collector's delete of %s %s refused: %v", kind, name, err)
+			}
+		}
+	})
+}
+
+// TestDeleteChildOfDeletedStackWarnsAboutUsers: a profile and a community
+// that standalone objects use go with their stack, with a warning naming
+// those users (they were created while the stack was being deleted).
+func TestDeleteChildOfDeletedStackWarnsAboutUsers(t *testing.T) {
+	stack := obj(t, `apiVersion: lbstack.io/v1alpha1
+kind: LoadBalancerStack
+metadata: {name: owner2, finalizers: [test.lbstack.io/hold]}
+spec:
+  bfdProfiles: [{name: fast2}]
+  communities: [{name: aliases2, communities: [{name: no-export2, value: '65535:65281'}]}]`)
+	if err := c.Create(ctx(t), stack); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var cur unstructured.Unstructured
+		cur.SetGroupVersionKind(stack.GroupVersionKind())
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: "owner2"}, &cur); err == nil {
+			cur.SetFinalizers(nil)
+			_ = env.Client.Update(context.Background(), &cur)
+		}
+		_ = env.Client.Delete(context.Background(), stack)
+	})
+	ref := fmt.Sprintf("[{apiVersion: lbstack.io/v1alpha1, kind: LoadBalancerStack, name: owner2, uid: %s, controller: true}]", stack.GetUID())
+	mustCreate(t,
+		"apiVersion: lbstack.io/v1alpha1\nkind: BFDProfile\nmetadata: {name: fast2, ownerReferences: "+ref+"}\nspec: {}",
+		"apiVersion: lbstack.io/v1alpha1\nkind: Community\nmetadata: {name: aliases2, ownerReferences: "+ref+"}\nspec: {communities: [{name: no-export2, value: '65535:65281'}]}",
+	)
+	if err := c.Delete(ctx(t), stack); err != nil {
+		t.Fatalf("deleting the stack: %v", err)
+	}
+	mustCreate(t,
+		"apiVersion: lbstack.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: uses-fast2}\nspec: {myASN: 64500, peerASN: 64500, peerAddress: 203.0.113.77, bfdProfile: fast2}",
+		"apiVersion: lbstack.io/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: uses-alias2}\nspec: {communities: [no-export2]}",
+	)
+	warnings.take()
+	if err := c.Delete(ctx(t), obj(t, "apiVersion: lbstack.io/v1alpha1\nkind: BFDProfile\nmetadata: {name: fast2}")); err != nil {
+		t.Fatalf("the garbage collector's delete refused: %v", err)
+	}
+	expectWarning(t, `BFDProfile "fast2" goes away with its LoadBalancerStack "owner2" though it is still in use by BGPPeer[uses-fast2].spec.bfdProfile`)
+	if err := c.Delete(ctx(t), obj(t, "apiVersion: lbstack.io/v1alpha1\nkind: Community\nmetadata: {name: aliases2}")); err != nil {
+		t.Fatalf("the garbage collector's delete refused: %v", err)
+	}
+	expectWarning(t, `Community "aliases2" goes away with its LoadBalancerStack "owner2" though it is still in use by BGPAdvertisement[uses-alias2].spec.communities[0]`)
+}
+
+// TestInlinePoolRemoval: removing a stack's inline pool is judged like
+// deleting a standalone pool (refused while Services hold its addresses),
+// and the operator's prune of the child, once the item is gone, is not
+// refused (the child was never the pool in force).
+func TestInlinePoolRemoval(t *testing.T) {
+	stack := obj(t, "apiVersion: lbstack.io/v1alpha1\nkind: LoadBalancerStack\nmetadata: {name: inline}\nspec:\n  pools: [{name: kept, addresses: [203.0.113.48/29]}, {name: removed, addresses: [203.0.113.56/29]}]")
+	if err := c.Create(ctx(t), stack); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), stack) })
+	ref := fmt.Sprintf("[{apiVersion: lbstack.io/v1alpha1, kind: LoadBalancerStack, name: inline, uid: %s, controller: true}]", stack.GetUID())
+	mustCreate(t, "apiVersion: lbstack.io/v1alpha1\nkind: IPAddressPool\nmetadata: {name: removed, ownerReferences: "+ref+"}\nspec: {addresses: [203.0.113.56/29]}")
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "inline-held", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}}}
+	if err := c.Create(ctx(t), svc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), svc) })
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.57"}}
+	if err := c.Status().Update(ctx(t), svc); err != nil {
+		t.Fatal(err)
+	}
+	update := func(pools string) error {
+		var cur unstructured.Unstructured
+		cur.SetGroupVersionKind(stack.GroupVersionKind())
+		if err := c.Get(ctx(t), client.ObjectKey{Name: "inline"}, &cur); err != nil {
+			return err
+		}
+		u := obj(t, "apiVersion: lbstack.io/v1alpha1\nkind: LoadBalancerStack\nmetadata: {name: inline}\nspec:\n  pools: "+pools)
+		u.SetResourceVersion(cur.GetResourceVersion())
+		return c.Update(ctx(t), u)
+	}
+	expectDenied(t, update("[{name: kept, addresses: [203.0.113.48/29]}]"), "vloadbalancerstack.lbstack.io",
+		`IPAddressPool "removed" is still in use by Services default/inline-held (203.0.113.57)`)
+	// Once the Service lets go, the item goes, and the prune follows.
+	svc.Status.LoadBalancer.Ingress = nil
+	if err := c.Status().Update(ctx(t), svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := update("[{name: kept, addresses: [203.0.113.48/29]}]"); err != nil {
+		t.Fatalf("removing an unused inline pool: %v", err)
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.57"}} // a stale status
+	if err := c.Status().Update(ctx(t), svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx(t), obj(t, "apiVersion: lbstack.io/v1alpha1\nkind: IPAddressPool\nmetadata: {name: removed}")); err != nil {
+		t.Fatalf("the operator's prune of the child refused: %v", err)
+	}
+}
+
 func expectWarning(t *testing.T, want string) {
 	t.Helper()
 	got := warnings.take()

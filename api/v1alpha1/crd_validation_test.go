@@ -183,6 +183,10 @@ var celCases = map[string]celCase{
 		"spec.controller.replicas", "should be less than or equal to 5"},
 	"stack: unknown log level": {stkHead + "  speaker: {logLevel: verbose}",
 		"spec.speaker.logLevel", "Unsupported value"},
+	"stack: image pull secret without a name": {stkHead + "  speaker: {imagePullSecrets: [{name: regcred}, {}]}",
+		"spec.speaker.imagePullSecrets", "every image pull secret needs a name"},
+	"stack: duplicate image pull secrets": {stkHead + "  controller: {imagePullSecrets: [{name: regcred}, {name: regcred}]}",
+		"spec.controller.imagePullSecrets[1]", "Duplicate value"},
 }
 
 func TestCRDValidationRejects(t *testing.T) {

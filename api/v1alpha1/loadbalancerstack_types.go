@@ -128,11 +128,22 @@ type InlineBGPAdvertisement struct {
 // WorkloadSpec holds the scheduling and runtime settings shared by the
 // speaker and the controller.
 type WorkloadSpec struct {
-	// image overrides the container image. Empty uses the image the
-	// operator was built with.
+	// image overrides the container image. Empty uses the operator's own
+	// image (the image of the operator's running Pod).
 	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	Image string `json:"image,omitempty"`
+
+	// imagePullSecrets name Secrets in the operator's namespace that the
+	// kubelet uses to pull the component's image. Empty uses the operator
+	// Pod's own imagePullSecrets, so an operator pulled from a private
+	// registry deploys components that can pull from it too.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(s, size(s.name) > 0)",message="every image pull secret needs a name"
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 
 	// logLevel is the verbosity of the component's log.
 	// +kubebuilder:default=info

@@ -196,10 +196,11 @@ func inlines[I, T any](items []I, get func(*I) (lbv1.InlineMeta, *T)) []inline[T
 	return out
 }
 
-// ownedByStack reports whether a standalone object is a LoadBalancerStack's
-// rendered child. Children are skipped: the stack's inline list is the
-// truth, and the operator keeps the children in line with it.
-func ownedByStack(m *metav1.ObjectMeta) bool {
+// OwnedByStack reports whether a standalone object is a LoadBalancerStack's
+// rendered child: its controller reference is a LoadBalancerStack.
+// Children are skipped: the stack's inline list is the truth, and the
+// operator keeps the children in line with it.
+func OwnedByStack(m *metav1.ObjectMeta) bool {
 	for _, r := range m.OwnerReferences {
 		if r.Kind == "LoadBalancerStack" && strings.HasPrefix(r.APIVersion, lbv1.GroupVersion.Group+"/") && r.Controller != nil && *r.Controller {
 			return true
@@ -217,7 +218,7 @@ func collect[O any, T any](b *builder, stack *lbv1.LoadBalancerStack, kind, stac
 	for i := range objs {
 		o := &objs[i]
 		m := meta(o)
-		if ownedByStack(m) {
+		if OwnedByStack(m) {
 			continue
 		}
 		standalone[m.Name] = true

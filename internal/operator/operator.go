@@ -15,9 +15,13 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -54,8 +58,13 @@ type Options struct {
 	ExtraCertIPs []net.IP
 	// CertValidity is the serving certificate lifetime.
 	CertValidity time.Duration
+	// PodName is the operator's own Pod (in Namespace), whose image and
+	// imagePullSecrets the controller and the speakers get when a stack
+	// names none. Empty when not running in a Pod.
+	PodName string
 	// Image is the image of the controller and the speakers when a stack
-	// names none: normally the operator's own.
+	// names none and the operator's own Pod cannot be read (see
+	// ResolveWorkloadDefaults).
 	Image string
 }
 
@@ -71,7 +80,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookService, "webhook-service", "lbstack-webhook-service", "Service in front of the webhook server")
 	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "lbstack-validating-webhook-configuration", "ValidatingWebhookConfiguration to inject the CA into")
 	fs.DurationVar(&o.CertValidity, "webhook-cert-validity", 90*24*time.Hour, "lifetime of the serving certificate; renewed with a third left")
-	fs.StringVar(&o.Image, "default-image", DefaultImage, "image of the controller and the speakers when a LoadBalancerStack names none")
+	fs.StringVar(&o.PodName, "pod-name", os.Getenv("POD_NAME"), "the operator's own Pod, whose image and imagePullSecrets the controller and the speakers get when a LoadBalancerStack names none (default: $POD_NAME)")
+	fs.StringVar(&o.Image, "default-image", DefaultImage, "image of the controller and the speakers when a LoadBalancerStack names none and the operator cannot read its own Pod's image (no --pod-name, or the read failed); the operator's own image wins otherwise")
 }
 
 // SetupWebhooks adds the webhooks and, with CertRotation, the rotator to
@@ -116,11 +126,13 @@ func Setup(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options
 	if o.Namespace == "" {
 		return nil, fmt.Errorf("--namespace (or $POD_NAMESPACE) is required: the controller and the speakers run there")
 	}
+	d := o.ResolveWorkloadDefaults(ctx, mgr.GetAPIReader(), log)
 	r := &controllers.StackReconciler{
-		Client:    mgr.GetClient(),
-		Recorder:  mgr.GetEventRecorder("lbstack-operator"),
-		Namespace: o.Namespace,
-		Image:     o.Image,
+		Client:           mgr.GetClient(),
+		Recorder:         mgr.GetEventRecorder("lbstack-operator"),
+		Namespace:        o.Namespace,
+		Image:            d.Image,
+		ImagePullSecrets: d.ImagePullSecrets,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LoadBalancerStack reconciler: %w", err)
@@ -128,9 +140,90 @@ func Setup(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options
 	return SetupWebhooks(ctx, mgr, cfg, o, log)
 }
 
-// DefaultImage is the image the operator deploys when neither the stack
-// nor --default-image names one.
+// DefaultImage is the image the operator deploys when the stack names
+// none and neither the operator's own Pod nor --default-image tells one.
 const DefaultImage = "ghcr.io/lbstack/lbstack:v0.1.0"
+
+// OperatorContainer is the name of the operator's container in its
+// Deployment (config/manager/manager.yaml).
+const OperatorContainer = "operator"
+
+// The operator reads its own Pod, once at start, for its image.
+// +kubebuilder:rbac:groups="",namespace=lbstack-system,resources=pods,verbs=get
+
+// WorkloadDefaults are what the controller and the speakers get when a
+// stack names no image or pull secrets of its own.
+type WorkloadDefaults struct {
+	// Image is the container image.
+	Image string
+	// ImagePullSecrets are the Secrets (in the operator's namespace) to
+	// pull it with.
+	ImagePullSecrets []corev1.LocalObjectReference
+}
+
+// podReadBackoff retries reading the operator's own Pod over transient
+// API errors (about 30 s in all), so that a hiccup at start does not roll
+// the workloads to the fallback image.
+var podReadBackoff = wait.Backoff{Steps: 6, Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1}
+
+// ResolveWorkloadDefaults returns the operator's own image and pull
+// secrets, read from its Pod (PodName in Namespace): the image of the
+// container named OperatorContainer, else of the first container, and the
+// Pod's imagePullSecrets (which include its ServiceAccount's). So every
+// child runs the very image the operator runs, from the same registry and
+// with the same credentials, unless the stack says otherwise. When there
+// is no PodName (not running in a Pod) or the Pod cannot be read, it logs
+// why and returns Image (--default-image) without pull secrets.
+func (o Options) ResolveWorkloadDefaults(ctx context.Context, r client.Reader, log logr.Logger) WorkloadDefaults {
+	fallback := WorkloadDefaults{Image: o.Image}
+	if o.PodName == "" || o.Namespace == "" {
+		log.Info("Not running in a Pod (no --pod-name or --namespace): the controller and the speakers get the default image", "image", o.Image)
+		return fallback
+	}
+	var pod corev1.Pod
+	key := types.NamespacedName{Namespace: o.Namespace, Name: o.PodName}
+	retriable := func(err error) bool { return ctx.Err() == nil && isTransient(err) }
+	err := retry.OnError(podReadBackoff, retriable, func() error { return r.Get(ctx, key, &pod) })
+	if err != nil {
+		log.Error(err, "Reading the operator's own Pod failed: the controller and the speakers get the default image", "Pod", klog.KRef(o.Namespace, o.PodName), "image", o.Image)
+		return fallback
+	}
+	d, container := defaultsFromPod(&pod)
+	if d.Image == "" {
+		log.Info("The operator's own Pod has no container: the controller and the speakers get the default image", "Pod", klog.KObj(&pod), "image", o.Image)
+		return fallback
+	}
+	log.Info("Using the operator's own image for the controller and the speakers", "Pod", klog.KObj(&pod), "container", container, "image", d.Image, "imagePullSecrets", len(d.ImagePullSecrets))
+	return d
+}
+
+// defaultsFromPod returns the image of the operator's container in pod,
+// that container's name, and the Pod's pull secrets.
+func defaultsFromPod(pod *corev1.Pod) (WorkloadDefaults, string) {
+	cs := pod.Spec.Containers
+	if len(cs) == 0 {
+		return WorkloadDefaults{}, ""
+	}
+	c := cs[0]
+	for _, x := range cs {
+		if x.Name == OperatorContainer {
+			c = x
+			break
+		}
+	}
+	var secrets []corev1.LocalObjectReference
+	for _, s := range pod.Spec.ImagePullSecrets {
+		if s.Name != "" {
+			secrets = append(secrets, s)
+		}
+	}
+	return WorkloadDefaults{Image: c.Image, ImagePullSecrets: secrets}, c.Name
+}
+
+// isTransient reports whether a failed read is worth retrying.
+func isTransient(err error) bool {
+	return !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) && !apierrors.IsBadRequest(err) && !apierrors.IsInvalid(err)
+}
 
 // CacheOptions restrict the operator's cache to what it owns: namespaced
 // children in its namespace, and every child (the speakers' password
@@ -177,6 +270,6 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 		return err
 	}
-	log.Info("Starting operator", "namespace", o.Namespace, "webhookPort", o.WebhookPort, "certRotation", o.CertRotation, "defaultImage", o.Image)
+	log.Info("Starting operator", "namespace", o.Namespace, "webhookPort", o.WebhookPort, "certRotation", o.CertRotation)
 	return mgr.Start(ctx)
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
+	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -127,6 +129,12 @@ type operatorUnderTest struct {
 
 func startOperator(t testing.TB) *operatorUnderTest {
 	t.Helper()
+	return startOperatorWith(t, operator.WorkloadDefaults{Image: "ghcr.io/lbstack/lbstack:test"})
+}
+
+// startOperatorWith starts an operator whose workloads get d by default.
+func startOperatorWith(t testing.TB, d operator.WorkloadDefaults) *operatorUnderTest {
+	t.Helper()
 	o := cli.ManagerOptions{MetricsAddr: "0", ProbeAddr: "0"}
 	mgr, err := o.NewManager(env.Config, func(mo *manager.Options) {
 		mo.Cache = operator.CacheOptions(ns)
@@ -141,10 +149,11 @@ func startOperator(t testing.TB) *operatorUnderTest {
 		t.Fatal(err)
 	}
 	r := &controllers.StackReconciler{
-		Client:    countingClient(cl, w),
-		Recorder:  mgr.GetEventRecorder("lbstack-operator"),
-		Namespace: ns,
-		Image:     "ghcr.io/lbstack/lbstack:test",
+		Client:           countingClient(cl, w),
+		Recorder:         mgr.GetEventRecorder("lbstack-operator"),
+		Namespace:        ns,
+		Image:            d.Image,
+		ImagePullSecrets: d.ImagePullSecrets,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
@@ -609,14 +618,8 @@ func findEvent(t *testing.T, reason string) error {
 func TestOperatorRoleCoversChildren(t *testing.T) {
 	ensureNamespace(t, ns)
 	ensureNamespace(t, "network")
-	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var role rbacv1.ClusterRole
-	if err := yaml.Unmarshal(b, &role); err != nil {
-		t.Fatal(err)
-	}
+	generatedRole(t, "ClusterRole", &role)
 	role.Name = "lbstack-operator-under-test"
 	user := "system:serviceaccount:" + ns + ":lbstack-operator"
 	binding := &rbacv1.ClusterRoleBinding{
@@ -651,5 +654,194 @@ func TestOperatorRoleCoversChildren(t *testing.T) {
 		if err := as.Apply(tctx(t), client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(render.FieldOwner), client.ForceOwnership); err != nil {
 			t.Errorf("the operator may not apply %s: %v", render.Key(o), err)
 		}
+	}
+}
+
+// generatedRole decodes the object of kind from config/rbac/role.yaml
+// (controller-gen writes the ClusterRole, then the namespaced Roles).
+func generatedRole(t *testing.T, kind string, into client.Object) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
+			t.Fatal(err)
+		}
+		if tm.Kind == kind {
+			if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("config/rbac/role.yaml has no %s", kind)
+}
+
+const operatorImage = "registry.example/mirror/lbstack@sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"
+
+// operatorPod creates a Pod like the operator's own (envtest runs no
+// kubelet, but the object is all the operator reads): a sidecar first,
+// the operator's container second, and a pull secret.
+func operatorPod(t *testing.T, name string) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{
+				{Name: "proxy", Image: "registry.example/proxy:v1"},
+				{Name: operator.OperatorContainer, Image: operatorImage, Args: []string{"operator"}},
+			},
+			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "mirror-pull"}},
+		},
+	}
+	if err := env.Client.Create(tctx(t), pod); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pod) })
+	return pod
+}
+
+// TestResolveWorkloadDefaults: the operator's own container image and its
+// Pod's pull secrets, read as the operator's ServiceAccount with the
+// generated namespaced Role; the fallback image otherwise.
+func TestResolveWorkloadDefaults(t *testing.T) {
+	ensureNamespace(t, ns)
+	operatorPod(t, "lbstack-operator-5d9c7b")
+	var role rbacv1.Role
+	generatedRole(t, "Role", &role)
+	if role.Namespace != ns {
+		t.Fatalf("the generated Role is in %q, want %q", role.Namespace, ns)
+	}
+	user := "system:serviceaccount:" + ns + ":lbstack-operator-defaults"
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lbstack-operator-defaults"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "User", Name: user}},
+	}
+	role.Name = binding.RoleRef.Name
+	for _, o := range []client.Object{&role, binding} {
+		if err := env.Client.Create(tctx(t), o); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	as, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the binding takes effect", func() error {
+		return as.Get(tctx(t), types.NamespacedName{Namespace: ns, Name: "lbstack-operator-5d9c7b"}, &corev1.Pod{})
+	})
+	if err := as.List(tctx(t), &corev1.PodList{}); !apierrors.IsForbidden(err) {
+		t.Errorf("listing Pods as the operator: %v, want Forbidden (it may only get them in its namespace)", err)
+	}
+
+	log := testr.New(t)
+	cases := map[string]struct {
+		o    operator.Options
+		want operator.WorkloadDefaults
+	}{
+		"own Pod": {operator.Options{Namespace: ns, PodName: "lbstack-operator-5d9c7b", Image: "fallback:v1"},
+			operator.WorkloadDefaults{Image: operatorImage, ImagePullSecrets: []corev1.LocalObjectReference{{Name: "mirror-pull"}}}},
+		"not in a Pod": {operator.Options{Namespace: ns, Image: "fallback:v1"}, operator.WorkloadDefaults{Image: "fallback:v1"}},
+		"no such Pod":  {operator.Options{Namespace: ns, PodName: "gone", Image: "fallback:v1"}, operator.WorkloadDefaults{Image: "fallback:v1"}},
+		"no permission in another namespace": {operator.Options{Namespace: "default", PodName: "lbstack-operator-5d9c7b", Image: "fallback:v1"},
+			operator.WorkloadDefaults{Image: "fallback:v1"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			got := tc.o.ResolveWorkloadDefaults(tctx(t), as, log)
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("took %s: a permanent error was retried", took)
+			}
+		})
+	}
+}
+
+// TestWorkloadsUseTheOperatorsImage: the controller and the speakers run
+// the operator Pod's image with its pull secrets, unless the stack names
+// its own.
+func TestWorkloadsUseTheOperatorsImage(t *testing.T) {
+	ensureNamespace(t, ns)
+	ensureNamespace(t, "network")
+	operatorPod(t, "lbstack-operator-6f8d9c")
+	o := operator.Options{Namespace: ns, PodName: "lbstack-operator-6f8d9c", Image: operator.DefaultImage}
+	startOperatorWith(t, o.ResolveWorkloadDefaults(tctx(t), env.Client, testr.New(t)))
+	stack := testStack()
+	if err := env.Client.Create(tctx(t), stack); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), stack) })
+
+	type podOf struct {
+		name string
+		obj  client.Object
+		pod  func() *corev1.PodSpec
+	}
+	ds, dep := &appsv1.DaemonSet{}, &appsv1.Deployment{}
+	workloads := []podOf{
+		{render.SpeakerName, ds, func() *corev1.PodSpec { return &ds.Spec.Template.Spec }},
+		{render.ControllerName, dep, func() *corev1.PodSpec { return &dep.Spec.Template.Spec }},
+	}
+	want := func(what string, w podOf, image string, secrets ...string) {
+		t.Helper()
+		eventually(t, what, func() error {
+			if err := get(t, w.obj, ns, w.name); err != nil {
+				return err
+			}
+			if ref := metav1.GetControllerOf(w.obj); ref == nil || ref.UID != stack.UID {
+				return fmt.Errorf("not (yet) the stack's: controller reference %v", ref)
+			}
+			pod := w.pod()
+			var got []string
+			for _, s := range pod.ImagePullSecrets {
+				got = append(got, s.Name)
+			}
+			if pod.Containers[0].Image != image || !slices.Equal(got, secrets) {
+				return fmt.Errorf("%s: image %s pull secrets %v, want %s %v", w.name, pod.Containers[0].Image, got, image, secrets)
+			}
+			return nil
+		})
+	}
+	for _, w := range workloads {
+		want("the operator's image", w, operatorImage, "mirror-pull")
+	}
+
+	patch := func(f func(*lbv1.LoadBalancerStack)) {
+		t.Helper()
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			var s lbv1.LoadBalancerStack
+			if err := get(t, &s, "", stack.Name); err != nil {
+				return err
+			}
+			f(&s)
+			return env.Client.Update(tctx(t), &s)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	patch(func(s *lbv1.LoadBalancerStack) {
+		s.Spec.Speaker.Image = "registry.example/speaker:v2"
+		s.Spec.Speaker.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "speaker-pull"}}
+		s.Spec.Controller.Image = "registry.example/controller:v2"
+	})
+	want("the stack's image and pull secrets", workloads[0], "registry.example/speaker:v2", "speaker-pull")
+	want("the stack's image, the operator's pull secrets", workloads[1], "registry.example/controller:v2", "mirror-pull")
+
+	patch(func(s *lbv1.LoadBalancerStack) {
+		s.Spec.Speaker.Image, s.Spec.Speaker.ImagePullSecrets, s.Spec.Controller.Image = "", nil, ""
+	})
+	for _, w := range workloads {
+		want("back to the operator's image", w, operatorImage, "mirror-pull")
 	}
 }

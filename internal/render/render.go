@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -80,6 +81,9 @@ type Params struct {
 	Namespace string
 	// Image is used where the stack names no image (the operator's own image).
 	Image string
+	// ImagePullSecrets are used where the stack names no pull secrets (the
+	// operator Pod's own).
+	ImagePullSecrets []corev1.LocalObjectReference
 	// MemberlistKey is the speakers' shared memberlist key: read from the
 	// existing Secret, or freshly generated when there is none.
 	MemberlistKey []byte
@@ -170,6 +174,19 @@ func image(w lbv1.WorkloadSpec, p Params) string {
 		return w.Image
 	}
 	return p.Image
+}
+
+// imagePullSecrets returns the pull secrets for a workload: its own, or
+// else the defaults.
+func imagePullSecrets(w lbv1.WorkloadSpec, p Params) []corev1.LocalObjectReference {
+	src := w.ImagePullSecrets
+	if len(src) == 0 {
+		src = p.ImagePullSecrets
+	}
+	if len(src) == 0 {
+		return nil
+	}
+	return slices.Clone(src)
 }
 
 // logLevel returns the workload's log level, info when unset.

@@ -80,6 +80,19 @@ func fullStack() *lbv1.LoadBalancerStack {
 	return s
 }
 
+func pullSecretsStack(t *testing.T) *lbv1.LoadBalancerStack {
+	s := sample(t, "lbstack_v1alpha1_loadbalancerstack_layer2.yaml")
+	s.Spec.Speaker.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "speaker-registry"}}
+	return s
+}
+
+func pullSecretsParams() Params {
+	p := params()
+	p.Image = "registry.example/mirror/lbstack:v0.1.0"
+	p.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "operator-registry"}, {Name: "operator-registry-2"}}
+	return p
+}
+
 func params() Params {
 	return Params{
 		Namespace:     "lbstack-system",
@@ -105,6 +118,9 @@ func TestGolden(t *testing.T) {
 		"layer2": {sample(t, "lbstack_v1alpha1_loadbalancerstack_layer2.yaml"), params()},
 		"bgp":    {sample(t, "lbstack_v1alpha1_loadbalancerstack_bgp.yaml"), params()},
 		"full":   {fullStack(), full},
+		// The operator's pull secrets for the controller, the stack's own
+		// for the speakers.
+		"pull-secrets": {pullSecretsStack(t), pullSecretsParams()},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -237,12 +253,71 @@ func TestSpeakerLeastPrivilege(t *testing.T) {
 		t.Errorf("want a secrets Role in each of 2 namespaces, got %d", roles)
 	}
 	ds := SpeakerDaemonSet(fullStack(), p)
-	caps := ds.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities
-	if !slices.Equal(caps.Drop, []corev1.Capability{"ALL"}) || len(caps.Add) != 3 {
-		t.Errorf("capabilities %v", caps)
+	sc := ds.Spec.Template.Spec.Containers[0].SecurityContext
+	// Root, or the added capabilities are not effective; NET_RAW only.
+	want := &corev1.SecurityContext{
+		RunAsUser:                ptr.To[int64](0),
+		RunAsGroup:               ptr.To[int64](0),
+		RunAsNonRoot:             ptr.To(false),
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_RAW"}},
 	}
-	if ptr.Deref(ds.Spec.Template.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation, true) {
-		t.Error("privilege escalation allowed")
+	if d := cmp.Diff(want, sc); d != "" {
+		t.Errorf("speaker security context (-want +got):\n%s", d)
+	}
+	if psc := ds.Spec.Template.Spec.SecurityContext; psc.RunAsUser != nil || psc.RunAsNonRoot != nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("speaker pod security context %+v", psc)
+	}
+}
+
+// TestControllerRestricted: the controller stays under the restricted Pod
+// Security profile: non-root, no capabilities, no escalation.
+func TestControllerRestricted(t *testing.T) {
+	d := ControllerDeployment(fullStack(), params())
+	pod := d.Spec.Template.Spec
+	if !ptr.Deref(pod.SecurityContext.RunAsNonRoot, false) || pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context %+v", pod.SecurityContext)
+	}
+	sc := pod.Containers[0].SecurityContext
+	if sc.RunAsUser != nil || ptr.Deref(sc.AllowPrivilegeEscalation, true) || !ptr.Deref(sc.ReadOnlyRootFilesystem, false) ||
+		!slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+		t.Errorf("container security context %+v", sc)
+	}
+}
+
+// TestImageAndPullSecrets: a workload's own image and pull secrets win;
+// without them it gets the defaults (the operator's own), each workload on
+// its own.
+func TestImageAndPullSecrets(t *testing.T) {
+	p := params()
+	p.Image = "registry.example/mirror/lbstack@sha256:0123"
+	p.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "operator-pull"}}
+	s := sample(t, "lbstack_v1alpha1_loadbalancerstack_layer2.yaml")
+	s.Spec.Speaker.Image = "registry.example/speaker:v2"
+	s.Spec.Speaker.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "speaker-pull"}, {Name: "speaker-pull-2"}}
+	ds := SpeakerDaemonSet(s, p)
+	dep := ControllerDeployment(s, p)
+	if img := ds.Spec.Template.Spec.Containers[0].Image; img != "registry.example/speaker:v2" {
+		t.Errorf("speaker image %s", img)
+	}
+	if d := cmp.Diff(s.Spec.Speaker.ImagePullSecrets, ds.Spec.Template.Spec.ImagePullSecrets); d != "" {
+		t.Errorf("speaker pull secrets (-want +got):\n%s", d)
+	}
+	if img := dep.Spec.Template.Spec.Containers[0].Image; img != p.Image {
+		t.Errorf("controller image %s, want the default %s", img, p.Image)
+	}
+	if d := cmp.Diff(p.ImagePullSecrets, dep.Spec.Template.Spec.ImagePullSecrets); d != "" {
+		t.Errorf("controller pull secrets (-want +got):\n%s", d)
+	}
+	// The rendered lists are copies: editing them leaves the inputs alone.
+	ds.Spec.Template.Spec.ImagePullSecrets[0].Name = "changed"
+	dep.Spec.Template.Spec.ImagePullSecrets[0].Name = "changed"
+	if s.Spec.Speaker.ImagePullSecrets[0].Name != "speaker-pull" || p.ImagePullSecrets[0].Name != "operator-pull" {
+		t.Error("rendering shares the pull secret lists with its inputs")
+	}
+	if got := SpeakerDaemonSet(sample(t, "lbstack_v1alpha1_loadbalancerstack_layer2.yaml"), params()).Spec.Template.Spec.ImagePullSecrets; got != nil {
+		t.Errorf("pull secrets %v without any given", got)
 	}
 }
 

@@ -58,6 +58,7 @@ func ControllerDeployment(stack *lbv1.LoadBalancerStack, p Params) *appsv1.Deplo
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
 				Spec: corev1.PodSpec{
 					ServiceAccountName:            ControllerName,
+					ImagePullSecrets:              imagePullSecrets(c.WorkloadSpec, p),
 					NodeSelector:                  maps.Clone(c.NodeSelector),
 					Tolerations:                   tolerations(c.Tolerations),
 					TerminationGracePeriodSeconds: ptr.To[int64](10),
@@ -105,10 +106,26 @@ func ControllerDeployment(stack *lbv1.LoadBalancerStack, p Params) *appsv1.Deplo
 	}
 }
 
+// SpeakerCapabilities are the only capabilities the speaker holds
+// (everything else is dropped): NET_RAW, for the AF_PACKET socket that
+// answers ARP and the raw ICMPv6 socket that answers NDP. Nothing else
+// needs one: joining the solicited-node multicast groups, the ICMPv6
+// filter and the hop-limit and TTL options (NDP, BFD's TTL 255 and
+// IP_RECVTTL, its network-control TOS) are unprivileged socket options;
+// memberlist (7946), BFD (3784, source ports from 49152) and the probe
+// and metrics ports are above 1024; the embedded BGP speaker only
+// connects out (it does not listen on 179) and TCP-MD5 needs no
+// privilege; and the speaker writes no sysctl. The speaker's test
+// TestSocketsWithSpeakerCapabilities opens every one of these sockets
+// with exactly these capabilities.
+func SpeakerCapabilities() []corev1.Capability { return []corev1.Capability{"NET_RAW"} }
+
 // SpeakerDaemonSet renders the speaker: one pod per matching node on the
-// host network, with only the capabilities announcing needs — NET_RAW for
-// ARP/NDP sockets, NET_ADMIN for interface and multicast settings,
-// NET_BIND_SERVICE for BGP's port 179. Updates replace one node at a time
+// host network, running as root with only SpeakerCapabilities (a non-root
+// container gets no effective capabilities from the runtime, so it could
+// not open its ARP/NDP sockets), no privilege escalation and a read-only
+// root filesystem; the memberlist key file (mode 0400, owned by root) is
+// readable by root alone. Updates replace one node at a time
 // and wait minReadySeconds before the next, so the membership settles and
 // a leaving speaker's IPs are taken over (it leaves gracefully on SIGTERM)
 // before another speaker goes.
@@ -141,6 +158,7 @@ func SpeakerDaemonSet(stack *lbv1.LoadBalancerStack, p Params) *appsv1.DaemonSet
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
 				Spec: corev1.PodSpec{
 					ServiceAccountName:            SpeakerName,
+					ImagePullSecrets:              imagePullSecrets(s.WorkloadSpec, p),
 					HostNetwork:                   true,
 					DNSPolicy:                     corev1.DNSClusterFirstWithHostNet,
 					NodeSelector:                  nodeSelector(s.NodeSelector),
@@ -184,11 +202,16 @@ func SpeakerDaemonSet(stack *lbv1.LoadBalancerStack, p Params) *appsv1.DaemonSet
 						ReadinessProbe: httpProbe("/readyz", 0, 5),
 						Resources:      resources(s.Resources, "20m", "64Mi", "256Mi"),
 						SecurityContext: &corev1.SecurityContext{
+							// Root, for added capabilities to be effective:
+							// the runtime gives a non-root process none.
+							RunAsUser:                ptr.To[int64](0),
+							RunAsGroup:               ptr.To[int64](0),
+							RunAsNonRoot:             ptr.To(false),
 							AllowPrivilegeEscalation: ptr.To(false),
 							ReadOnlyRootFilesystem:   ptr.To(true),
 							Capabilities: &corev1.Capabilities{
 								Drop: []corev1.Capability{"ALL"},
-								Add:  []corev1.Capability{"NET_RAW", "NET_ADMIN", "NET_BIND_SERVICE"},
+								Add:  SpeakerCapabilities(),
 							},
 						},
 						VolumeMounts: []corev1.VolumeMount{{Name: "memberlist", MountPath: memberlistKeyDir, ReadOnly: true}},
@@ -266,6 +289,17 @@ func resources(r *corev1.ResourceRequirements, cpu, memory, memoryLimit string) 
 		Requests: corev1.ResourceList{corev1.ResourceCPU: mustQuantity(cpu), corev1.ResourceMemory: mustQuantity(memory)},
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: mustQuantity(memoryLimit)},
 	}
+}
+
+// SpeakerPlacement returns the node selector and tolerations of the
+// speaker pods of stack, as SpeakerDaemonSet renders them, so that a
+// speaker can tell on which nodes to expect the others. (The DaemonSet
+// controller adds its own tolerations on top.)
+func SpeakerPlacement(stack *lbv1.LoadBalancerStack) (map[string]string, []corev1.Toleration) {
+	if stack == nil {
+		return nodeSelector(nil), speakerTolerations(nil)
+	}
+	return nodeSelector(stack.Spec.Speaker.NodeSelector), speakerTolerations(stack.Spec.Speaker.Tolerations)
 }
 
 // nodeSelector restricts the speakers to Linux nodes plus the stack's selector.

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
@@ -44,6 +45,9 @@ type Speaker struct {
 	gobgp  *server.BgpServer
 	status *status
 	events chan PeerEvent
+	// running is true from gobgp's start to Run's end; read without mu,
+	// which a slow start holds.
+	running atomic.Bool
 
 	// mu serialises changes; it is held across calls into gobgp.
 	mu        sync.Mutex
@@ -129,6 +133,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 		return err
 	}
 	s.phase = phaseRunning
+	s.running.Store(true)
 	if err := s.syncPeers(ctx); err != nil {
 		s.log.Error(err, "Applying BGP peers")
 	}
@@ -138,6 +143,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.mu.Unlock()
 
 	<-ctx.Done()
+	s.running.Store(false)
 	s.mu.Lock()
 	s.phase = phaseStopped
 	s.mu.Unlock()
@@ -190,6 +196,9 @@ func (s *Speaker) stop(ctx context.Context) {
 		s.log.Error(err, "Stopping gobgp")
 	}
 }
+
+// Running reports whether gobgp has started and Run has not returned.
+func (s *Speaker) Running() bool { return s.running.Load() }
 
 // Events returns the session up/down changes. The channel is buffered and
 // never closed; when the reader falls behind, the oldest events are

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -651,5 +652,29 @@ func TestRoutesFromRoutersAreIgnored(t *testing.T) {
 	}
 	if n := a.neighbor("127.0.0.1").GetAfiSafis()[0].GetState().GetAdvertised(); n == 0 {
 		t.Errorf("Router a advertised nothing; the test proves nothing")
+	}
+}
+
+// TestRunning: Running is true from gobgp's start to the end of Run.
+func TestRunning(t *testing.T) {
+	logs := &logCapture{}
+	logs.dumpOnFailure(t)
+	s, err := New(speakerConfig(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Running() {
+		t.Fatal("Running before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	eventually(t, waitUp, "the speaker to run", func() (bool, string) { return s.Running(), "not running" })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s.Running() {
+		t.Error("Running after Run returned")
 	}
 }

@@ -149,6 +149,8 @@ type Announcer struct {
 	ourMACs        map[string]struct{}
 	health         Health
 	healthReported bool
+	// scanned is true once the current Run has scanned the interfaces.
+	scanned bool
 
 	conflictMu   sync.Mutex
 	conflictSeen map[conflictKey]time.Time
@@ -281,6 +283,7 @@ func (a *Announcer) stop() {
 	a.runCtx = nil
 	a.health = Health{}
 	a.healthReported = false
+	a.scanned = false
 	a.mu.Unlock()
 	a.closeIfaces(closing)
 	a.wg.Wait()

@@ -349,15 +349,19 @@ type fakeDialer struct {
 	arp    map[string][]*fakePacketConn
 	ndp    map[string][]*fakeNDPConn
 	ndpErr map[string]error
+	arpErr map[string]error
 }
 
 func newFakeDialer() *fakeDialer {
-	return &fakeDialer{arp: map[string][]*fakePacketConn{}, ndp: map[string][]*fakeNDPConn{}, ndpErr: map[string]error{}}
+	return &fakeDialer{arp: map[string][]*fakePacketConn{}, ndp: map[string][]*fakeNDPConn{}, ndpErr: map[string]error{}, arpErr: map[string]error{}}
 }
 
 func (d *fakeDialer) dialARP(l link) (net.PacketConn, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.arpErr[l.name]; err != nil {
+		return nil, err
+	}
 	c := newFakePacketConn()
 	d.arp[l.name] = append(d.arp[l.name], c)
 	return c, nil
@@ -378,6 +382,12 @@ func (d *fakeDialer) setNDPErr(name string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.ndpErr[name] = err
+}
+
+func (d *fakeDialer) setARPErr(name string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.arpErr[name] = err
 }
 
 // arpConn returns the latest ARP socket opened on name.

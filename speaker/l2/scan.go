@@ -1,10 +1,12 @@
 package l2
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -25,7 +27,11 @@ type iface struct {
 	// arpErr and ndpErr are the last errors opening the sockets, so that a
 	// failure repeated at every rescan is logged once.
 	arpErr, ndpErr string
-	closed         bool
+	// ndpIdle is true while the interface has no NDP socket because it has
+	// no usable IPv6 link-local address (see ndpNotApplicable): nothing to
+	// answer, not a failure.
+	ndpIdle bool
+	closed  bool
 	// active are the owned addresses announced on this interface.
 	active map[netip.Addr]struct{}
 	// groups are the solicited-node multicast groups joined on ndp.
@@ -74,6 +80,7 @@ func (a *Announcer) scan() {
 	health := a.healthLocked()
 	report := !a.healthReported || !health.equal(a.health)
 	a.health, a.healthReported = health, true
+	a.scanned = true
 	a.mu.Unlock()
 
 	if scheduled {
@@ -189,7 +196,18 @@ func (a *Announcer) installLocked(ctx context.Context, openings []*opening) {
 			}
 		}
 		if o.wantNDP {
-			ifc.ndpErr = a.installed(ifc, "NDP", o.ndpErr, ifc.ndpErr)
+			if idle := o.ndpErr != nil && ndpNotApplicable(o.ndpErr); idle {
+				if !ifc.ndpIdle || o.ndpErr.Error() != ifc.ndpErr {
+					a.log.V(1).Info("No usable IPv6 link-local address, not answering NDP until one appears", "interface", ifc.name, "reason", o.ndpErr.Error())
+				}
+				ifc.ndpErr, ifc.ndpIdle = o.ndpErr.Error(), true
+			} else {
+				last := ifc.ndpErr
+				if ifc.ndpIdle {
+					last = "" // waiting for an address was no failure
+				}
+				ifc.ndpErr, ifc.ndpIdle = a.installed(ifc, "NDP", o.ndpErr, last), false
+			}
 			if o.ndp != nil {
 				ifc.ndp = o.ndp
 				a.wg.Add(1)
@@ -283,4 +301,53 @@ func (a *Announcer) healthLocked() Health {
 	slices.Sort(h.Running)
 	slices.Sort(h.NoCarrier)
 	return h
+}
+
+// SocketStatus says whether the announcer has the sockets it needs on the
+// eligible interfaces.
+type SocketStatus struct {
+	// Scanned is true once the current Run has listed the interfaces and
+	// tried to open their sockets.
+	Scanned bool
+	// Interfaces are the eligible interfaces in use, sorted.
+	Interfaces []string
+	// Failed are the sockets an eligible interface needs that could not be
+	// opened at the last attempt (they are retried at every rescan), sorted
+	// by interface and protocol. ARP is needed on every interface that can
+	// broadcast; NDP on every interface that can multicast and has a usable
+	// IPv6 link-local address. An interface without one (IPv6 disabled, no
+	// carrier yet, duplicate address detection pending) has no NDP to
+	// answer, so its missing NDP socket is not a failure.
+	Failed []SocketFailure
+}
+
+// SocketFailure is a socket that could not be opened.
+type SocketFailure struct {
+	// Interface is the interface's name.
+	Interface string
+	// Protocol is "ARP" or "NDP".
+	Protocol string
+	// Err is the error of the last attempt.
+	Err string
+}
+
+// Sockets returns the state of the sockets as of the last scan.
+func (a *Announcer) Sockets() SocketStatus {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	st := SocketStatus{Scanned: a.scanned, Interfaces: make([]string, 0, len(a.ifaces))}
+	for name, ifc := range a.ifaces {
+		st.Interfaces = append(st.Interfaces, name)
+		if ifc.link.canARP() && ifc.arp == nil {
+			st.Failed = append(st.Failed, SocketFailure{Interface: name, Protocol: "ARP", Err: ifc.arpErr})
+		}
+		if ifc.link.canNDP() && ifc.ndp == nil && !ifc.ndpIdle {
+			st.Failed = append(st.Failed, SocketFailure{Interface: name, Protocol: "NDP", Err: ifc.ndpErr})
+		}
+	}
+	slices.Sort(st.Interfaces)
+	slices.SortFunc(st.Failed, func(x, y SocketFailure) int {
+		return cmp.Or(strings.Compare(x.Interface, y.Interface), strings.Compare(x.Protocol, y.Protocol))
+	})
+	return st
 }

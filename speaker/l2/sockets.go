@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
@@ -45,12 +46,33 @@ func (osDialer) dialARP(l link) (net.PacketConn, error) {
 	return c, nil
 }
 
+// errNoLinkLocal says that an interface has no IPv6 link-local address to
+// bind an NDP socket to.
+var errNoLinkLocal = errors.New("no IPv6 link-local address")
+
+// ndpNotApplicable reports whether err, from dialNDP, means that the
+// interface has no NDP to answer yet rather than that the socket failed:
+// it has no IPv6 link-local address (IPv6 disabled, no carrier yet), or the
+// address cannot be bound to (still tentative during duplicate address
+// detection, or just removed).
+func ndpNotApplicable(err error) bool {
+	return errors.Is(err, errNoLinkLocal) || errors.Is(err, syscall.EADDRNOTAVAIL)
+}
+
 // dialNDP opens a raw ICMPv6 socket bound to the link-local address of the
 // interface (which also binds it to the interface), lets only Neighbor
 // Solicitations and Advertisements through, and asks for the hop limit of
 // received packets so that off-link NDP can be dropped (RFC 4861 7.1).
 func (osDialer) dialNDP(l link) (ndpConn, error) {
-	c, _, err := ndp.Listen(l.netInterface(), ndp.LinkLocal)
+	ifi := l.netInterface()
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("listing the addresses of %s: %w", l.name, err)
+	}
+	if !hasLinkLocal(addrs) {
+		return nil, fmt.Errorf("opening NDP socket on %s: %w", l.name, errNoLinkLocal)
+	}
+	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
 	if err != nil {
 		return nil, fmt.Errorf("opening NDP socket on %s: %w", l.name, err)
 	}
@@ -65,4 +87,16 @@ func (osDialer) dialNDP(l link) (ndpConn, error) {
 		return nil, errors.Join(fmt.Errorf("asking for the hop limit on %s: %w", l.name, err), c.Close())
 	}
 	return c, nil
+}
+
+// hasLinkLocal reports whether addrs hold an IPv6 link-local unicast address.
+func hasLinkLocal(addrs []net.Addr) bool {
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Is6() && !ip.Is4In6() && ip.IsLinkLocalUnicast() {
+				return true
+			}
+		}
+	}
+	return false
 }

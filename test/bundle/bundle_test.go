@@ -388,14 +388,17 @@ func TestOperatorDeployment(t *testing.T) {
 }
 
 // TestPermissions checks the CSV grants the operator's service account the
-// ClusterRole and the leader-election Role of config/rbac.
+// ClusterRole and the namespaced Roles of config/rbac: leader election, and
+// reading its own Pod (operator-sdk merges them in name order).
 func TestPermissions(t *testing.T) {
 	c := loadCSV(t)
 	objs := render(t, "config/manifests")
 	var role rbacv1.ClusterRole
 	find(t, objs, "ClusterRole", "lbstack-operator", &role)
-	var le rbacv1.Role
+	var le, own rbacv1.Role
 	find(t, objs, "Role", "lbstack-leader-election", &le)
+	find(t, objs, "Role", "lbstack-operator", &own)
+	le.Rules = append(le.Rules, own.Rules...)
 	check := func(what string, got []permission, want []rbacv1.PolicyRule) {
 		t.Helper()
 		if len(got) != 1 || got[0].ServiceAccountName != deploymentName {

@@ -308,7 +308,7 @@ func TestInstall(t *testing.T) {
 
 // applyStack applies a stack manifest, retrying while the operator's
 // webhook is not yet serving, and returns when it was accepted.
-func applyStack(t *testing.T, ctx context.Context, c *realcluster.Cluster, path string) time.Time {
+func applyStack(t testing.TB, ctx context.Context, c *realcluster.Cluster, path string) time.Time {
 	t.Helper()
 	start := time.Now()
 	var last error
@@ -323,7 +323,7 @@ func applyStack(t *testing.T, ctx context.Context, c *realcluster.Cluster, path 
 
 // waitStackAvailable waits until the stack is Available with every
 // speaker Ready and the controller's two replicas ready.
-func waitStackAvailable(t *testing.T, ctx context.Context, c *realcluster.Cluster, speakers int) {
+func waitStackAvailable(t testing.TB, ctx context.Context, c *realcluster.Cluster, speakers int) {
 	t.Helper()
 	wait, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()

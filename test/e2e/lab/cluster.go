@@ -217,8 +217,7 @@ func (c *Cluster) WaitAnnounced(ctx context.Context, key client.ObjectKey, ok fu
 
 var arpingReply = regexp.MustCompile(`(?i)from ([0-9a-f]{2}(?::[0-9a-f]{2}){5})`)
 
-// ArpingMACs sends count ARP requests for ip from the client and returns
-// the MACs that answered, with how often.
+// ArpingMACs is Lab.ArpingMACs.
 func (c *Cluster) ArpingMACs(ip netip.Addr, count int) (map[string]int, error) {
 	return c.Lab.ArpingMACs(ip, count)
 }

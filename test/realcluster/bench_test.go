@@ -1,0 +1,55 @@
+package realcluster_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lbstack/lbstack/internal/testenv"
+	"github.com/lbstack/lbstack/test/realcluster"
+)
+
+// BenchmarkInstall measures, per run, the two figures a user waits for on
+// real nodes: nothing → 3 nodes Ready (target ≤ 30 s with warm caches),
+// and `kubectl apply` of the layer-2 sample → every speaker Ready and the
+// stack Available (after `kubectl apply -k config/local` rolled the
+// operator out).
+//
+//	go test -run '^$' -bench BenchmarkInstall -benchtime 3x ./test/realcluster/
+func BenchmarkInstall(b *testing.B) {
+	if err := realcluster.Prerequisites(); err != nil {
+		testenv.Skip(b, "%v", err)
+	}
+	root := testenv.RepoRoot()
+	var imgs []string
+	for _, name := range []string{"pause", "lbstack", "echo"} {
+		imgs = append(imgs, filepath.Join(root, "bin", "images", name+".tar"))
+	}
+	var up, ready time.Duration
+	for range b.N {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		start := time.Now()
+		c, err := realcluster.Up(ctx, realcluster.Options{Nodes: 3, Dir: b.TempDir(), Images: imgs, PauseImage: realcluster.PauseImage})
+		if c != nil {
+			b.Cleanup(c.Close) // Close is idempotent: also after a failure below
+		}
+		b.Cleanup(cancel)
+		if err != nil {
+			b.Fatal(err)
+		}
+		up += time.Since(start)
+		if out, err := c.KubectlOutput(ctx, "apply", "-k", filepath.Join(root, "config", "local")); err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+		if out, err := c.KubectlOutput(ctx, "-n", operatorNamespace, "rollout", "status", "deployment/lbstack-operator", "--timeout=3m"); err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+		applied := applyStack(b, ctx, c, filepath.Join(root, layer2Sample))
+		waitStackAvailable(b, ctx, c, len(c.Nodes))
+		ready += time.Since(applied)
+		c.Close()
+	}
+	b.ReportMetric(up.Seconds()/float64(b.N), "s-to-nodes-ready")
+	b.ReportMetric(ready.Seconds()/float64(b.N), "s-stack-to-speakers-ready")
+}
