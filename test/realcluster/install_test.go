@@ -230,12 +230,19 @@ func TestInstall(t *testing.T) {
 			out, _ := bird.Birdc("show protocols")
 			t.Fatalf("%v\n%s", err, out)
 		}
-		seen := map[string]bool{}
-		for range 12 {
-			body := curlBackend(t, ctx, c, ip)
-			seen[body[strings.Index(body, "node="):]] = true
+		// ECMP from the client's side: with the router hashing on ports,
+		// fresh connections enter the cluster through different nodes.
+		if err := c.Lab.Run(bird.NS, "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"); err != nil {
+			t.Fatal(err)
 		}
-		t.Logf("curl %s through the router reached %d node/client combinations", ip, len(seen))
+		entered := map[string]int{}
+		for range 30 {
+			entered[ingressNode(c, curlBackend(t, ctx, c, ip))]++
+		}
+		t.Logf("30 connections to %s through the router entered at %v", ip, entered)
+		if len(entered) < 2 || entered[""] > 0 {
+			t.Errorf("connections to %s entered the cluster at %v: want several nodes (ECMP)", ip, entered)
+		}
 		deleteStack(t, ctx, c, netip.Addr{})
 		if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
 			if hops, err := bird.NextHops(prefix); err != nil || len(hops) > 0 {
@@ -466,6 +473,27 @@ func curlBackend(t *testing.T, ctx context.Context, c *realcluster.Cluster, ip n
 		t.Fatalf("curl %s from the client: %v", ip, err)
 	}
 	return body
+}
+
+// ingressNode names the node a connection entered the cluster through,
+// from the client address the backend saw: kube-proxy masquerades external
+// traffic to the entry node's address, or to its pod bridge's address when
+// the backend runs on that node.
+func ingressNode(c *realcluster.Cluster, body string) string {
+	i := strings.Index(body, "client=")
+	if i < 0 {
+		return ""
+	}
+	ap, err := netip.ParseAddrPort(strings.Fields(body[i+len("client="):])[0])
+	if err != nil {
+		return ""
+	}
+	for _, n := range c.Nodes {
+		if ap.Addr() == n.IPv4 || n.PodCIDRv4.Contains(ap.Addr()) {
+			return n.Name
+		}
+	}
+	return ""
 }
 
 // checkPods checks that every lbstack pod runs the image of the archive,
