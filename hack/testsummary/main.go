@@ -77,9 +77,12 @@ func summarize(in io.Reader, out io.Writer) (failed bool, err error) {
 					fmt.Fprintf(out, "?   \t%s\t[no test files]\n", e.Package)
 				case "fail":
 					failed = true
-					// Package-level output: a build failure, a panic, TestMain's own.
+					// Package-level output: a build failure, a panic, TestMain's
+					// own (without go test's FAIL line, printed below).
 					for _, o := range output[k] {
-						fmt.Fprint(out, o)
+						if !strings.HasPrefix(o, "FAIL\t"+e.Package) {
+							fmt.Fprint(out, o)
+						}
 					}
 					fmt.Fprintf(out, "FAIL\t%s\t%.3fs\n", e.Package, e.Elapsed)
 				}

@@ -48,7 +48,9 @@ func TestDefaultInstall(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetKind()]++
 	}
-	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 8, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1, "ValidatingWebhookConfiguration": 1}
+	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 8, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+		// The leader-election Role and the Role that reads the operator's own Pod.
+		"Role": 2, "RoleBinding": 2, "Deployment": 1, "Service": 1, "ValidatingWebhookConfiguration": 1}
 	for k, n := range want {
 		if kinds[k] != n {
 			t.Errorf("config/default renders %d %s, want %d (all kinds: %v)", kinds[k], k, n, kinds)

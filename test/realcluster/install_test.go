@@ -389,6 +389,15 @@ func deleteStack(t *testing.T, ctx context.Context, c *realcluster.Cluster, ip n
 				return fmt.Errorf("pod %s left", p.Name)
 			}
 		}
+		// Every child the operator rendered, of every kind it renders.
+		out, err := c.KubectlOutput(wait, "get", "clusterroles,clusterrolebindings,roles,rolebindings,serviceaccounts,secrets,services,daemonsets,deployments,"+
+			"ipaddresspools,l2advertisements,bgpadvertisements,bgppeers,bfdprofiles,communities", "-A", "-l", render.LabelStack, "-o", "name")
+		if err != nil {
+			return err
+		}
+		if left := strings.TrimSpace(out); left != "" {
+			return fmt.Errorf("children left: %s", strings.ReplaceAll(left, "\n", ", "))
+		}
 		if ip.IsValid() {
 			if macs, _ := c.Lab.ArpingMACs(ip, 2); len(macs) > 0 {
 				return fmt.Errorf("%v still answer ARP for %s", macs, ip)
