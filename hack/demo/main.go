@@ -28,12 +28,9 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/testenv"
 	"github.com/lbstack/lbstack/test/e2e/lab"
 	"github.com/lbstack/lbstack/test/realcluster"
@@ -133,7 +130,7 @@ func run(keep bool) error {
 	if err := d.applyRetrying(ctx, filepath.Join(root, "hack", "demo", "stack.yaml")); err != nil {
 		return err
 	}
-	if err := waitAvailable(ctx, c); err != nil {
+	if err := c.WaitStackAvailable(ctx, system); err != nil {
 		return err
 	}
 	readyTime := time.Since(applied)
@@ -155,11 +152,11 @@ func run(keep bool) error {
 		return err
 	}
 	web, webBGP := client.ObjectKey{Namespace: "demo", Name: "web"}, client.ObjectKey{Namespace: "demo", Name: "web-bgp"}
-	l2IPs, err := serviceIPs(ctx, c, web, 2)
+	l2IPs, err := c.ServiceIPs(ctx, web, 2)
 	if err != nil {
 		return err
 	}
-	bgpIPs, err := serviceIPs(ctx, c, webBGP, 1)
+	bgpIPs, err := c.ServiceIPs(ctx, webBGP, 1)
 	if err != nil {
 		return err
 	}
@@ -174,7 +171,7 @@ func run(keep bool) error {
 	}
 
 	step("Who answers for each IP, and why")
-	owner, err := waitOwner(ctx, c, web, nil)
+	owner, err := announcer(ctx, c, web, nil)
 	if err != nil {
 		return err
 	}
@@ -245,7 +242,7 @@ func run(keep bool) error {
 	if _, err := d.kubectl(ctx, "-n", system, "delete", "pod", pod.Name, "--wait=false"); err != nil {
 		return err
 	}
-	next, err := waitOwner(ctx, c, web, func(n string) bool { return n != owner })
+	next, err := announcer(ctx, c, web, func(n string) bool { return n != owner })
 	if err != nil {
 		return err
 	}
@@ -257,12 +254,12 @@ func run(keep bool) error {
 	if _, err := d.kubectl(ctx, "-n", "demo", "get", "serviceannouncement", "web", "-o", "jsonpath=lastMove: {.status.lastMove.reason} from {.status.lastMove.from} to {.status.lastMove.to}: {.status.lastMove.message}{\"\\n\"}"); err != nil {
 		return err
 	}
-	if err := waitSpeakersReady(ctx, c); err != nil {
+	if err := c.WaitStackAvailable(ctx, system); err != nil {
 		return err
 	}
 	// The restarted speaker has joined again; where the address is now.
 	time.Sleep(3 * time.Second)
-	if next, err = waitOwner(ctx, c, web, nil); err != nil {
+	if next, err = announcer(ctx, c, web, nil); err != nil {
 		return err
 	}
 	info("after the speaker's restart %s answers for %s", next, l2IPs[0])
@@ -273,7 +270,7 @@ func run(keep bool) error {
 	if err := c.Cut(cut, true); err != nil {
 		return err
 	}
-	after, err := waitOwner(ctx, c, web, func(n string) bool { return n != next })
+	after, err := announcer(ctx, c, web, func(n string) bool { return n != next })
 	if err != nil {
 		return err
 	}
@@ -355,83 +352,14 @@ func (d *demo) applyRetrying(ctx context.Context, path string) error {
 	return nil
 }
 
-func waitAvailable(ctx context.Context, c *realcluster.Cluster) error {
-	wait, cancel := context.WithTimeout(ctx, 4*time.Minute)
-	defer cancel()
-	return lab.WaitFor(wait, 200*time.Millisecond, func() error {
-		if err := speakersReady(wait, c); err != nil {
-			return err
-		}
-		var stacks lbv1.LoadBalancerStackList
-		if err := c.Client.List(wait, &stacks); err != nil {
-			return err
-		}
-		if len(stacks.Items) != 1 || !meta.IsStatusConditionTrue(stacks.Items[0].Status.Conditions, "Available") {
-			return fmt.Errorf("stack not Available yet")
-		}
-		return nil
-	})
-}
-
-func speakersReady(ctx context.Context, c *realcluster.Cluster) error {
-	var ds appsv1.DaemonSet
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: system, Name: "lbstack-speaker"}, &ds); err != nil {
-		return err
+// announcer waits until one node announces the Service and ok (nil: any)
+// accepts it, and names it.
+func announcer(ctx context.Context, c *realcluster.Cluster, key client.ObjectKey, ok func(string) bool) (string, error) {
+	st, err := c.WaitAnnounced(ctx, key, ok)
+	if err != nil {
+		return "", err
 	}
-	if int(ds.Status.NumberReady) != len(c.Nodes) || ds.Status.UpdatedNumberScheduled != ds.Status.DesiredNumberScheduled {
-		return fmt.Errorf("%d of %d speakers ready", ds.Status.NumberReady, len(c.Nodes))
-	}
-	return nil
-}
-
-func waitSpeakersReady(ctx context.Context, c *realcluster.Cluster) error {
-	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return lab.WaitFor(wait, 200*time.Millisecond, func() error { return speakersReady(wait, c) })
-}
-
-func serviceIPs(ctx context.Context, c *realcluster.Cluster, key client.ObjectKey, want int) ([]netip.Addr, error) {
-	var ips []netip.Addr
-	err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
-		var svc corev1.Service
-		if err := c.Client.Get(ctx, key, &svc); err != nil {
-			return err
-		}
-		ips = ips[:0]
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			if ip, err := netip.ParseAddr(in.IP); err == nil {
-				ips = append(ips, ip)
-			}
-		}
-		if len(ips) < want {
-			return fmt.Errorf("%s has %d of %d addresses", key, len(ips), want)
-		}
-		return nil
-	})
-	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.BitLen() - b.BitLen() })
-	return ips, err
-}
-
-// waitOwner waits until one node announces the Service and ok accepts it.
-func waitOwner(ctx context.Context, c *realcluster.Cluster, key client.ObjectKey, ok func(string) bool) (string, error) {
-	var node string
-	wait, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	err := lab.WaitFor(wait, 50*time.Millisecond, func() error {
-		var a lbv1.ServiceAnnouncement
-		if err := c.Client.Get(wait, key, &a); err != nil {
-			return err
-		}
-		if len(a.Status.Nodes) != 1 {
-			return fmt.Errorf("announced by %d nodes", len(a.Status.Nodes))
-		}
-		node = a.Status.Nodes[0].Node
-		if ok != nil && !ok(node) {
-			return fmt.Errorf("still announced by %s", node)
-		}
-		return nil
-	})
-	return node, err
+	return st.Nodes[0].Node, nil
 }
 
 func waitNextHops(ctx context.Context, bird *lab.Bird, prefix netip.Prefix, n int) error {

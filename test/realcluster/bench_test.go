@@ -3,6 +3,7 @@ package realcluster_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // stack Available (after `kubectl apply -k config/local` rolled the
 // operator out).
 //
-//	go test -run '^$' -bench BenchmarkInstall -benchtime 3x ./test/realcluster/
+//	go test -run '^$' -bench BenchmarkInstall -benchtime 5x ./test/realcluster/
 func BenchmarkInstall(b *testing.B) {
 	if err := realcluster.Prerequisites(); err != nil {
 		testenv.Skip(b, "%v", err)
@@ -26,7 +27,7 @@ func BenchmarkInstall(b *testing.B) {
 	for _, name := range []string{"pause", "lbstack", "echo"} {
 		imgs = append(imgs, filepath.Join(root, "bin", "images", name+".tar"))
 	}
-	var up, ready time.Duration
+	var up, ready []time.Duration
 	for range b.N {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		start := time.Now()
@@ -38,7 +39,7 @@ func BenchmarkInstall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		up += time.Since(start)
+		up = append(up, time.Since(start))
 		if out, err := c.KubectlOutput(ctx, "apply", "-k", filepath.Join(root, "config", "local")); err != nil {
 			b.Fatalf("%v\n%s", err, out)
 		}
@@ -47,9 +48,18 @@ func BenchmarkInstall(b *testing.B) {
 		}
 		applied := applyStack(b, ctx, c, filepath.Join(root, layer2Sample))
 		waitStackAvailable(b, ctx, c, len(c.Nodes))
-		ready += time.Since(applied)
+		ready = append(ready, time.Since(applied))
 		c.Close()
 	}
-	b.ReportMetric(up.Seconds()/float64(b.N), "s-to-nodes-ready")
-	b.ReportMetric(ready.Seconds()/float64(b.N), "s-stack-to-speakers-ready")
+	b.Logf("nothing → nodes Ready: %v; stack applied → speakers Ready: %v", up, ready)
+	b.ReportMetric(median(up).Seconds(), "s-to-nodes-ready-p50")
+	b.ReportMetric(slices.Max(up).Seconds(), "s-to-nodes-ready-max")
+	b.ReportMetric(median(ready).Seconds(), "s-stack-to-speakers-ready-p50")
+	b.ReportMetric(slices.Max(ready).Seconds(), "s-stack-to-speakers-ready-max")
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

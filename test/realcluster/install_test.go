@@ -15,10 +15,8 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
@@ -329,35 +327,10 @@ func applyStack(t testing.TB, ctx context.Context, c *realcluster.Cluster, path 
 }
 
 // waitStackAvailable waits until the stack is Available with every
-// speaker Ready and the controller's two replicas ready.
-func waitStackAvailable(t testing.TB, ctx context.Context, c *realcluster.Cluster, speakers int) {
+// speaker Ready and the controller's replicas ready.
+func waitStackAvailable(t testing.TB, ctx context.Context, c *realcluster.Cluster, _ int) {
 	t.Helper()
-	wait, cancel := context.WithTimeout(ctx, 4*time.Minute)
-	defer cancel()
-	if err := lab.WaitFor(wait, 200*time.Millisecond, func() error {
-		var ds appsv1.DaemonSet
-		if err := c.Client.Get(wait, client.ObjectKey{Namespace: operatorNamespace, Name: render.SpeakerName}, &ds); err != nil {
-			return err
-		}
-		if int(ds.Status.NumberReady) != speakers {
-			return fmt.Errorf("%d of %d speakers ready", ds.Status.NumberReady, speakers)
-		}
-		var dep appsv1.Deployment
-		if err := c.Client.Get(wait, client.ObjectKey{Namespace: operatorNamespace, Name: render.ControllerName}, &dep); err != nil {
-			return err
-		}
-		if dep.Status.ReadyReplicas != 2 {
-			return fmt.Errorf("%d of 2 controller replicas ready", dep.Status.ReadyReplicas)
-		}
-		var stacks lbv1.LoadBalancerStackList
-		if err := c.Client.List(wait, &stacks); err != nil {
-			return err
-		}
-		if len(stacks.Items) != 1 || !meta.IsStatusConditionTrue(stacks.Items[0].Status.Conditions, "Available") {
-			return fmt.Errorf("stack not Available: %+v", stacks.Items)
-		}
-		return nil
-	}); err != nil {
+	if err := c.WaitStackAvailable(ctx, operatorNamespace); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -412,31 +385,16 @@ func deleteStack(t *testing.T, ctx context.Context, c *realcluster.Cluster, ip n
 // serviceIPs waits for the Service's addresses: the first IPv4 and IPv6 one.
 func serviceIPs(t *testing.T, ctx context.Context, c *realcluster.Cluster, key client.ObjectKey, want int) (v4, v6 netip.Addr) {
 	t.Helper()
-	if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
-		var svc corev1.Service
-		if err := c.Client.Get(ctx, key, &svc); err != nil {
-			return err
-		}
-		v4, v6 = netip.Addr{}, netip.Addr{}
-		n := 0
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			ip, err := netip.ParseAddr(in.IP)
-			if err != nil {
-				continue
-			}
-			n++
-			if ip.Is4() {
-				v4 = ip
-			} else {
-				v6 = ip
-			}
-		}
-		if n < want {
-			return fmt.Errorf("%s has %d of %d addresses", key, n, want)
-		}
-		return nil
-	}); err != nil {
+	ips, err := c.ServiceIPs(ctx, key, want)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, ip := range ips {
+		if ip.Is4() && !v4.IsValid() {
+			v4 = ip
+		} else if ip.Is6() && !v6.IsValid() {
+			v6 = ip
+		}
 	}
 	return v4, v6
 }
@@ -444,21 +402,11 @@ func serviceIPs(t *testing.T, ctx context.Context, c *realcluster.Cluster, key c
 // waitAnnounced waits until one node announces the Service.
 func waitAnnounced(t *testing.T, ctx context.Context, c *realcluster.Cluster, key client.ObjectKey) *lbv1.ServiceAnnouncementStatus {
 	t.Helper()
-	var st lbv1.ServiceAnnouncementStatus
-	if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
-		var a lbv1.ServiceAnnouncement
-		if err := c.Client.Get(ctx, key, &a); err != nil {
-			return err
-		}
-		st = a.Status
-		if len(st.Nodes) != 1 {
-			return fmt.Errorf("announced by %+v", st.Nodes)
-		}
-		return nil
-	}); err != nil {
+	st, err := c.WaitAnnounced(ctx, key, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &st
+	return st
 }
 
 // curlBackend fetches http://ip/ from the client (retrying for a few

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -136,7 +137,10 @@ func writePEM(path, typ string, der []byte) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }
 
-// kubeconfig writes a kubeconfig for server with a client certificate.
+// kubeconfig writes a self-contained kubeconfig (the certificates
+// embedded, so it can be copied, and so client-go's transport cache, keyed
+// by file names, cannot mix up two clusters) for server with a client
+// certificate.
 func kubeconfig(path, server, ca, cert, key string) error {
 	const tmpl = `apiVersion: v1
 kind: Config
@@ -144,12 +148,12 @@ clusters:
 - name: lbstack
   cluster:
     server: %s
-    certificate-authority: %s
+    certificate-authority-data: %s
 users:
 - name: user
   user:
-    client-certificate: %s
-    client-key: %s
+    client-certificate-data: %s
+    client-key-data: %s
 contexts:
 - name: lbstack
   context:
@@ -157,5 +161,13 @@ contexts:
     user: user
 current-context: lbstack
 `
-	return os.WriteFile(path, fmt.Appendf(nil, tmpl, server, ca, cert, key), 0o600)
+	var data [3]string
+	for i, f := range []string{ca, cert, key} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		data[i] = base64.StdEncoding.EncodeToString(b)
+	}
+	return os.WriteFile(path, fmt.Appendf(nil, tmpl, server, data[0], data[1], data[2]), 0o600)
 }
