@@ -101,14 +101,16 @@ test-images: ## Build the real-cluster tests' images lbstack.test/echo:v1 and lb
 prerequisites: ## Install the Debian packages the tests and the demo use (as root), or list what is missing.
 	hack/prerequisites.sh
 
-.PHONY: demo
-demo: kube-assets image test-images ## The main job on real kubelet nodes: install with kubectl, layer 2 and BGP, failover as the client sees it (needs root).
+.PHONY: require-prerequisites
+require-prerequisites:
 	hack/prerequisites.sh --require
+
+.PHONY: demo
+demo: require-prerequisites kube-assets image test-images ## The main job on real kubelet nodes: install with kubectl, layer 2 and BGP, failover as the client sees it (needs root).
 	$(GO) run ./hack/demo
 
 .PHONY: cluster
-cluster: kube-assets image test-images ## Bring up the real-node test cluster and keep it until Ctrl-C (needs root).
-	hack/prerequisites.sh --require
+cluster: require-prerequisites kube-assets image test-images ## Bring up the real-node test cluster and keep it until Ctrl-C (needs root).
 	$(GO) run ./hack/cluster
 
 ##@ Test
@@ -122,8 +124,7 @@ REALCLUSTER_PKG := ./test/realcluster
 TEST_TIMEOUT ?= 40m
 
 .PHONY: test
-test: lint envtest-assets kube-assets image test-images $(HELM) ## Run every test (real kube-apiserver and etcd, real kubelet nodes), then list what was skipped for a missing prerequisite.
-	hack/prerequisites.sh
+test: prerequisites lint envtest-assets kube-assets image test-images $(HELM) ## Run every test (real kube-apiserver and etcd, real kubelet nodes), then list what was skipped for a missing prerequisite.
 	@rm -f $(BIN)/.test-rc
 	{ KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) $(GO) test -json -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) \
 		$$($(GO) list ./... | grep -v '/test/realcluster$$') || echo $$? >> $(BIN)/.test-rc; \

@@ -12,8 +12,10 @@
 //     shows who answers for each IP and why (lbstack's own objects), the
 //     router's ECMP next hops, and curls through every VIP from the client;
 //  4. with a client opening a fresh connection to every VIP each 5 ms,
-//     deletes the announcing node's speaker pod, then cuts a node off its
-//     network without a carrier change, and prints the outage the client saw;
+//     deletes the announcing node's speaker pod, kills the announcing
+//     speaker's process (kubelet restarts it), then cuts the announcing node
+//     off its network without a carrier change, and prints the outage the
+//     client saw;
 //  5. tears everything down.
 package main
 
@@ -26,6 +28,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -264,8 +267,39 @@ func run(keep bool) error {
 	}
 	info("after the speaker's restart %s answers for %s", next, l2IPs[0])
 
+	step("Fault 2: killing (SIGKILL) the speaker container's process on %s, which answers for %s; kubelet restarts it", next, l2IPs[0])
+	pids, err := c.SpeakerPIDs(c.Node(next))
+	if err != nil || len(pids) != 1 {
+		return fmt.Errorf("finding the speaker process of %s: %v %v", next, pids, err)
+	}
+	t2 := time.Now()
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		return err
+	}
+	info("kill -9 %d", pids[0])
+	killed := next
+	if next, err = announcer(ctx, c, web, func(n string) bool { return n != killed }); err != nil {
+		return err
+	}
+	if err := waitAllUp(ctx, probe, urls); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	results = append(results, result{fault: "speaker killed on " + killed, gaps: gaps(t2, time.Now()), note: "moved to " + next})
+	if _, err := d.kubectl(ctx, "-n", "demo", "get", "serviceannouncement", "web", "-o", "jsonpath=lastMove: {.status.lastMove.reason} from {.status.lastMove.from} to {.status.lastMove.to}, detected in {.status.lastMove.detectionTime}{\"\\n\"}"); err != nil {
+		return err
+	}
+	if err := c.WaitStackAvailable(ctx, system); err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second)
+	if next, err = announcer(ctx, c, web, nil); err != nil {
+		return err
+	}
+	info("after kubelet restarted the container %s answers for %s", next, l2IPs[0])
+
 	cut := c.Node(next)
-	step("Fault 2: cutting %s (now answering for %s) off the network: its switch port detached, the link keeps its carrier", next, l2IPs[0])
+	step("Fault 3: cutting %s (now answering for %s) off the network: its switch port detached, the link keeps its carrier", next, l2IPs[0])
 	t1 := time.Now()
 	if err := c.Cut(cut, true); err != nil {
 		return err

@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -177,4 +180,38 @@ func (p *Probe) WaitUp(ctx context.Context, targets ...string) error {
 		}
 		return nil
 	})
+}
+
+// SpeakerPIDs returns the PIDs of the lbstack speaker processes running
+// in node n's network namespace (the speaker pod is on the host network),
+// as the host sees them.
+func (c *Cluster) SpeakerPIDs(n *Node) ([]int, error) {
+	var want syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+n.NS, &want); err != nil {
+		return nil, fmt.Errorf("%s: %w", n.Name, err)
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) < 2 || args[0] != "/lbstack" || args[1] != "speaker" {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join("/proc", e.Name(), "ns", "net"), &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
