@@ -29,7 +29,8 @@ KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBERNETES_V
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$(KUBE_MINOR)
 
 IMG ?= ghcr.io/lbstack/lbstack:dev
-TEST_FLAGS ?=
+# -count=1: the end-to-end tests depend on the machine, not only on their inputs; never cache them.
+TEST_FLAGS ?= -count=1
 
 .PHONY: all
 all: build

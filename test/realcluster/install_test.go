@@ -137,6 +137,19 @@ func TestInstall(t *testing.T) {
 
 	t.Run("pods run with the rendered identity", func(t *testing.T) { checkPods(t, ctx, c, image) })
 
+	// The operator's webhooks, served with its own certificate, refuse
+	// what cannot work.
+	t.Run("webhooks refuse an overlapping pool", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "overlap.yaml")
+		if err := os.WriteFile(bad, []byte("apiVersion: lbstack.io/v1alpha1\nkind: IPAddressPool\nmetadata:\n  name: overlap\nspec:\n  addresses: [192.0.2.248/29]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.KubectlOutput(ctx, "apply", "-f", bad)
+		if err == nil || !strings.Contains(err.Error(), `IPAddressPool[overlap].spec.addresses[0]`) || !strings.Contains(err.Error(), `overlaps IPAddressPool "default"`) {
+			t.Fatalf("kubectl apply of an overlapping pool: %v %s; want the webhook's refusal naming the overlap", err, out)
+		}
+	})
+
 	// A backend behind a dual-stack Service of type LoadBalancer.
 	if out, err := c.KubectlOutput(ctx, "apply", "-f", filepath.Join(root, "test", "realcluster", "testdata", "echo.yaml")); err != nil {
 		t.Fatalf("applying the backend: %v\n%s", err, out)
