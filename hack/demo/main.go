@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -76,7 +77,10 @@ func (d *demo) kubectl(ctx context.Context, args ...string) (string, error) {
 
 func run(keep bool) error {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	// Ctrl-C or SIGTERM ends the demo through its teardown, like its end.
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sig, 15*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "lbstack-demo-")
 	if err != nil {
@@ -278,8 +282,15 @@ func run(keep bool) error {
 	}
 	info("kill -9 %d", pids[0])
 	killed := next
-	if next, err = announcer(ctx, c, web, func(n string) bool { return n != killed }); err != nil {
-		return err
+	// The address moves to another node, unless kubelet restarted the
+	// speaker before the others declared it dead.
+	moveWait, cancelMove := context.WithTimeout(ctx, 15*time.Second)
+	next, err = announcer(moveWait, c, web, func(n string) bool { return n != killed })
+	cancelMove()
+	if err != nil {
+		if next, err = announcer(ctx, c, web, nil); err != nil {
+			return err
+		}
 	}
 	if err := waitAllUp(ctx, probe, urls); err != nil {
 		return err

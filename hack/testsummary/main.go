@@ -112,6 +112,27 @@ func summarize(in io.Reader, out io.Writer) (failed bool, err error) {
 	if err := sc.Err(); err != nil {
 		return true, err
 	}
+	// Output without a result: a test binary that timed out or crashed
+	// (test2json reports the running test's failure, its parents get none).
+	var pending []key
+	for k, lines := range output {
+		if k.test != "" && len(lines) > 0 {
+			pending = append(pending, k)
+		}
+	}
+	sort.Slice(pending, func(i, j int) bool {
+		if pending[i].pkg != pending[j].pkg {
+			return pending[i].pkg < pending[j].pkg
+		}
+		return pending[i].test < pending[j].test
+	})
+	for _, k := range pending {
+		failed = true
+		fmt.Fprintf(out, "--- NO RESULT: %s %s (its test binary timed out or crashed)\n", k.pkg, k.test)
+		for _, o := range output[k] {
+			fmt.Fprint(out, o)
+		}
+	}
 	if len(prereq) > 0 {
 		sort.Slice(prereq, func(i, j int) bool { return prereq[i].name < prereq[j].name })
 		fmt.Fprintf(out, "\n%d tests SKIPPED for a missing prerequisite (they fail under CI=true):\n", len(prereq))

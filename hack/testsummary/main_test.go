@@ -30,6 +30,18 @@ func TestSummarize(t *testing.T) {
 			wantFailed: true,
 			want:       []string{"b_test.go:4: boom", "FAIL\tp\t0.200s", "0 passed, 1 failed, 0 skipped"},
 		},
+		"a timed-out binary keeps its running tests' output": {
+			in: `{"Action":"run","Package":"p","Test":"TestInstall"}
+{"Action":"output","Package":"p","Test":"TestInstall","Output":"    install_test.go:124: bring-up: 3 nodes Ready\n"}
+{"Action":"run","Package":"p","Test":"TestInstall/bgp"}
+{"Action":"output","Package":"p","Test":"TestInstall/bgp","Output":"panic: test timed out after 40m0s\n"}
+{"Action":"fail","Package":"p","Test":"TestInstall/bgp"}
+{"Action":"output","Package":"p","Output":"FAIL\tp\t2400.0s\n"}
+{"Action":"fail","Package":"p","Elapsed":2400}
+`,
+			wantFailed: true,
+			want:       []string{"panic: test timed out", "NO RESULT: p TestInstall", "bring-up: 3 nodes Ready", "FAIL\tp\t2400.000s"},
+		},
 		"a build failure fails": {
 			in: `{"ImportPath":"q [q.test]","Action":"build-output","Output":"q/x.go:1: syntax error\n"}
 {"ImportPath":"q [q.test]","Action":"build-fail"}

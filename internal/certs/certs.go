@@ -22,7 +22,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -60,19 +60,20 @@ type Rotator struct {
 	// CAValidity and CertValidity are the lifetimes; a certificate is
 	// renewed when less than a third of its lifetime is left.
 	CAValidity, CertValidity time.Duration
-	// Interval between checks of the certificates' lifetimes.
+	// Interval is the longest time between two checks of the certificates'
+	// lifetimes (0: InjectInterval).
 	Interval time.Duration
-	// InjectInterval is how often the caBundles are checked between two
-	// Intervals (default 10 s): a webhook configuration created after the
-	// operator started (Helm creates it after the Deployment) or recreated
-	// (`helm upgrade --force`, a re-apply) gets the CA within this time
-	// instead of at the next Interval. Each check is one GET of the Secret
-	// and one per configuration; nothing is written when they agree.
+	// InjectInterval is how often Start syncs (default 10 s): a webhook
+	// configuration created after the operator started (Helm creates it
+	// after the Deployment) or recreated (`helm upgrade --force`, a
+	// re-apply) gets the CA within this time. A sync that finds everything
+	// current costs a GET of the Secret and one per configuration, and
+	// writes nothing.
 	InjectInterval time.Duration
 
-	// missing is set once a missing configuration was reported, so the
-	// frequent checks do not repeat it.
-	missing atomic.Bool
+	// missing names the configurations reported missing, so the frequent
+	// checks do not repeat it.
+	missing sync.Map
 	// Clock is the time source; nil means the real clock.
 	Clock clock.Clock
 	// Log receives what the rotator does.
@@ -97,45 +98,30 @@ func (r *Rotator) Rotate(ctx context.Context) error { return r.sync(ctx, true) }
 // that runs on every replica, leader or not, since every replica serves
 // the webhooks.
 func (r *Rotator) Start(ctx context.Context) error {
-	t := time.NewTicker(r.Interval)
-	defer t.Stop()
+	clk := r.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	// Sync does nothing when all agrees (two GETs and a comparison of the
+	// files), so the short interval also brings this replica's files in
+	// line soon after another replica renewed the certificate.
 	every := r.InjectInterval
 	if every <= 0 {
 		every = 10 * time.Second
 	}
-	inject := time.NewTicker(every)
-	defer inject.Stop()
+	if r.Interval > 0 && r.Interval < every {
+		every = r.Interval
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-clk.After(every):
 			if err := r.Sync(ctx); err != nil {
 				r.Log.Error(err, "Refreshing webhook certificate")
 			}
-		case <-inject.C:
-			if err := r.injectCurrent(ctx); err != nil {
-				r.Log.Error(err, "Injecting the webhook CA")
-			}
 		}
 	}
-}
-
-// injectCurrent puts the Secret's CA into the webhook configurations that
-// lack it.
-func (r *Rotator) injectCurrent(ctx context.Context) error {
-	var sec corev1.Secret
-	if err := r.Client.Get(ctx, r.Secret, &sec); err != nil {
-		if apierrors.IsNotFound(err) {
-			return r.Sync(ctx)
-		}
-		return fmt.Errorf("reading Secret %s: %w", r.Secret, err)
-	}
-	ca := sec.Data[KeyCACert]
-	if len(ca) == 0 {
-		return r.Sync(ctx)
-	}
-	return r.inject(ctx, ca)
 }
 
 // NeedLeaderElection reports false: every replica needs current files.
@@ -325,13 +311,14 @@ func (r *Rotator) inject(ctx context.Context, ca []byte) error {
 	for _, name := range r.Webhooks {
 		var cfg admissionregistrationv1.ValidatingWebhookConfiguration
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &cfg); apierrors.IsNotFound(err) {
-			if r.missing.CompareAndSwap(false, true) {
+			if _, seen := r.missing.LoadOrStore(name, true); !seen {
 				r.Log.Info("ValidatingWebhookConfiguration not installed yet; will inject the CA when it is", "ValidatingWebhookConfiguration", name)
 			}
 			continue
 		} else if err != nil {
 			return fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w", name, err)
 		}
+		r.missing.Delete(name)
 		patch := client.MergeFromWithOptions(cfg.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		dirty := false
 		for i := range cfg.Webhooks {

@@ -122,9 +122,7 @@ type Cluster struct {
 	state     string
 	pki       *pki
 	apiserver *lab.Proc
-	sysctls   map[string]string
-	netnsSeen map[string]bool
-	logDirNew bool
+	host      *hostSnapshot
 	closeOnce sync.Once
 }
 
@@ -198,15 +196,21 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	kubeBin, envtestBin, _ := Binaries()
-	l, err := lab.NewWith(lab.Options{Nodes: o.Nodes, Dir: o.Dir})
+	// The lab lock stays held until Close has undone everything, host
+	// sysctls included, so the next cluster snapshots the host's own values.
+	l, err := lab.NewWith(lab.Options{Nodes: o.Nodes, Dir: o.Dir, KeepLock: true})
 	if err != nil {
 		return nil, err
 	}
 	c = &Cluster{Lab: l, Bin: kubeBin, opts: o, ControlPlane: l.Prefix + "-cp",
-		state: filepath.Join("/var/lib/lbstack-cluster", l.Prefix)}
+		state: filepath.Join(stateRoot, l.Prefix)}
+	sweepStale(o.Logf)
 	c.snapshotHost()
 	start := time.Now()
 	if err := os.MkdirAll(c.state, 0o755); err != nil {
+		return c, err
+	}
+	if err := c.saveSnapshot(); err != nil {
 		return c, err
 	}
 	if c.pki, err = newPKI(filepath.Join(c.state, "pki")); err != nil {
@@ -241,6 +245,11 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 		}()
 	}
 	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			errs[i] = fmt.Errorf("%s: %w", c.Nodes[i].Name, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}

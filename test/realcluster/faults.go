@@ -60,12 +60,12 @@ type ProbeEvent struct {
 type Probe struct {
 	mu     sync.Mutex
 	events []ProbeEvent
-	proc   *exec.Cmd
+	proc   *lab.Proc
 	done   chan struct{}
 }
 
 // StartProbe builds the probe into dir and starts it in the client
-// namespace against the URLs. Stop it with Stop (the lab kills it too).
+// namespace against the URLs. Stop ends it; the lab's Close kills it too.
 func (c *Cluster) StartProbe(dir string, urls ...string) (*Probe, error) {
 	bin := filepath.Join(dir, "probe")
 	build := exec.Command("go", "build", "-o", bin, "./test/realcluster/probe")
@@ -73,16 +73,11 @@ func (c *Cluster) StartProbe(dir string, urls ...string) (*Probe, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building the probe: %w: %s", err, out)
 	}
-	cmd := c.Lab.Command(c.Lab.Client, append([]string{bin}, urls...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
+	proc, out, err := c.Lab.StreamProc(c.Lab.Client, append([]string{bin}, urls...)...)
 	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the probe: %w", err)
 	}
-	p := &Probe{proc: cmd, done: make(chan struct{})}
+	p := &Probe{proc: proc, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		sc := bufio.NewScanner(out)
@@ -94,19 +89,16 @@ func (c *Cluster) StartProbe(dir string, urls ...string) (*Probe, error) {
 				p.mu.Unlock()
 			}
 		}
-		_ = cmd.Wait()
 	}()
 	return p, nil
 }
 
 // Stop ends the probe.
 func (p *Probe) Stop() {
-	_ = syscall.Kill(-p.proc.Process.Pid, syscall.SIGTERM)
+	_ = p.proc.Stop(5 * time.Second)
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-p.proc.Process.Pid, syscall.SIGKILL)
-		<-p.done
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,6 +63,9 @@ func hierarchies() []string {
 // expects it in each), with cpuset.cpus and cpuset.mems copied from the
 // root so tasks may join the cpuset one.
 func (c *Cluster) makeCgroups(n *Node) error {
+	if err := enableV2Controllers(); err != nil {
+		return err
+	}
 	for _, h := range hierarchies() {
 		dir := filepath.Join(h, n.cgroup)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -76,6 +80,31 @@ func (c *Cluster) makeCgroups(n *Node) error {
 				return fmt.Errorf("writing %s/%s: %w", dir, f, err)
 			}
 		}
+	}
+	return nil
+}
+
+// enableV2Controllers makes, on a cgroup v2 host, the controllers kubelet
+// requires (cpu, cpuset, memory, hugetlb, pids: those the root offers)
+// available to the root's children, where each node's cgroupRoot lives.
+func enableV2Controllers() error {
+	root := filepath.Join(cgroupV1Root, "cgroup.controllers")
+	b, err := os.ReadFile(root)
+	if err != nil {
+		return nil // cgroup v1: nothing to enable
+	}
+	offered := strings.Fields(string(b))
+	var enable []string
+	for _, c := range []string{"cpu", "cpuset", "memory", "hugetlb", "pids"} {
+		if slices.Contains(offered, c) {
+			enable = append(enable, "+"+c)
+		}
+	}
+	if len(enable) == 0 {
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(cgroupV1Root, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0o644); err != nil {
+		return fmt.Errorf("enabling cgroup controllers %v for the nodes: %w", enable, err)
 	}
 	return nil
 }
@@ -159,7 +188,7 @@ func (c *Cluster) startContainerd(ctx context.Context, n *Node) error {
 		if !n.containerd.Running() {
 			return fmt.Errorf("containerd exited: %s", n.containerd.Tail(2000))
 		}
-		return exec.Command("ctr", "-a", n.socket, "version").Run()
+		return exec.CommandContext(wait, "ctr", "-a", n.socket, "version").Run()
 	}); err != nil {
 		return fmt.Errorf("%s: containerd: %w", n.Name, err)
 	}
@@ -224,6 +253,9 @@ func (c *Cluster) startKubelet(n *Node) error {
 	}
 	n.kubelet, err = c.Lab.StartNsenter(n.NS, "kubelet-"+n.Name, nil, filepath.Join(c.Bin, "kubelet"),
 		"--config="+path, "--kubeconfig="+kc, "--root-dir="+filepath.Join(n.dir, "kubelet"),
+		// Its self-signed serving certificate, of its own (the default is
+		// /var/lib/kubelet/pki, shared by every kubelet on the host).
+		"--cert-dir="+filepath.Join(n.dir, "kubelet-pki"),
 		"--hostname-override="+n.Name, "--node-ip="+n.IPv4.String()+","+n.IPv6.String(), "--v=1")
 	return err
 }

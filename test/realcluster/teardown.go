@@ -2,6 +2,7 @@ package realcluster
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,34 +15,106 @@ import (
 	"github.com/lbstack/lbstack/test/e2e/lab"
 )
 
-// hostSysctls are the host-wide settings kubelet changes; Close restores them.
-var hostSysctls = []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"}
+// hostSysctls are the host-wide settings kubelet changes
+// (setupKernelTunables); Close restores them.
+var hostSysctls = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"}
 
-const containerLogDir = "/var/log/containers"
+const (
+	// stateRoot holds one folder per cluster (named by its lab prefix).
+	stateRoot = "/var/lib/lbstack-cluster"
+	// snapshotFile, in a cluster's folder, records the host state Close restores.
+	snapshotFile = "host-snapshot.json"
+
+	containerLogDir = "/var/log/containers"
+	// kubeletDir is created by every kubelet whatever its root dir (device
+	// plugins); removed when the cluster created it.
+	kubeletDir = "/var/lib/kubelet"
+	// cniResults is libcni's cache; CNI DEL never runs for a killed pod.
+	cniResults = "/var/lib/cni/results"
+)
+
+// hostSnapshot is what Close must restore or may remove.
+type hostSnapshot struct {
+	Sysctls       map[string]string `json:"sysctls"`
+	Netns         map[string]bool   `json:"netns"`
+	CNIResults    map[string]bool   `json:"cniResults"`
+	LogDirNew     bool              `json:"logDirNew"`
+	KubeletDirNew bool              `json:"kubeletDirNew"`
+}
 
 // snapshotHost records what Close must restore or may remove.
 func (c *Cluster) snapshotHost() {
-	c.sysctls = map[string]string{}
-	for _, s := range hostSysctls {
-		if b, err := os.ReadFile(filepath.Join("/proc/sys", s)); err == nil {
-			c.sysctls[s] = strings.TrimSpace(string(b))
+	s := &hostSnapshot{Sysctls: map[string]string{}, Netns: map[string]bool{}, CNIResults: map[string]bool{}}
+	for _, k := range hostSysctls {
+		if b, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil {
+			s.Sysctls[k] = strings.TrimSpace(string(b))
 		}
 	}
-	c.netnsSeen = map[string]bool{}
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		c.netnsSeen[e.Name()] = true
+	for _, dir := range []struct {
+		path string
+		into map[string]bool
+	}{{"/run/netns", s.Netns}, {cniResults, s.CNIResults}} {
+		entries, _ := os.ReadDir(dir.path)
+		for _, e := range entries {
+			dir.into[e.Name()] = true
+		}
 	}
-	if _, err := os.Stat(containerLogDir); os.IsNotExist(err) {
-		c.logDirNew = true
+	_, err := os.Stat(containerLogDir)
+	s.LogDirNew = os.IsNotExist(err)
+	_, err = os.Stat(kubeletDir)
+	s.KubeletDirNew = os.IsNotExist(err)
+	c.host = s
+}
+
+// saveSnapshot writes the snapshot into the cluster's folder, so a later
+// cluster can restore the host if this one is killed before its Close.
+func (c *Cluster) saveSnapshot() error {
+	b, err := json.Marshal(c.host)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(c.state, snapshotFile), b, 0o600)
+}
+
+// sweepStale undoes what clusters killed before their Close left behind:
+// every folder under stateRoot is a dead cluster's (the lab lock is held,
+// so no other cluster runs).
+func sweepStale(logf func(string, ...any)) {
+	entries, _ := os.ReadDir(stateRoot)
+	for _, e := range entries {
+		dir := filepath.Join(stateRoot, e.Name())
+		logf("Removing what the killed cluster %s left behind", e.Name())
+		dead := &Cluster{state: dir}
+		if b, err := os.ReadFile(filepath.Join(dir, snapshotFile)); err == nil {
+			var s hostSnapshot
+			if json.Unmarshal(b, &s) == nil {
+				dead.host = &s
+			}
+		}
+		// Its nodes, by their cgroups (prefix-nodeN) and sockets.
+		for _, h := range hierarchies() {
+			matches, _ := filepath.Glob(filepath.Join(h, e.Name()+"-node*"))
+			for _, m := range matches {
+				name := filepath.Base(m)
+				if !slices.ContainsFunc(dead.Nodes, func(n *Node) bool { return n.cgroup == name }) {
+					n := &Node{cgroup: name, dir: filepath.Join(dir, strings.TrimPrefix(name, e.Name()+"-"))}
+					n.socket = filepath.Join(n.dir, "containerd.sock")
+					dead.Nodes = append(dead.Nodes, n)
+				}
+			}
+		}
+		dead.undoNodes()
+		dead.undoHost()
 	}
 }
 
 // Close tears the cluster down: kubelets and kube-proxies first, then every
 // process in the nodes' cgroups and every container shim of the nodes'
 // containerds (by PID), the pods' network namespaces, containerd, the
-// control plane, the mounts under the cluster's state folder, the cgroups,
-// the lab's namespaces; then it restores the host sysctls.
+// control plane and the lab's namespaces, the mounts under the cluster's
+// state folder, the cgroups; then it restores the host sysctls and
+// releases the labs' lock.
 func (c *Cluster) Close() {
 	c.closeOnce.Do(c.close)
 }
@@ -54,6 +127,25 @@ func (c *Cluster) close() {
 			}
 		}
 	}
+	c.undoNodes()
+	for _, n := range c.Nodes {
+		if n.containerd != nil && n.containerd.Running() {
+			_ = n.containerd.Stop(5 * time.Second)
+		}
+	}
+	// The control plane and everything else the lab started.
+	if c.Lab != nil {
+		c.Lab.Close()
+	}
+	c.undoHost()
+	if c.Lab != nil {
+		c.Lab.Unlock()
+	}
+}
+
+// undoNodes kills the nodes' containers and shims by PID and deletes the
+// pods' network namespaces.
+func (c *Cluster) undoNodes() {
 	// Pod sandboxes' network namespaces, found through their processes.
 	podNetns := map[uint64]bool{}
 	for _, n := range c.Nodes {
@@ -65,7 +157,7 @@ func (c *Cluster) close() {
 		}
 	}
 	// Containers and shims, by PID, until none is left.
-	for range 20 {
+	for range 50 {
 		var pids []int
 		for _, n := range c.Nodes {
 			pids = append(pids, cgroupPIDs(n.cgroup)...)
@@ -79,40 +171,69 @@ func (c *Cluster) close() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, n := range c.Nodes {
-		if n.containerd != nil && n.containerd.Running() {
-			_ = n.containerd.Stop(5 * time.Second)
-		}
-	}
-	// containerd names them cni-<uuid>; one lab runs at a time (lab.NewWith
-	// locks), so a cni- namespace that appeared since Up is this cluster's.
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
-		name := e.Name()
 		var st syscall.Stat_t
-		ours := syscall.Stat(filepath.Join("/run/netns", name), &st) == nil && podNetns[st.Ino]
-		if ours || (!c.netnsSeen[name] && strings.HasPrefix(name, "cni-")) {
-			_ = exec.Command("ip", "netns", "del", name).Run()
+		if syscall.Stat(filepath.Join("/run/netns", e.Name()), &st) == nil && podNetns[st.Ino] {
+			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
 		}
 	}
-	// The control plane and everything else the lab started.
-	if c.Lab != nil {
-		c.Lab.Close()
-	}
+}
+
+// undoHost removes the cluster's files, mounts and cgroups and restores
+// what it changed on the host.
+func (c *Cluster) undoHost() {
 	if c.state != "" {
 		unmountUnder(c.state)
+		removeShimSockets(c.state)
 		_ = os.RemoveAll(c.state)
 		_ = os.Remove(filepath.Dir(c.state)) // only when empty
 	}
 	for _, n := range c.Nodes {
 		removeCgroups(n.cgroup)
 	}
-	for s, v := range c.sysctls {
-		_ = os.WriteFile(filepath.Join("/proc/sys", s), []byte(v), 0o644)
+	s := c.host
+	if s == nil {
+		return
 	}
-	if c.logDirNew {
+	for k, v := range s.Sysctls {
+		_ = os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644)
+	}
+	if entries, err := os.ReadDir(cniResults); err == nil {
+		for _, e := range entries {
+			if !s.CNIResults[e.Name()] && (strings.HasPrefix(e.Name(), "lbstack-pods-") || strings.HasPrefix(e.Name(), "cni-loopback-")) {
+				_ = os.Remove(filepath.Join(cniResults, e.Name()))
+			}
+		}
+	}
+	if s.LogDirNew {
 		_ = os.RemoveAll(containerLogDir)
 	}
+	if s.KubeletDirNew {
+		unmountUnder(kubeletDir)
+		_ = os.RemoveAll(kubeletDir)
+	}
+}
+
+// removeShimSockets removes the sockets of the shims of the containerds
+// under dir: containerd 1.6 puts them in /run/containerd/s whatever its
+// state folder, and a killed shim leaves its socket. Each task's bundle
+// names its shim's socket in a file "address".
+func removeShimSockets(dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "address" || !strings.Contains(path, "io.containerd.runtime.v2.task") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		sock := strings.TrimPrefix(strings.TrimSpace(string(b)), "unix://")
+		if strings.HasPrefix(sock, "/run/containerd/s/") {
+			_ = os.Remove(sock)
+		}
+		return nil
+	})
 }
 
 // cgroupPIDs lists the processes in cgroup name (and below) of every hierarchy.

@@ -23,12 +23,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -63,11 +66,12 @@ type Lab struct {
 	// Dir receives the logs of started processes.
 	Dir string
 
-	mu      sync.Mutex
-	procs   []*Proc
-	netns   []string
-	hostIfs []string
-	unlock  func()
+	mu       sync.Mutex
+	procs    []*Proc
+	netns    []string
+	hostIfs  []string
+	unlock   func()
+	keepLock bool
 }
 
 // Prerequisites returns an error naming what is missing to build a lab:
@@ -104,7 +108,14 @@ type Options struct {
 	// leg. The real-node cluster runs its control plane in a namespace of
 	// its own and leaves them out.
 	NodeHostAddresses bool
+	// KeepLock leaves the labs' lock held after Close, for a caller that
+	// has more to undo afterwards; it calls Unlock when done.
+	KeepLock bool
 }
+
+// held is set while this process holds the labs' lock: a second lab in
+// the same process would share its names, so it fails at once.
+var held atomic.Bool
 
 // NewWith builds a lab. It holds an exclusive lock for its lifetime, so
 // two labs (a test and a benchmark, two test packages of one `go test`
@@ -113,12 +124,20 @@ func NewWith(o Options) (l *Lab, err error) {
 	if err := Prerequisites(); err != nil {
 		return nil, err
 	}
+	if !held.CompareAndSwap(false, true) {
+		return nil, errors.New("this process already runs a lab")
+	}
 	unlock, err := lock()
 	if err != nil {
+		held.Store(false)
 		return nil, err
 	}
+	// Holding the lock proves no other lab runs: whatever a killed one
+	// left behind (namespaces, the host's leg) goes now.
+	sweep()
 	prefix := fmt.Sprintf("lbs%d", os.Getpid()%100000)
-	l = &Lab{Prefix: prefix, Bridge: prefix + "-br", Client: prefix + "-c", HostIf: prefix + "h", Dir: o.Dir, unlock: unlock}
+	l = &Lab{Prefix: prefix, Bridge: prefix + "-br", Client: prefix + "-c", HostIf: prefix + "h", Dir: o.Dir, keepLock: o.KeepLock,
+		unlock: func() { unlock(); held.Store(false) }}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -202,6 +221,35 @@ func lock() (func(), error) {
 		return nil, fmt.Errorf("another lab has held %s for 30 minutes", lockPath)
 	}
 	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// labName matches the namespaces and host interfaces labs create.
+var labName = regexp.MustCompile(`^lbs[0-9]+(-|h$)`)
+
+// sweep removes the namespaces and host interfaces of labs that were
+// killed before they could clean up. Called with the lock held.
+func sweep() {
+	if entries, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range entries {
+			if labName.MatchString(e.Name()) {
+				_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+			}
+		}
+	}
+	if ifaces, err := net.Interfaces(); err == nil {
+		for _, i := range ifaces {
+			if labName.MatchString(i.Name) {
+				_ = exec.Command("ip", "link", "del", i.Name).Run()
+			}
+		}
+	}
+}
+
+// Unlock releases the labs' lock kept by Options.KeepLock after Close.
+func (l *Lab) Unlock() {
+	if !l.keepLock {
+		l.Unlock()
+	}
 }
 
 // AddHost adds a namespace named ns with an eth0 on the bridge holding
@@ -350,8 +398,9 @@ func (l *Lab) StartCmd(cmd *exec.Cmd, name string, env []string) (*Proc, error) 
 	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
-	// Its own process group, so a kill reaches it and not the test.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so a kill reaches it and not the test; killed
+	// with the test if the test dies without cleaning up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
@@ -374,10 +423,14 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	return syscall.Kill(-p.Cmd.Process.Pid, sig)
 }
 
-// Kill sends SIGKILL and waits for the process to end.
+// Kill sends SIGKILL and waits (up to 10 s: a process stuck in the
+// kernel cannot be waited for) for the process to end.
 func (p *Proc) Kill() {
 	_ = p.Signal(syscall.SIGKILL)
-	<-p.done
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+	}
 }
 
 // Stop sends SIGTERM and waits up to timeout, then kills.
@@ -492,9 +545,8 @@ func (l *Lab) Close() {
 	for i := len(netns) - 1; i >= 0; i-- {
 		_ = exec.Command("ip", "netns", "del", netns[i]).Run()
 	}
-	if l.unlock != nil {
-		l.unlock()
-		l.unlock = nil
+	if !l.keepLock {
+		l.Unlock()
 	}
 }
 
@@ -516,15 +568,28 @@ func WaitFor(ctx context.Context, interval time.Duration, check func() error) er
 // Stream starts a command in ns whose standard output the caller reads
 // line by line (a monitor such as `ip monitor neigh`). Close kills it.
 func (l *Lab) Stream(ns string, args ...string) (io.Reader, error) {
+	_, r, err := l.StreamProc(ns, args...)
+	return r, err
+}
+
+// StreamProc is Stream that also returns the process (Close kills it).
+// The reader reaches EOF once the process has ended and its output is read.
+func (l *Lab) StreamProc(ns string, args ...string) (*Proc, io.Reader, error) {
 	cmd := l.Command(ns, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// A pipe of our own: Wait must not close the reading end before the
+	// caller has read everything.
+	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	cmd.Stdout = w
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", strings.Join(args, " "), err)
+		r.Close()
+		w.Close()
+		return nil, nil, fmt.Errorf("starting %s: %w", strings.Join(args, " "), err)
 	}
+	w.Close()
 	p := &Proc{Name: args[0], Cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
@@ -533,5 +598,5 @@ func (l *Lab) Stream(ns string, args ...string) (io.Reader, error) {
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
-	return out, nil
+	return p, r, nil
 }

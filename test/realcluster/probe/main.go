@@ -75,7 +75,9 @@ func probe(ctx context.Context, target string, interval, timeout time.Duration, 
 			resp.Body.Close()
 			e.OK = resp.StatusCode == http.StatusOK
 			if i := strings.Index(string(body), "node="); i >= 0 {
-				e.Node = strings.Fields(string(body)[i+len("node="):])[0]
+				if f := strings.Fields(string(body)[i+len("node="):]); len(f) > 0 {
+					e.Node = f[0]
+				}
 			}
 			if !e.OK {
 				e.Error = resp.Status
