@@ -156,6 +156,24 @@ func (c *Cluster) undoNodes() {
 			}
 		}
 	}
+	// The shims' sockets (containerd 1.6 puts them in /run/containerd/s
+	// whatever its state folder, and a killed shim leaves its socket): the
+	// unix sockets bound under that folder in the nodes' network namespaces.
+	var sockets []string
+	for _, n := range c.Nodes {
+		pids := shimPIDs(n.socket)
+		if n.containerd != nil && n.containerd.Running() {
+			pids = append(pids, n.containerd.Cmd.Process.Pid)
+		}
+		if len(pids) > 0 {
+			sockets = append(sockets, shimSockets(pids[0])...)
+		}
+	}
+	defer func() {
+		for _, s := range sockets {
+			_ = os.Remove(s)
+		}
+	}()
 	// Containers and shims, by PID, until none is left.
 	for range 50 {
 		var pids []int
@@ -171,13 +189,38 @@ func (c *Cluster) undoNodes() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// A pod namespace whose sandbox had already ended is found by its name:
+	// containerd's cni-<uuid>, new since Up, and used by no process (a
+	// namespace of another runtime's running pod is left alone).
+	inUse := netnsInUse()
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
 		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join("/run/netns", e.Name()), &st) == nil && podNetns[st.Ino] {
+		if syscall.Stat(filepath.Join("/run/netns", e.Name()), &st) != nil {
+			continue
+		}
+		ours := podNetns[st.Ino]
+		orphan := strings.HasPrefix(e.Name(), "cni-") && c.host != nil && !c.host.Netns[e.Name()] && !inUse[st.Ino]
+		if ours || orphan {
 			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
 		}
 	}
+}
+
+// netnsInUse returns the network namespaces (by inode) of every process.
+func netnsInUse() map[uint64]bool {
+	used := map[uint64]bool{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join("/proc", e.Name(), "ns", "net"), &st) == nil {
+			used[st.Ino] = true
+		}
+	}
+	return used
 }
 
 // undoHost removes the cluster's files, mounts and cgroups and restores
@@ -185,7 +228,6 @@ func (c *Cluster) undoNodes() {
 func (c *Cluster) undoHost() {
 	if c.state != "" {
 		unmountUnder(c.state)
-		removeShimSockets(c.state)
 		_ = os.RemoveAll(c.state)
 		_ = os.Remove(filepath.Dir(c.state)) // only when empty
 	}
@@ -215,25 +257,24 @@ func (c *Cluster) undoHost() {
 	}
 }
 
-// removeShimSockets removes the sockets of the shims of the containerds
-// under dir: containerd 1.6 puts them in /run/containerd/s whatever its
-// state folder, and a killed shim leaves its socket. Each task's bundle
-// names its shim's socket in a file "address".
-func removeShimSockets(dir string) {
-	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "address" || !strings.Contains(path, "io.containerd.runtime.v2.task") {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil
-		}
-		sock := strings.TrimPrefix(strings.TrimSpace(string(b)), "unix://")
-		if strings.HasPrefix(sock, "/run/containerd/s/") {
-			_ = os.Remove(sock)
-		}
+// shimDir is where containerd 1.6 binds its shims' sockets.
+const shimDir = "/run/containerd/s/"
+
+// shimSockets lists the sockets under shimDir bound in pid's network
+// namespace (/proc/PID/net/unix: the last field is the path).
+func shimSockets(pid int) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "net", "unix"))
+	if err != nil {
 		return nil
-	})
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 8 && strings.HasPrefix(f[len(f)-1], shimDir) && !slices.Contains(out, f[len(f)-1]) {
+			out = append(out, f[len(f)-1])
+		}
+	}
+	return out
 }
 
 // cgroupPIDs lists the processes in cgroup name (and below) of every hierarchy.
