@@ -245,10 +245,11 @@ func sweep() {
 	}
 }
 
-// Unlock releases the labs' lock kept by Options.KeepLock after Close.
+// Unlock releases the labs' lock (Close does, unless Options.KeepLock).
 func (l *Lab) Unlock() {
-	if !l.keepLock {
-		l.Unlock()
+	if l.unlock != nil {
+		l.unlock()
+		l.unlock = nil
 	}
 }
 
