@@ -143,19 +143,49 @@ type Readiness struct {
 	// last is the message of each failing check, "" for a passing one;
 	// nil before the first judgement.
 	last map[string]string
+	// result and judged are the latest judgement and its time: the checks
+	// of one probe share it instead of reading the state once each.
+	result map[string]error
+	judged time.Time
 }
 
-// Checker returns the healthz checker of one check.
+// Checker returns the healthz checker of one check. It answers from the
+// latest judgement when that is younger than Interval (Run judges every
+// Interval), and judges now otherwise.
 func (r *Readiness) Checker(name string) healthz.Checker {
-	return func(*http.Request) error { return r.Judge()[name] }
+	return func(*http.Request) error {
+		r.mu.Lock()
+		res, fresh := r.result, r.clock().Since(r.judged) < r.interval()
+		r.mu.Unlock()
+		if res == nil || !fresh {
+			res = r.Judge()
+		}
+		return res[name]
+	}
+}
+
+func (r *Readiness) clock() clock.WithTicker {
+	if r.Clock == nil {
+		return clock.RealClock{}
+	}
+	return r.Clock
+}
+
+func (r *Readiness) interval() time.Duration {
+	if r.Interval <= 0 {
+		return DefaultReadinessInterval
+	}
+	return r.Interval
 }
 
 // Judge judges readiness now, logs what changed since the last judgement
 // and returns the outcome of every check.
 func (r *Readiness) Judge() map[string]error {
-	res := JudgeReadiness(r.State())
+	// Under the lock, so that judgements are logged in the order made.
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	res := JudgeReadiness(r.State())
+	r.result, r.judged = res, r.clock().Now()
 	first := r.last == nil
 	if first {
 		r.last = map[string]string{}
@@ -190,14 +220,7 @@ func (r *Readiness) Judge() map[string]error {
 // logged even when nothing probes; the first judgement waits one Interval,
 // by when the loops have started. It returns nil.
 func (r *Readiness) Run(ctx context.Context) error {
-	clk := r.Clock
-	if clk == nil {
-		clk = clock.RealClock{}
-	}
-	every := r.Interval
-	if every <= 0 {
-		every = DefaultReadinessInterval
-	}
+	clk, every := r.clock(), r.interval()
 	t := clk.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -363,14 +363,6 @@ spec:
 		expectWarning(t, `IPAddressPool "owned" goes away with its LoadBalancerStack "owner" while Services hold its addresses: default/held-0 (203.0.113.5)`)
 	})
 	release()
-	t.Run("a profile and a community of a gone stack", func(t *testing.T) {
-		for _, kind := range []string{"BFDProfile", "Community"} {
-			name := map[string]string{"BFDProfile": "owned-fast", "Community": "owned-aliases"}[kind]
-			if err := del(kind, name); err != nil {
-				t.Errorf("the garbage collector's delete of %s %s refused: %v", kind, name, err)
-			}
-		}
-	})
 }
 
 // TestDeleteChildOfDeletedStackWarnsAboutUsers: a profile and a community

@@ -159,11 +159,11 @@ func run(keep bool) error {
 		return err
 	}
 	web, webBGP := client.ObjectKey{Namespace: "demo", Name: "web"}, client.ObjectKey{Namespace: "demo", Name: "web-bgp"}
-	l2IPs, err := c.ServiceIPs(ctx, web, 2)
+	l2IPs, err := lab.ServiceIPs(ctx, c.Client, web, 2)
 	if err != nil {
 		return err
 	}
-	bgpIPs, err := c.ServiceIPs(ctx, webBGP, 1)
+	bgpIPs, err := lab.ServiceIPs(ctx, c.Client, webBGP, 1)
 	if err != nil {
 		return err
 	}
@@ -226,105 +226,39 @@ func run(keep bool) error {
 	if err != nil {
 		return err
 	}
-	type result struct {
-		fault string
-		gaps  [][]time.Duration
-		note  string
-	}
-	var results []result
-	gaps := func(since, until time.Time) [][]time.Duration {
-		var g [][]time.Duration
-		for _, u := range urls {
-			g = append(g, probe.Gaps(u, since, until))
-		}
-		return g
-	}
+	f := &faults{d: d, probe: probe, urls: urls, web: web}
 
 	step("Fault 1: deleting the speaker pod of %s, the node that answers for %s (a client opens a fresh connection to every VIP each 5 ms)", owner, l2IPs[0])
-	pod, err := c.SpeakerPod(ctx, system, owner)
+	next, err := f.run(ctx, "speaker pod deleted on "+owner, owner, true, func() error {
+		pod, err := c.SpeakerPod(ctx, system, owner)
+		if err != nil {
+			return err
+		}
+		_, err = d.kubectl(ctx, "-n", system, "delete", "pod", pod.Name, "--wait=false")
+		return err
+	})
 	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	if _, err := d.kubectl(ctx, "-n", system, "delete", "pod", pod.Name, "--wait=false"); err != nil {
-		return err
-	}
-	next, err := announcer(ctx, c, web, func(n string) bool { return n != owner })
-	if err != nil {
-		return err
-	}
-	if err := waitAllUp(ctx, probe, urls); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second)
-	results = append(results, result{fault: "speaker pod deleted on " + owner, gaps: gaps(t0, time.Now()), note: "moved to " + next})
-	if _, err := d.kubectl(ctx, "-n", "demo", "get", "serviceannouncement", "web", "-o", "jsonpath=lastMove: {.status.lastMove.reason} from {.status.lastMove.from} to {.status.lastMove.to}: {.status.lastMove.message}{\"\\n\"}"); err != nil {
-		return err
-	}
-	if err := c.WaitStackAvailable(ctx, system); err != nil {
-		return err
-	}
-	// The restarted speaker has joined again; where the address is now.
-	time.Sleep(3 * time.Second)
-	if next, err = announcer(ctx, c, web, nil); err != nil {
 		return err
 	}
 	info("after the speaker's restart %s answers for %s", next, l2IPs[0])
 
 	step("Fault 2: killing (SIGKILL) the speaker container's process on %s, which answers for %s; kubelet restarts it", next, l2IPs[0])
-	pids, err := c.SpeakerPIDs(c.Node(next))
-	if err != nil || len(pids) != 1 {
-		return fmt.Errorf("finding the speaker process of %s: %v %v", next, pids, err)
-	}
-	t2 := time.Now()
-	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
-		return err
-	}
-	info("kill -9 %d", pids[0])
 	killed := next
-	// The address moves to another node, unless kubelet restarted the
-	// speaker before the others declared it dead.
-	moveWait, cancelMove := context.WithTimeout(ctx, 15*time.Second)
-	next, err = announcer(moveWait, c, web, func(n string) bool { return n != killed })
-	cancelMove()
-	if err != nil {
-		if next, err = announcer(ctx, c, web, nil); err != nil {
-			return err
+	if next, err = f.run(ctx, "speaker killed on "+killed, killed, true, func() error {
+		pids, err := c.SpeakerPIDs(c.Node(killed))
+		if err != nil || len(pids) != 1 {
+			return fmt.Errorf("finding the speaker process of %s: %v %v", killed, pids, err)
 		}
-	}
-	if err := waitAllUp(ctx, probe, urls); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second)
-	results = append(results, result{fault: "speaker killed on " + killed, gaps: gaps(t2, time.Now()), note: "moved to " + next})
-	if _, err := d.kubectl(ctx, "-n", "demo", "get", "serviceannouncement", "web", "-o", "jsonpath=lastMove: {.status.lastMove.reason} from {.status.lastMove.from} to {.status.lastMove.to}, detected in {.status.lastMove.detectionTime}{\"\\n\"}"); err != nil {
-		return err
-	}
-	if err := c.WaitStackAvailable(ctx, system); err != nil {
-		return err
-	}
-	time.Sleep(3 * time.Second)
-	if next, err = announcer(ctx, c, web, nil); err != nil {
+		info("kill -9 %d", pids[0])
+		return syscall.Kill(pids[0], syscall.SIGKILL)
+	}); err != nil {
 		return err
 	}
 	info("after kubelet restarted the container %s answers for %s", next, l2IPs[0])
 
 	cut := c.Node(next)
 	step("Fault 3: cutting %s (now answering for %s) off the network: its switch port detached, the link keeps its carrier", next, l2IPs[0])
-	t1 := time.Now()
-	if err := c.Cut(cut, true); err != nil {
-		return err
-	}
-	after, err := announcer(ctx, c, web, func(n string) bool { return n != next })
-	if err != nil {
-		return err
-	}
-	if err := waitAllUp(ctx, probe, urls); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second)
-	results = append(results, result{fault: "node " + next + " cut off", gaps: gaps(t1, time.Now()), note: "moved to " + after})
-	if _, err := d.kubectl(ctx, "-n", "demo", "get", "serviceannouncement", "web", "-o", "jsonpath=lastMove: {.status.lastMove.reason} from {.status.lastMove.from} to {.status.lastMove.to}, detected in {.status.lastMove.detectionTime}{\"\\n\"}"); err != nil {
+	if _, err := f.run(ctx, "node "+next+" cut off", next, false, func() error { return c.Cut(cut, true) }); err != nil {
 		return err
 	}
 	out, _ = c.Lab.Output(bird.NS, "ip", "route", "show", bgpPrefix.String())
@@ -346,7 +280,7 @@ func run(keep bool) error {
 		fmt.Printf(" %-26s", u)
 	}
 	fmt.Println(" layer 2 address")
-	for _, r := range results {
+	for _, r := range f.results {
 		fmt.Printf("    %-28s", r.fault)
 		for _, g := range r.gaps {
 			cell := "no request failed"
@@ -361,6 +295,70 @@ func run(keep bool) error {
 	info("(node-monitor-grace-period), so kube-proxy still sends some new connections there: short repeated gaps.")
 	info("cluster up in %s; stack applied → all speakers Ready in %s", upTime.Round(100*time.Millisecond), readyTime.Round(100*time.Millisecond))
 	return nil
+}
+
+// faults injects faults while the probe runs and records what the client saw.
+type faults struct {
+	d       *demo
+	probe   *realcluster.Probe
+	urls    []string
+	web     client.ObjectKey
+	results []result
+}
+
+// result is one fault's row: the outages of each VIP and where the
+// layer-2 address went.
+type result struct {
+	fault string
+	gaps  [][]time.Duration
+	note  string
+}
+
+// run injects a fault on the node that announces the layer-2 address
+// (from), waits until the address has moved (a restarted speaker may
+// have taken it back before its peers noticed, so after 15 s any owner
+// will do) and every VIP answers again, and records the client's outages
+// over that time and 2 s more. With restart, the fault is one kubelet
+// repairs: it then waits for every speaker to be Ready again and returns
+// the address's owner after that; otherwise it returns the new owner.
+func (f *faults) run(ctx context.Context, name, from string, restart bool, inject func() error) (string, error) {
+	c := f.d.c
+	start := time.Now()
+	if err := inject(); err != nil {
+		return "", err
+	}
+	moveWait, cancel := context.WithTimeout(ctx, 15*time.Second)
+	next, err := announcer(moveWait, c, f.web, func(n string) bool { return n != from })
+	cancel()
+	if err != nil {
+		if next, err = announcer(ctx, c, f.web, nil); err != nil {
+			return "", err
+		}
+	}
+	if err := waitAllUp(ctx, f.probe, f.urls); err != nil {
+		return "", err
+	}
+	time.Sleep(2 * time.Second)
+	r := result{fault: name, note: "moved to " + next}
+	if next == from {
+		r.note = "stayed on " + next
+	}
+	for _, u := range f.urls {
+		r.gaps = append(r.gaps, f.probe.Gaps(u, start, time.Now()))
+	}
+	f.results = append(f.results, r)
+	if _, err := f.d.kubectl(ctx, "-n", f.web.Namespace, "get", "serviceannouncement", f.web.Name, "-o", "jsonpath=lastMove: {.status.lastMove.reason} from {.status.lastMove.from} to {.status.lastMove.to}, detected in {.status.lastMove.detectionTime}: {.status.lastMove.message}{\"\\n\"}"); err != nil {
+		return "", err
+	}
+	if !restart {
+		return next, nil
+	}
+	if err := c.WaitStackAvailable(ctx, system); err != nil {
+		return "", err
+	}
+	// The restarted speaker has joined again; where the address is now.
+	time.Sleep(3 * time.Second)
+	return announcer(ctx, c, f.web, nil)
 }
 
 // router starts BIRD 2 peering with every node (iBGP AS 64500, BFD) and
@@ -400,7 +398,9 @@ func (d *demo) applyRetrying(ctx context.Context, path string) error {
 // announcer waits until one node announces the Service and ok (nil: any)
 // accepts it, and names it.
 func announcer(ctx context.Context, c *realcluster.Cluster, key client.ObjectKey, ok func(string) bool) (string, error) {
-	st, err := c.WaitAnnounced(ctx, key, ok)
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := lab.WaitAnnounced(wait, c.Client, key, ok)
 	if err != nil {
 		return "", err
 	}

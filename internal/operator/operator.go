@@ -162,7 +162,7 @@ type WorkloadDefaults struct {
 }
 
 // podReadBackoff retries reading the operator's own Pod over transient
-// API errors (about 30 s in all), so that a hiccup at start does not roll
+// API errors (6 tries over about 16 s), so that a hiccup at start does not roll
 // the workloads to the fallback image.
 var podReadBackoff = wait.Backoff{Steps: 6, Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1}
 

@@ -141,6 +141,9 @@ func SpeakerDaemonSet(stack *lbv1.LoadBalancerStack, p Params) *appsv1.DaemonSet
 		missed = DefaultMissedHeartbeats
 	}
 	podLabels := selectorLabels(ComponentSpeaker)
+	// One definition of where speakers run, shared with the speakers'
+	// expectation of their peers.
+	placeSel, placeTol := SpeakerPlacement(stack)
 	return &appsv1.DaemonSet{
 		TypeMeta:   typeMeta("apps/v1", "DaemonSet"),
 		ObjectMeta: meta(stack, p.Namespace, SpeakerName, ComponentSpeaker),
@@ -161,8 +164,8 @@ func SpeakerDaemonSet(stack *lbv1.LoadBalancerStack, p Params) *appsv1.DaemonSet
 					ImagePullSecrets:              imagePullSecrets(s.WorkloadSpec, p),
 					HostNetwork:                   true,
 					DNSPolicy:                     corev1.DNSClusterFirstWithHostNet,
-					NodeSelector:                  nodeSelector(s.NodeSelector),
-					Tolerations:                   speakerTolerations(s.Tolerations),
+					NodeSelector:                  placeSel,
+					Tolerations:                   placeTol,
 					TerminationGracePeriodSeconds: ptr.To[int64](5),
 					PriorityClassName:             "system-node-critical",
 					SecurityContext: &corev1.PodSecurityContext{

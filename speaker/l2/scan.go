@@ -196,7 +196,7 @@ func (a *Announcer) installLocked(ctx context.Context, openings []*opening) {
 			}
 		}
 		if o.wantNDP {
-			if idle := o.ndpErr != nil && ndpNotApplicable(o.ndpErr); idle {
+			if ndpNotApplicable(o.ndpErr) {
 				if !ifc.ndpIdle || o.ndpErr.Error() != ifc.ndpErr {
 					a.log.V(1).Info("No usable IPv6 link-local address, not answering NDP until one appears", "interface", ifc.name, "reason", o.ndpErr.Error())
 				}

@@ -29,8 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/lbstack/lbstack/internal/testenv"
@@ -137,24 +135,6 @@ func loadCSV(t *testing.T) *csv {
 		t.Fatalf("%s: kind %q", csvFile, c.Kind)
 	}
 	return c
-}
-
-// render runs kustomize on a folder of the repository.
-func render(t *testing.T, dir string) []*unstructured.Unstructured {
-	t.Helper()
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), path(dir))
-	if err != nil {
-		t.Fatalf("kustomize %s: %v", dir, err)
-	}
-	var out []*unstructured.Unstructured
-	for _, r := range res.Resources() {
-		m, err := r.Map()
-		if err != nil {
-			t.Fatalf("%s: %v", r.CurId(), err)
-		}
-		out = append(out, &unstructured.Unstructured{Object: m})
-	}
-	return out
 }
 
 // find returns the rendered object of that kind and name, decoded into v.
@@ -379,7 +359,7 @@ func TestOperatorDeployment(t *testing.T) {
 
 	// The whole spec must be config/manifests': the bundle is stale otherwise.
 	var want appsv1.Deployment
-	find(t, render(t, "config/manifests"), "Deployment", deploymentName, &want)
+	find(t, testenv.Kustomize(t, "config/manifests"), "Deployment", deploymentName, &want)
 	if !equality.Semantic.DeepEqual(dep.Spec, want.Spec) {
 		got, _ := yaml.Marshal(dep.Spec)
 		exp, _ := yaml.Marshal(want.Spec)
@@ -392,7 +372,7 @@ func TestOperatorDeployment(t *testing.T) {
 // reading its own Pod (operator-sdk merges them in name order).
 func TestPermissions(t *testing.T) {
 	c := loadCSV(t)
-	objs := render(t, "config/manifests")
+	objs := testenv.Kustomize(t, "config/manifests")
 	var role rbacv1.ClusterRole
 	find(t, objs, "ClusterRole", "lbstack-operator", &role)
 	var le, own rbacv1.Role

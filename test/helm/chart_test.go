@@ -34,8 +34,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
@@ -186,19 +184,7 @@ func template(t *testing.T, ns string, values map[string]any) rendered {
 // kustomize renders config/default.
 func kustomize(t *testing.T) rendered {
 	t.Helper()
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), path("config/default"))
-	if err != nil {
-		t.Fatalf("kustomize build config/default: %v", err)
-	}
-	var out rendered
-	for _, r := range res.Resources() {
-		m, err := r.Map()
-		if err != nil {
-			t.Fatalf("%s: %v", r.CurId(), err)
-		}
-		out = append(out, &unstructured.Unstructured{Object: m})
-	}
-	return out
+	return rendered(testenv.Kustomize(t, "config/default"))
 }
 
 // layer2Spec is the spec of the layer 2 sample, as stack.spec values.

@@ -4,14 +4,10 @@ package manifests
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/lbstack/lbstack/internal/testenv"
 )
@@ -22,28 +18,10 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, testenv.Options{}, func(e *testenv.Env) { env = e })
 }
 
-func render(t *testing.T, dir string) []*unstructured.Unstructured {
-	t.Helper()
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	res, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(testenv.RepoRoot(), dir))
-	if err != nil {
-		t.Fatalf("kustomize %s: %v", dir, err)
-	}
-	var out []*unstructured.Unstructured
-	for _, r := range res.Resources() {
-		m, err := r.Map()
-		if err != nil {
-			t.Fatalf("%s: %v", r.CurId(), err)
-		}
-		out = append(out, &unstructured.Unstructured{Object: m})
-	}
-	return out
-}
-
 // TestDefaultInstall renders config/default and creates every object in a
 // real API server, namespace first, so the install is known to apply.
 func TestDefaultInstall(t *testing.T) {
-	objs := render(t, "config/default")
+	objs := testenv.Kustomize(t, "config/default")
 	kinds := map[string]int{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
@@ -81,7 +59,7 @@ func TestDefaultInstall(t *testing.T) {
 
 // TestSamplesRender checks config/samples is a valid kustomization.
 func TestSamplesRender(t *testing.T) {
-	if n := len(render(t, "config/samples")); n < 7 {
+	if n := len(testenv.Kustomize(t, "config/samples")); n < 7 {
 		t.Fatalf("config/samples renders %d objects, want at least 7", n)
 	}
 }

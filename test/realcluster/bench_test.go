@@ -47,7 +47,7 @@ func BenchmarkInstall(b *testing.B) {
 			b.Fatalf("%v\n%s", err, out)
 		}
 		applied := applyStack(b, ctx, c, filepath.Join(root, layer2Sample))
-		waitStackAvailable(b, ctx, c, len(c.Nodes))
+		waitStackAvailable(b, ctx, c)
 		ready = append(ready, time.Since(applied))
 		c.Close()
 	}

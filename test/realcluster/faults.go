@@ -182,11 +182,32 @@ func (c *Cluster) SpeakerPIDs(n *Node) ([]int, error) {
 	if err := syscall.Stat("/run/netns/"+n.NS, &want); err != nil {
 		return nil, fmt.Errorf("%s: %w", n.Name, err)
 	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
 	var pids []int
+	for _, pid := range LbstackProcesses()["speaker"] {
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join("/proc", strconv.Itoa(pid), "ns", "net"), &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// LbstackProcesses returns the PIDs of the processes of lbstack's
+// containers on this machine by component (operator, controller,
+// speaker), found by their command line (/lbstack COMPONENT ...).
+func LbstackProcesses() map[string][]int {
+	out := map[string][]int{}
+	eachProcess(func(pid int, args []string) {
+		if len(args) >= 2 && args[0] == "/lbstack" {
+			out[args[1]] = append(out[args[1]], pid)
+		}
+	})
+	return out
+}
+
+// eachProcess calls fn with every process's PID and command line.
+func eachProcess(fn func(pid int, args []string)) {
+	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -196,14 +217,6 @@ func (c *Cluster) SpeakerPIDs(n *Node) ([]int, error) {
 		if err != nil {
 			continue
 		}
-		args := strings.Split(string(b), "\x00")
-		if len(args) < 2 || args[0] != "/lbstack" || args[1] != "speaker" {
-			continue
-		}
-		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join("/proc", e.Name(), "ns", "net"), &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
-			pids = append(pids, pid)
-		}
+		fn(pid, strings.Split(string(b), "\x00"))
 	}
-	return pids, nil
 }

@@ -132,7 +132,7 @@ func TestInstall(t *testing.T) {
 	image := archiveImage(t, filepath.Join(root, "bin", "images", "lbstack.tar"))
 
 	applied := applyStack(t, ctx, c, filepath.Join(root, layer2Sample))
-	waitStackAvailable(t, ctx, c, len(c.Nodes))
+	waitStackAvailable(t, ctx, c)
 	t.Logf("stack applied → every speaker Ready and the stack Available: %s", time.Since(applied).Round(100*time.Millisecond))
 
 	t.Run("pods run with the rendered identity", func(t *testing.T) { checkPods(t, ctx, c, image) })
@@ -206,7 +206,7 @@ func TestInstall(t *testing.T) {
 			t.Fatal(err)
 		}
 		applyStack(t, ctx, c, filepath.Join(root, bgpSample))
-		waitStackAvailable(t, ctx, c, len(c.Nodes))
+		waitStackAvailable(t, ctx, c)
 		// A new Service: the layer-2 one keeps its address (an assigned IP
 		// never moves), which is in no pool now.
 		svc := &corev1.Service{}
@@ -302,7 +302,7 @@ func TestInstall(t *testing.T) {
 		}
 		run("install", "lbstack", filepath.Join(root, "charts", "lbstack"), "--namespace", operatorNamespace, "--create-namespace",
 			"--values", filepath.Join(root, "test", "realcluster", "testdata", "helm-values.yaml"), "--wait", "--timeout", "3m")
-		waitStackAvailable(t, ctx, c, len(c.Nodes))
+		waitStackAvailable(t, ctx, c)
 		checkPods(t, ctx, c, image)
 		if got, _ := serviceIPs(t, ctx, c, echo, 2); got != v4 {
 			t.Errorf("the Service's address changed from %s to %s across the reinstall", v4, got)
@@ -341,7 +341,7 @@ func applyStack(t testing.TB, ctx context.Context, c *realcluster.Cluster, path 
 
 // waitStackAvailable waits until the stack is Available with every
 // speaker Ready and the controller's replicas ready.
-func waitStackAvailable(t testing.TB, ctx context.Context, c *realcluster.Cluster, _ int) {
+func waitStackAvailable(t testing.TB, ctx context.Context, c *realcluster.Cluster) {
 	t.Helper()
 	if err := c.WaitStackAvailable(ctx, operatorNamespace); err != nil {
 		t.Fatal(err)
@@ -398,7 +398,7 @@ func deleteStack(t *testing.T, ctx context.Context, c *realcluster.Cluster, ip n
 // serviceIPs waits for the Service's addresses: the first IPv4 and IPv6 one.
 func serviceIPs(t *testing.T, ctx context.Context, c *realcluster.Cluster, key client.ObjectKey, want int) (v4, v6 netip.Addr) {
 	t.Helper()
-	ips, err := c.ServiceIPs(ctx, key, want)
+	ips, err := lab.ServiceIPs(ctx, c.Client, key, want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,9 @@ func serviceIPs(t *testing.T, ctx context.Context, c *realcluster.Cluster, key c
 // waitAnnounced waits until one node announces the Service.
 func waitAnnounced(t *testing.T, ctx context.Context, c *realcluster.Cluster, key client.ObjectKey) *lbv1.ServiceAnnouncementStatus {
 	t.Helper()
-	st, err := c.WaitAnnounced(ctx, key, nil)
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := lab.WaitAnnounced(wait, c.Client, key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +517,7 @@ func checkPods(t *testing.T, ctx context.Context, c *realcluster.Cluster, image 
 	for _, cp := range want[render.ComponentSpeaker].SecurityContext.Capabilities.Add {
 		capBits |= 1 << capNumbers[string(cp)]
 	}
-	procs := lbstackProcesses(t)
+	procs := lbstackProcesses()
 	if len(procs["speaker"]) != len(c.Nodes) {
 		t.Errorf("found %d speaker processes, want %d", len(procs["speaker"]), len(c.Nodes))
 	}
@@ -561,42 +563,30 @@ type process struct {
 	capEff uint64
 }
 
-// lbstackProcesses finds the lbstack processes on this machine by their
-// command line (/lbstack operator|controller|speaker) and reads their
-// effective UID and capabilities.
-func lbstackProcesses(t *testing.T) map[string][]process {
+// lbstackProcesses reads the effective UID and capabilities of lbstack's
+// processes on this machine, by component.
+func lbstackProcesses() map[string][]process {
 	out := map[string][]process{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(b), "\x00")
-		if len(args) < 2 || args[0] != "/lbstack" {
-			continue
-		}
-		f, err := os.Open(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		p := process{pid: pid}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			k, v, _ := strings.Cut(sc.Text(), ":")
-			switch k {
-			case "Uid":
-				p.uid = strings.Fields(v)[1] // effective
-			case "CapEff":
-				p.capEff, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+	for role, pids := range realcluster.LbstackProcesses() {
+		for _, pid := range pids {
+			f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+			if err != nil {
+				continue
 			}
+			p := process{pid: pid}
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				k, v, _ := strings.Cut(sc.Text(), ":")
+				switch k {
+				case "Uid":
+					p.uid = strings.Fields(v)[1] // effective
+				case "CapEff":
+					p.capEff, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+				}
+			}
+			f.Close()
+			out[role] = append(out[role], p)
 		}
-		f.Close()
-		out[args[1]] = append(out[args[1]], p)
 	}
 	return out
 }

@@ -210,16 +210,12 @@ func (c *Cluster) undoNodes() {
 // netnsInUse returns the network namespaces (by inode) of every process.
 func netnsInUse() map[uint64]bool {
 	used := map[uint64]bool{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
+	eachProcess(func(pid int, _ []string) {
 		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join("/proc", e.Name(), "ns", "net"), &st) == nil {
+		if syscall.Stat(filepath.Join("/proc", strconv.Itoa(pid), "ns", "net"), &st) == nil {
 			used[st.Ino] = true
 		}
-	}
+	})
 	return used
 }
 
@@ -308,25 +304,13 @@ func cgroupPIDs(name string) []int {
 // shimPIDs lists the containerd shims started by the containerd at socket
 // (a shim's command line names its containerd's address).
 func shimPIDs(socket string) []int {
-	entries, _ := os.ReadDir("/proc")
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(b), "\x00")
-		if len(args) == 0 || !strings.Contains(filepath.Base(args[0]), "containerd-shim") {
-			continue
-		}
-		if slices.Contains(args, socket) || slices.Contains(args, socket+".ttrpc") {
+	eachProcess(func(pid int, args []string) {
+		if strings.Contains(filepath.Base(args[0]), "containerd-shim") &&
+			(slices.Contains(args, socket) || slices.Contains(args, socket+".ttrpc")) {
 			out = append(out, pid)
 		}
-	}
+	})
 	return out
 }
 

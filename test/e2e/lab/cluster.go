@@ -169,10 +169,16 @@ func L2Config(name string, addrs ...string) []client.Object {
 
 // ServiceIPs waits until the Service has addresses and returns them.
 func (c *Cluster) ServiceIPs(ctx context.Context, key client.ObjectKey, want int) ([]netip.Addr, error) {
+	return ServiceIPs(ctx, c.Client, key, want)
+}
+
+// ServiceIPs waits until the Service has at least want addresses in its
+// status and returns them, IPv4 first.
+func ServiceIPs(ctx context.Context, r client.Reader, key client.ObjectKey, want int) ([]netip.Addr, error) {
 	var ips []netip.Addr
 	err := WaitFor(ctx, 50*time.Millisecond, func() error {
 		var svc corev1.Service
-		if err := c.Client.Get(ctx, key, &svc); err != nil {
+		if err := r.Get(ctx, key, &svc); err != nil {
 			return err
 		}
 		ips = nil
@@ -182,10 +188,11 @@ func (c *Cluster) ServiceIPs(ctx context.Context, key client.ObjectKey, want int
 			}
 		}
 		if len(ips) < want {
-			return fmt.Errorf("%s has %d addresses", key, len(ips))
+			return fmt.Errorf("%s has %d of %d addresses", key, len(ips), want)
 		}
 		return nil
 	})
+	slices.SortStableFunc(ips, func(a, b netip.Addr) int { return a.BitLen() - b.BitLen() })
 	return ips, err
 }
 
@@ -201,18 +208,26 @@ func (c *Cluster) Announcement(ctx context.Context, key client.ObjectKey) (*lbv1
 // WaitAnnounced waits until the ServiceAnnouncement names one node that
 // passes ok, and returns it.
 func (c *Cluster) WaitAnnounced(ctx context.Context, key client.ObjectKey, ok func(node string) bool) (*lbv1.ServiceAnnouncementStatus, error) {
-	var st *lbv1.ServiceAnnouncementStatus
+	return WaitAnnounced(ctx, c.Client, key, ok)
+}
+
+// WaitAnnounced waits until exactly one node announces the Service (its
+// ServiceAnnouncement's status) and ok (nil: any) accepts it, and returns
+// the status.
+func WaitAnnounced(ctx context.Context, r client.Reader, key client.ObjectKey, ok func(node string) bool) (*lbv1.ServiceAnnouncementStatus, error) {
+	var st lbv1.ServiceAnnouncementStatus
 	err := WaitFor(ctx, 50*time.Millisecond, func() error {
-		var err error
-		if st, err = c.Announcement(ctx, key); err != nil {
+		var a lbv1.ServiceAnnouncement
+		if err := r.Get(ctx, key, &a); err != nil {
 			return err
 		}
-		if len(st.Nodes) != 1 || !ok(st.Nodes[0].Node) {
+		st = a.Status
+		if len(st.Nodes) != 1 || (ok != nil && !ok(st.Nodes[0].Node)) {
 			return fmt.Errorf("announced by %+v", st.Nodes)
 		}
 		return nil
 	})
-	return st, err
+	return &st, err
 }
 
 var arpingReply = regexp.MustCompile(`(?i)from ([0-9a-f]{2}(?::[0-9a-f]{2}){5})`)
