@@ -82,28 +82,28 @@ func (v *ConfigValidator[T]) ValidateDelete(ctx context.Context, obj T) (admissi
 	return v.judge(ctx, obj, with(objs, obj, false), with(objs, obj, true), true)
 }
 
-// ownerGoing returns the name of the LoadBalancerStack that is obj's
-// controller, and whether that stack is gone or being deleted.
-func ownerGoing(obj client.Object, stacks []lbv1.LoadBalancerStack) (string, bool) {
-	ref := metav1.GetControllerOf(obj)
-	if ref == nil || ref.Kind != "LoadBalancerStack" || !strings.HasPrefix(ref.APIVersion, lbv1.GroupVersion.Group+"/") {
-		return "", false
+// ownerGoing returns the controller reference of obj when it is a
+// LoadBalancerStack's child, and whether that stack is gone or being deleted.
+func ownerGoing(obj client.Object, stacks []lbv1.LoadBalancerStack) (*metav1.OwnerReference, bool) {
+	ref := config.StackController(obj)
+	if ref == nil {
+		return nil, false
 	}
 	for i := range stacks {
 		if s := &stacks[i]; s.UID == ref.UID {
-			return ref.Name, !s.DeletionTimestamp.IsZero()
+			return ref, !s.DeletionTimestamp.IsZero()
 		}
 	}
-	return ref.Name, true
+	return ref, true
 }
 
-// allowChildDelete allows the delete of obj, a child of the stack named
-// owner that is gone or going, and warns about what it leaves without:
+// allowChildDelete allows the delete of obj, a child of the stack owner
+// (its controller reference) that is gone or going, and warns about what it leaves without:
 // what deleting obj would take away if the stack were gone and obj a
 // standalone object.
-func (v *ConfigValidator[T]) allowChildDelete(ctx context.Context, obj T, owner string, objs config.Objects) (admission.Warnings, error) {
-	ownerUID := metav1.GetControllerOf(obj).UID
-	objs.Stacks = slices.DeleteFunc(slices.Clone(objs.Stacks), func(s lbv1.LoadBalancerStack) bool { return s.UID == ownerUID })
+func (v *ConfigValidator[T]) allowChildDelete(ctx context.Context, obj T, ownerRef *metav1.OwnerReference, objs config.Objects) (admission.Warnings, error) {
+	owner := ownerRef.Name
+	objs.Stacks = slices.DeleteFunc(slices.Clone(objs.Stacks), func(s lbv1.LoadBalancerStack) bool { return s.UID == ownerRef.UID })
 	standalone := obj.DeepCopyObject().(T)
 	standalone.SetOwnerReferences(nil)
 	before := with(objs, standalone, false)

@@ -200,13 +200,16 @@ func inlines[I, T any](items []I, get func(*I) (lbv1.InlineMeta, *T)) []inline[T
 // rendered child: its controller reference is a LoadBalancerStack.
 // Children are skipped: the stack's inline list is the truth, and the
 // operator keeps the children in line with it.
-func OwnedByStack(m *metav1.ObjectMeta) bool {
-	for _, r := range m.OwnerReferences {
-		if r.Kind == "LoadBalancerStack" && strings.HasPrefix(r.APIVersion, lbv1.GroupVersion.Group+"/") && r.Controller != nil && *r.Controller {
-			return true
-		}
+func OwnedByStack(m *metav1.ObjectMeta) bool { return StackController(m) != nil }
+
+// StackController returns the controller reference of o when it names a
+// LoadBalancerStack (o is a rendered child), or nil.
+func StackController(o metav1.Object) *metav1.OwnerReference {
+	r := metav1.GetControllerOfNoCopy(o)
+	if r == nil || r.Kind != "LoadBalancerStack" || !strings.HasPrefix(r.APIVersion, lbv1.GroupVersion.Group+"/") {
+		return nil
 	}
-	return false
+	return r
 }
 
 // collect merges the stack's inline items of one kind with the standalone
