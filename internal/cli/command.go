@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/go-logr/logr"
@@ -86,6 +88,10 @@ func Main(args []string, stderr io.Writer, commands []Command) int {
 	// controller-runtime and client-go log through these.
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)
+	// So does the standard library's logger (net/http's server errors,
+	// such as a TLS handshake cut short by the shutdown): every line JSON.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(stdlibWriter{log.WithName("stdlib")})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -96,4 +102,12 @@ func Main(args []string, stderr io.Writer, commands []Command) int {
 	}
 	log.Info("Stopped")
 	return 0
+}
+
+// stdlibWriter turns the standard library logger's lines into log entries.
+type stdlibWriter struct{ log logr.Logger }
+
+func (w stdlibWriter) Write(p []byte) (int, error) {
+	w.log.Info(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
