@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,13 +42,26 @@ const (
 type Snapshot struct {
 	// L2 are the layer-2 groups (see PlanL2).
 	L2 []L2Group
+	// ExpectedPeers are the other nodes on which a live speaker is
+	// expected (see Watcher.ExpectedPeers). When there are none, a
+	// starting speaker does not wait to join anyone before electing.
+	ExpectedPeers []string
 }
 
-// Members is the membership the core needs: live members and a change signal.
+// Members is the membership the core needs: live members, what each
+// claims, and a change signal (implemented by membership.Membership).
 type Members interface {
 	Live() []membership.Member
 	Changed() <-chan struct{}
 	SetWatched(names []string)
+	// Claims returns, per election key, the other live members that
+	// announce it.
+	Claims() map[netip.Addr][]string
+	// SetClaims publishes the election keys this node announces.
+	SetClaims(keys []netip.Addr)
+	// Settled reports whether this node has joined another member and
+	// knows the claims of every live member.
+	Settled() bool
 }
 
 // Departures optionally tells how a member went: graceful leave or failure,
@@ -59,6 +73,10 @@ type Departures interface {
 // Announcer is the layer-2 announcer the core drives.
 type Announcer interface {
 	SetOwned(map[netip.Addr]l2.Target)
+	// Reannounce sends the gratuitous ARP / unsolicited NA schedule again
+	// for owned addresses, so that clients that followed another node's
+	// announcement come back.
+	Reannounce(ips []netip.Addr)
 }
 
 // Move is a change of the node announcing a group, seen by the new owner.
@@ -121,8 +139,15 @@ func healthyFor(meta []byte, interfaces []string) bool {
 }
 
 // Core is the announce loop: it elects an owner per layer-2 group from the
-// last snapshot and the live members, drives the announcer, and reports
-// the moves this node makes. It never talks to the API server.
+// last snapshot, the live members and what each announces, drives the
+// announcer, and reports the moves this node makes. It never talks to the
+// API server.
+//
+// The election (see Elect) keeps an address where it is while its owner
+// stays live, eligible and healthy: a node that joins, returns after a
+// restart or becomes eligible takes no address another node announces, so
+// each fault moves an address at most once. Addresses that have no live
+// owner go to the rendezvous-hash favourite among the candidates.
 type Core struct {
 	Node       string
 	Members    Members
@@ -135,20 +160,31 @@ type Core struct {
 	OnMove func(Move)
 	// OnOwned is called after each election with the groups this node owns.
 	OnOwned func([]L2Group)
-	// Grace is how long after start this node does not take addresses:
-	// long enough for the others to hear it is back (one failure-detection
-	// timeout), so that a returning favourite and the current owner do not
-	// answer at the same time.
-	Grace time.Duration
+	// JoinTimeout bounds how long after its first snapshot a starting
+	// speaker that expects peers waits to join them (and learn what they
+	// announce) before it elects on its own. Until it has joined it takes
+	// no address.
+	JoinTimeout time.Duration
+	// JoinGrace is how long, once joined, this node still waits before it
+	// elects: one failure-detection timeout and a little, so that if its
+	// previous run announced addresses and the others are taking them over
+	// right now, their claims reach it first.
+	JoinGrace time.Duration
 
 	mu       sync.Mutex
 	snapshot *Snapshot
-	started  time.Time
 	kick     wakeup
 
 	// Loop state.
-	owners   map[netip.Addr]string // group key → owner at the last election
-	lastSeen map[string]time.Time  // when a member was last seen live by an election
+	joined     bool
+	firstSnap  time.Time
+	settledAt  time.Time
+	owners     map[netip.Addr]string   // group key → owner at the last election
+	lastSeen   map[string]time.Time    // when a member was last seen live by an election
+	liveAtLast map[string]bool         // the members live at the last election
+	contested  map[netip.Addr]string   // group key → the rivals this node won it from
+	yielded    map[netip.Addr]struct{} // groups given up to a foreign answer while alone
+	conflicts  chan netip.Addr
 }
 
 // SetSnapshot hands the core a new snapshot; the loop elects again.
@@ -159,89 +195,250 @@ func (c *Core) SetSnapshot(s *Snapshot) {
 	c.kick.Notify()
 }
 
+// Conflict tells the core that a host with another MAC answers for ip, which
+// this node announces. A node that has joined no other speaker though it
+// expects some (a different memberlist key, port 7946 blocked) gives the
+// address up until it joins: the other answer comes from a speaker it cannot
+// see. A node with peers keeps it (the announcer re-asserts; the claims
+// decide between speakers that see each other). It does not block.
+func (c *Core) Conflict(ip netip.Addr) {
+	c.mu.Lock()
+	if c.conflicts == nil {
+		c.conflicts = make(chan netip.Addr, 64)
+	}
+	ch := c.conflicts
+	c.mu.Unlock()
+	select {
+	case ch <- ip:
+	default:
+	}
+}
+
+func (c *Core) conflictCh() chan netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conflicts == nil {
+		c.conflicts = make(chan netip.Addr, 64)
+	}
+	return c.conflicts
+}
+
 // Run elects on every membership change and every snapshot until ctx
 // ends; then it releases every address (before membership leaves, so this
 // node stops answering as the others take over).
 func (c *Core) Run(ctx context.Context) error {
-	c.mu.Lock()
-	c.started = c.Clock.Now()
-	c.mu.Unlock()
-	graceOver := c.Clock.After(c.Grace)
+	conflicts := c.conflictCh()
 	for {
+		// While joining, look again every 50 ms: the join ends on a
+		// timeout or a grace, not only on an event.
+		var joining <-chan time.Time
+		if !c.joined {
+			joining = c.Clock.After(50 * time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			c.L2.SetOwned(nil)
+			c.Members.SetClaims(nil)
 			return nil
 		case <-c.Members.Changed():
 		case <-c.kick.C():
-		case <-graceOver:
-			graceOver = nil
+		case <-joining:
+		case ip := <-conflicts:
+			c.conflict(ip)
 		}
 		c.Elect()
 	}
 }
 
-// inGrace reports whether this node still holds back from taking addresses.
-func (c *Core) inGrace(now time.Time) bool {
+func (c *Core) currentSnapshot() *Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return !c.started.IsZero() && now.Sub(c.started) < c.Grace
+	return c.snapshot
+}
+
+// conflict handles a foreign answer for ip (see Conflict).
+func (c *Core) conflict(ip netip.Addr) {
+	snap := c.currentSnapshot()
+	if snap == nil || !c.alone(snap) {
+		return
+	}
+	for _, g := range snap.L2 {
+		if slices.Contains(g.IPs, ip) {
+			if c.yielded == nil {
+				c.yielded = map[netip.Addr]struct{}{}
+			}
+			if _, ok := c.yielded[g.Key]; !ok {
+				c.Log.Info("Another host answers for an address while this speaker has joined none of the speakers it expects: giving the address up until it joins them",
+					"ips", g.IPs, "expectedPeers", len(snap.ExpectedPeers))
+			}
+			c.yielded[g.Key] = struct{}{}
+		}
+	}
+}
+
+// alone reports whether this node sees no other live member though it
+// expects some.
+func (c *Core) alone(snap *Snapshot) bool {
+	if len(snap.ExpectedPeers) == 0 {
+		return false
+	}
+	for _, m := range c.Members.Live() {
+		if m.Name != c.Node {
+			return false
+		}
+	}
+	return true
+}
+
+// join decides whether this node has finished joining: it has no peers to
+// expect, or it has known every live member's claims for JoinGrace, or it
+// waited JoinTimeout after its first snapshot.
+func (c *Core) join(snap *Snapshot, now time.Time) {
+	if c.joined {
+		return
+	}
+	if c.firstSnap.IsZero() {
+		c.firstSnap = now
+	}
+	waited := now.Sub(c.firstSnap)
+	if !c.Members.Settled() {
+		c.settledAt = time.Time{}
+	} else if c.settledAt.IsZero() {
+		c.settledAt = now
+	}
+	var why string
+	switch {
+	case len(snap.ExpectedPeers) == 0:
+		why = "no other speaker expected"
+	case !c.settledAt.IsZero() && now.Sub(c.settledAt) >= c.JoinGrace:
+		why = "joined the other speakers and learned what they announce"
+	case waited >= c.JoinTimeout:
+		why = "no other speaker answered within the join timeout"
+	default:
+		return
+	}
+	c.joined = true
+	c.Log.Info("Joined: electing", "reason", why, "waited", waited.Round(time.Millisecond), "expectedPeers", len(snap.ExpectedPeers))
 }
 
 // Elect runs one election and applies it. It is called by Run; tests call
-// it directly.
+// it directly. For each group, over the candidates that are live and whose
+// announcing interfaces have carrier:
+//
+//   - the claimants are the candidates that announce the group now (this
+//     node, if it owns it; the others from their published claims). A
+//     claimant whose heartbeats another claimant cannot hear (SuspectsUs)
+//     steps back: that one has taken over and cannot see it;
+//   - with claimants, the owner is the rendezvous favourite among them: it
+//     stays where it is, and when two announce it (a partition healed) both
+//     reach the same winner, which re-announces so that clients come back;
+//   - without, the owner is the rendezvous favourite among the candidates.
+//
+// This node takes nothing before it has joined (see JoinTimeout). The others
+// count it as a candidate meanwhile: an address that has no owner and whose
+// favourite is a joining node waits for it (a gap of at most the join),
+// rather than two nodes deciding from different views (a double answer).
 func (c *Core) Elect() {
-	c.mu.Lock()
-	snap := c.snapshot
-	c.mu.Unlock()
+	snap := c.currentSnapshot()
 	if snap == nil {
 		return // nothing known yet: keep what is announced
 	}
 	now := c.Clock.Now()
-	live := map[string][]byte{}
+	c.join(snap, now)
+	members := map[string]membership.Member{}
 	for _, m := range c.Members.Live() {
-		live[m.Name] = m.Meta
+		members[m.Name] = m
 	}
-	grace := c.inGrace(now)
+	claims := c.Members.Claims()
+	// Members seen before, gone at the last election and live again: a
+	// partition healed or a node came back. It may have announced what this
+	// node announces (or its clients may still point at it), so this node
+	// re-announces the groups it keeps that the returning node could own.
+	returning := map[string]bool{}
+	for n := range members {
+		if _, seen := c.lastSeen[n]; seen && !c.liveAtLast[n] && n != c.Node {
+			returning[n] = true
+		}
+	}
+	alone := c.alone(snap)
+	if !alone {
+		c.yielded = nil
+	}
 	if c.owners == nil {
-		c.owners, c.lastSeen = map[netip.Addr]string{}, map[string]time.Time{}
+		c.owners, c.lastSeen, c.contested = map[netip.Addr]string{}, map[string]time.Time{}, map[netip.Addr]string{}
 	}
 	owned := map[netip.Addr]l2.Target{}
 	var mine []L2Group
+	var keys, reannounce []netip.Addr
 	watch := map[string]bool{}
 	owners := make(map[netip.Addr]string, len(snap.L2))
+	contested := map[netip.Addr]string{}
 	for _, g := range snap.L2 {
-		var cands []string
+		_, yielded := c.yielded[g.Key]
+		var cands, claimants []string
 		for _, n := range g.CandidateNames() {
-			meta, ok := live[n]
-			if !ok {
+			m, ok := members[n]
+			if !ok || !healthyFor(m.Meta, g.Candidates[n]) {
 				continue
 			}
-			if !healthyFor(meta, g.Candidates[n]) || (grace && n == c.Node) {
+			self := n == c.Node
+			if self && (!c.joined || yielded) {
 				continue
 			}
 			cands = append(cands, n)
+			if self && c.owners[g.Key] == c.Node || !self && slices.Contains(claims[g.Key], n) {
+				claimants = append(claimants, n)
+			}
 		}
-		owner := election.Owner(g.Key, cands)
+		if slices.Contains(claimants, c.Node) && slices.ContainsFunc(claimants, func(n string) bool { return n != c.Node && members[n].SuspectsUs }) {
+			// Another claimant cannot hear us and has taken over: step back.
+			claimants = slices.DeleteFunc(claimants, func(n string) bool { return n == c.Node })
+			c.Log.Info("Giving addresses back: a node that cannot hear this one announces them", "ips", g.IPs)
+		}
+		pool := claimants
+		if len(pool) == 0 {
+			pool = cands
+		}
+		owner := election.Owner(g.Key, pool)
 		owners[g.Key] = owner
-		// Watch the nodes next to this one in the group's ranking: they
-		// take over from each other.
-		rank := election.Ranking(g.Key, cands)
-		if len(rank) > 1 && (rank[0] == c.Node || rank[1] == c.Node) {
-			watch[rank[0]], watch[rank[1]] = true, true
+		// Watch the owner and the node that would take over from it.
+		next := election.Owner(g.Key, slices.DeleteFunc(slices.Clone(cands), func(n string) bool { return n == owner }))
+		if owner == c.Node || next == c.Node {
+			for _, n := range []string{owner, next} {
+				if n != "" {
+					watch[n] = true
+				}
+			}
 		}
 		if owner != c.Node {
 			continue
 		}
 		mine = append(mine, g)
+		keys = append(keys, g.Key)
 		for _, ip := range g.IPs {
 			owned[ip] = l2.Target{Interfaces: g.Candidates[c.Node]}
 		}
-		if prev, ok := c.owners[g.Key]; !ok || prev != c.Node {
-			c.reportMove(g, prev, live, now)
+		prev, had := c.owners[g.Key]
+		rivals := slices.DeleteFunc(slices.Clone(claimants), func(n string) bool { return n == c.Node })
+		switch {
+		case len(rivals) > 0 && c.contested[g.Key] != strings.Join(rivals, ","):
+			c.Log.Info("Keeping addresses another node also announced: re-announcing", "ips", g.IPs, "others", rivals)
+			reannounce = append(reannounce, g.IPs...)
+		case had && prev == c.Node && slices.ContainsFunc(g.CandidateNames(), func(n string) bool { return returning[n] }):
+			reannounce = append(reannounce, g.IPs...)
+		}
+		if len(rivals) > 0 {
+			contested[g.Key] = strings.Join(rivals, ",")
+		}
+		if !had || prev != c.Node {
+			c.reportMove(g, prev, members, now)
 		}
 	}
 	c.L2.SetOwned(owned)
+	c.Members.SetClaims(keys)
+	if len(reannounce) > 0 {
+		c.L2.Reannounce(reannounce)
+	}
 	delete(watch, c.Node)
 	names := make([]string, 0, len(watch))
 	for n := range watch {
@@ -250,17 +447,19 @@ func (c *Core) Elect() {
 	slices.Sort(names)
 	c.Members.SetWatched(names)
 
-	for n := range live {
+	c.liveAtLast = map[string]bool{}
+	for n := range members {
 		c.lastSeen[n] = now
+		c.liveAtLast[n] = true
 	}
-	c.owners = owners
+	c.owners, c.contested = owners, contested
 	if c.OnOwned != nil {
 		c.OnOwned(mine)
 	}
 }
 
 // reportMove explains why this node now owns g.
-func (c *Core) reportMove(g L2Group, prev string, live map[string][]byte, now time.Time) {
+func (c *Core) reportMove(g L2Group, prev string, live map[string]membership.Member, now time.Time) {
 	m := Move{Group: g, From: prev, To: c.Node, At: now}
 	_, prevLive := live[prev]
 	switch {
@@ -279,7 +478,7 @@ func (c *Core) reportMove(g L2Group, prev string, live map[string][]byte, now ti
 			}
 			m.Message = fmt.Sprintf("%s stopped answering heartbeats (detected in %s); %s took over", prev, m.DetectionTime.Round(time.Millisecond), c.Node)
 		}
-	case hasKey(g.Candidates, prev) && !healthyFor(live[prev], g.Candidates[prev]):
+	case hasKey(g.Candidates, prev) && !healthyFor(live[prev].Meta, g.Candidates[prev]):
 		m.Reason, m.Message = MoveInterfaceDown, fmt.Sprintf("the announcing interfaces of %s lost carrier; %s took over", prev, c.Node)
 	case !hasKey(g.Candidates, prev):
 		m.Reason, m.Message = MoveNotEligible, fmt.Sprintf("%s is no longer eligible to announce %s; %s took over", prev, ipList(g.IPs), c.Node)

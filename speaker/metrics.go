@@ -16,7 +16,12 @@ type metrics struct {
 	conflicts prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, driver *BGPDriver) (*metrics, error) {
+// membershipHealth is what the metrics read from membership: undecryptable
+// packets so far, and whether the speaker joined none of the speakers it
+// expects.
+type membershipHealth func() (undecryptable uint64, isolated bool)
+
+func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, driver *BGPDriver, health membershipHealth) (*metrics, error) {
 	m := &metrics{
 		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbstack_speaker_members",
 			Help: "Live speakers this speaker sees, itself included"}),
@@ -27,7 +32,18 @@ func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, driver *BGPDri
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "lbstack_speaker_l2_conflicts_reported_total",
 			Help: "Split-brain reports: another MAC answered for an address this node announces (rate-limited per address and MAC)"}),
 	}
-	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, &l2Collector{stats: stats}, &bgpCollector{d: driver}} {
+	undecryptable := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lbstack_speaker_membership_undecryptable_total",
+		Help: "Memberlist packets and streams this speaker could not decrypt: a speaker with another memberlist key (it can never join this one's cluster)"},
+		func() float64 { u, _ := health(); return float64(u) })
+	isolated := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lbstack_speaker_membership_isolated",
+		Help: "1 while this speaker has joined none of the speakers expected on other Ready nodes"},
+		func() float64 {
+			if _, iso := health(); iso {
+				return 1
+			}
+			return 0
+		})
+	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, undecryptable, isolated, &l2Collector{stats: stats}, &bgpCollector{d: driver}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

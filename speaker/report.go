@@ -28,11 +28,14 @@ import (
 
 // Event reasons on Services.
 const (
-	ReasonAnnouncing          = "Announcing"
-	ReasonAnnouncementMoved   = "AnnouncementMoved"
-	ReasonAnnouncementClash   = "AnnouncementConflict"
-	speakerFieldOwnerLayer2   = "lbstack-speaker"
-	maxReportRetryBackoffTime = 30 * time.Second
+	ReasonAnnouncing        = "Announcing"
+	ReasonAnnouncementMoved = "AnnouncementMoved"
+	ReasonAnnouncementClash = "AnnouncementConflict"
+	// ReasonMembershipKeyMismatch: a speaker with another memberlist key
+	// talks to this one (event on the Node).
+	ReasonMembershipKeyMismatch = "MembershipKeyMismatch"
+	speakerFieldOwnerLayer2     = "lbstack-speaker"
+	maxReportRetryBackoffTime   = 30 * time.Second
 )
 
 // Reporter writes what this node announces into ServiceAnnouncement
@@ -262,6 +265,22 @@ func (r *Reporter) moveEvents(m Move) {
 
 // Conflict reports another MAC answering for an address this node
 // announces: a Warning event on the Services holding it.
+// Foreign records, as a Warning event on this node's Node, that memberlist
+// traffic arrives that this speaker cannot decrypt: a speaker with another
+// memberlist key, which forms a cluster of its own (each announcing what it
+// elects). The metric lbstack_speaker_membership_undecryptable_total counts
+// every such packet.
+func (r *Reporter) Foreign(detail string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var node corev1.Node
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: r.Node}, &node); err != nil {
+		return
+	}
+	r.Recorder.Eventf(&node, nil, corev1.EventTypeWarning, ReasonMembershipKeyMismatch, "Join",
+		"The speaker on %s receives memberlist traffic it cannot decrypt: another speaker uses a different memberlist key (Secret lbstack-memberlist changed without a roll-out of every speaker?) and cannot join this one's cluster: %s", r.Node, detail)
+}
+
 func (r *Reporter) Conflict(ip netip.Addr, ifname string, ours, theirs net.HardwareAddr, services []types.NamespacedName) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,12 +44,19 @@ type Options struct {
 	MissedHeartbeats  int
 	ProbeInterval     time.Duration
 	ProbeTimeout      time.Duration
+	// JoinTimeout bounds how long a starting speaker waits to join the
+	// others before it announces on its own (see Core.JoinTimeout).
+	JoinTimeout time.Duration
 	// BFDPort is the local BFD port (3784; tests change it).
 	BFDPort uint16
 	// SkipInterfaces are interface name prefixes never used for layer 2
 	// (pod veths and tunnels of common CNIs).
 	SkipInterfaces []string
 }
+
+// DefaultJoinTimeout is the default Options.JoinTimeout: a few memberlist
+// connection attempts, well under a container restart's back-off.
+const DefaultJoinTimeout = 5 * time.Second
 
 // DefaultSkipInterfaces are interface name prefixes of pod and tunnel
 // interfaces of common CNIs, never used to announce.
@@ -66,6 +74,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MissedHeartbeats, "missed-heartbeats", membership.DefaultMissedHeartbeats, "heartbeats a speaker may miss before the others take over its addresses")
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", membership.DefaultProbeInterval, "memberlist probe interval")
 	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", membership.DefaultProbeTimeout, "memberlist probe timeout")
+	fs.DurationVar(&o.JoinTimeout, "join-timeout", DefaultJoinTimeout, "how long a starting speaker waits to join the other speakers (and learn what they announce) before it announces on its own, when none answers")
 	fs.Func("bfd-port", "local UDP port for BFD control packets (default 3784)", func(v string) error {
 		var p uint16
 		if _, err := fmt.Sscan(v, &p); err != nil {
@@ -119,16 +128,17 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	}
 	clk := clock.RealClock{}
 
+	reporter := &Reporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
 	mem, err := membership.New(membership.Config{
 		NodeName: o.NodeName, BindAddr: o.BindAddr, BindPort: o.Port, SecretKey: key,
 		HeartbeatInterval: o.HeartbeatInterval, MissedHeartbeats: o.MissedHeartbeats,
 		ProbeInterval: o.ProbeInterval, ProbeTimeout: o.ProbeTimeout,
-		Log: log.WithName("membership"),
+		Log:       log.WithName("membership"),
+		OnForeign: func(detail string) { go reporter.Foreign(detail) },
 	})
 	if err != nil {
 		return err
 	}
-	reporter := &Reporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
 	var (
 		groupsMu sync.Mutex
 		groups   []L2Group
@@ -147,7 +157,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		return nil
 	}
 	core := &Core{Node: o.NodeName, Members: mem, Departures: mem, Clock: clk, Log: log.WithName("election"),
-		Grace: time.Duration(o.MissedHeartbeats+1) * o.HeartbeatInterval}
+		JoinTimeout: o.JoinTimeout, JoinGrace: time.Duration(o.MissedHeartbeats+2) * o.HeartbeatInterval}
 	healthCh := make(chan l2.Health, 1)
 	ann, err := l2.New(l2.Config{
 		Logger: log.WithName("l2"),
@@ -164,6 +174,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 			if met != nil {
 				met.conflicts.Inc()
 			}
+			core.Conflict(ip)
 			go reporter.Conflict(ip, ifname, ours, theirs, servicesOf(ip))
 		},
 		OnHealth: func(h l2.Health) { offerLatest(healthCh, h) },
@@ -173,7 +184,14 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	}
 	bgpReporter := &BGPReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
 	driver := &BGPDriver{Node: o.NodeName, Log: log, Clock: clk, BFDPort: o.BFDPort, OnEvent: bgpReporter.Event, OnStatus: bgpReporter.Status}
-	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver)
+	var watcher *Watcher
+	isolated := func() bool {
+		if watcher == nil || len(watcher.ExpectedPeers()) == 0 {
+			return false
+		}
+		return !slices.ContainsFunc(mem.Live(), func(m membership.Member) bool { return m.Name != o.NodeName })
+	}
+	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver, func() (uint64, bool) { return mem.Foreign(), isolated() })
 	if err != nil {
 		return err
 	}
@@ -196,7 +214,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		reporter.Owned(gs)
 	}
 	peers := make(chan []string, 1)
-	watcher := &Watcher{
+	watcher = &Watcher{
 		Client: mgr.GetClient(), Node: o.NodeName, MemberlistPort: o.Port,
 		MinInterval: 50 * time.Millisecond,
 		OnSnapshot:  core.SetSnapshot,

@@ -144,7 +144,7 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	snap := &Snapshot{L2: PlanL2(cfg, services, nodes)}
+	snap := &Snapshot{L2: PlanL2(cfg, services, nodes), ExpectedPeers: expected}
 
 	w.mu.Lock()
 	peersChanged := !slices.Equal(peers, w.peers)

@@ -122,3 +122,28 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// Reannounce restarts the gratuitous schedule (Config.Gratuitous) of the
+// given owned addresses on every interface they are announced on, so that
+// clients whose neighbour entry follows another host come back. Addresses
+// not owned are ignored.
+func (a *Announcer) Reannounce(ips []netip.Addr) {
+	now := a.clock.Now()
+	scheduled := false
+	a.mu.Lock()
+	for _, ifc := range a.ifaces {
+		if !ifc.link.running() || len(a.gratuitous) == 0 {
+			continue
+		}
+		for _, ip := range ips {
+			if _, ok := ifc.active[ip.Unmap()]; ok {
+				ifc.pending[ip.Unmap()] = &announcement{start: now}
+				scheduled = true
+			}
+		}
+	}
+	a.mu.Unlock()
+	if scheduled {
+		a.wakeRun()
+	}
+}

@@ -23,6 +23,8 @@ const (
 	// DefaultConflictInterval is the window within which a conflict for the
 	// same address and foreign MAC is reported once.
 	DefaultConflictInterval = 30 * time.Second
+	// DefaultReassertInterval is the default Config.ReassertInterval.
+	DefaultReassertInterval = time.Second
 	// maxConflictKeys bounds the memory of the conflict rate limit under a
 	// storm of spoofed MAC addresses; further keys are not reported until
 	// old ones expire.
@@ -98,6 +100,11 @@ type Config struct {
 	// SkipInterface, if set, excludes interfaces by name on top of the
 	// built-in rules, for example pod veths.
 	SkipInterface func(ifname string) bool
+	// ReassertInterval is the least time between two re-announcements of
+	// an address that a packet from another MAC claims: on such a packet
+	// the address's gratuitous schedule starts again. Default
+	// DefaultReassertInterval.
+	ReassertInterval time.Duration
 	// OnConflict is called when a host with another MAC claims an address
 	// announced on ifname: a gratuitous ARP or ARP reply from it, or a
 	// Neighbor Advertisement with its MAC as target link-layer address.
@@ -125,6 +132,7 @@ type Announcer struct {
 	links            linkSource
 	dial             dialer
 	conflictInterval time.Duration
+	reassertInterval time.Duration
 
 	stats counters
 	// wake tells Run that announcements were scheduled.
@@ -154,6 +162,7 @@ type Announcer struct {
 
 	conflictMu   sync.Mutex
 	conflictSeen map[conflictKey]time.Time
+	reasserted   map[netip.Addr]time.Time
 }
 
 // New returns an Announcer that uses real sockets (which need CAP_NET_RAW)
@@ -179,6 +188,11 @@ func newAnnouncer(cfg Config, links linkSource, dial dialer) (*Announcer, error)
 		ifaces:           map[string]*iface{},
 		ourMACs:          map[string]struct{}{},
 		conflictSeen:     map[conflictKey]time.Time{},
+		reasserted:       map[netip.Addr]time.Time{},
+		reassertInterval: cfg.ReassertInterval,
+	}
+	if a.reassertInterval == 0 {
+		a.reassertInterval = DefaultReassertInterval
 	}
 	if a.clock == nil {
 		a.clock = clock.RealClock{}

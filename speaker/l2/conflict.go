@@ -24,6 +24,17 @@ func (a *Announcer) conflict(ip netip.Addr, ifname string, ourMAC, theirMAC net.
 	now := a.clock.Now()
 	key := conflictKey{ip: ip, mac: string(theirMAC)}
 	a.conflictMu.Lock()
+	// Re-assert at once, at most once per ReassertInterval per address:
+	// clients that followed the other host's announcement come back, and if
+	// the other host is a speaker that has given the address up meanwhile,
+	// nothing is left pointing at it.
+	last, asserted := a.reasserted[ip]
+	reassert := !asserted || now.Sub(last) >= a.reassertInterval
+	if reassert && (asserted || len(a.reasserted) < maxConflictKeys) {
+		a.reasserted[ip] = now
+	} else {
+		reassert = false
+	}
 	last, seen := a.conflictSeen[key]
 	report := !seen || now.Sub(last) >= a.conflictInterval
 	if report && !seen && len(a.conflictSeen) >= maxConflictKeys {
@@ -34,6 +45,9 @@ func (a *Announcer) conflict(ip netip.Addr, ifname string, ourMAC, theirMAC net.
 		a.conflictSeen[key] = now
 	}
 	a.conflictMu.Unlock()
+	if reassert {
+		a.Reannounce([]netip.Addr{ip})
+	}
 	if !report {
 		return
 	}
@@ -53,6 +67,11 @@ func (a *Announcer) pruneConflictsLocked(now time.Time) {
 	for k, t := range a.conflictSeen {
 		if now.Sub(t) >= a.conflictInterval {
 			delete(a.conflictSeen, k)
+		}
+	}
+	for ip, t := range a.reasserted {
+		if now.Sub(t) >= a.reassertInterval {
+			delete(a.reasserted, ip)
 		}
 	}
 }

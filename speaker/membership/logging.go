@@ -3,6 +3,7 @@ package membership
 import (
 	"bytes"
 	"log"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -16,14 +17,27 @@ import (
 // DEBUG to V(2).
 type logWriter struct {
 	log logr.Logger
+	// foreign is called for each line saying that a packet or stream could
+	// not be decrypted: a speaker with another key.
+	foreign func(msg string)
 }
 
-func newStdLogger(l logr.Logger) *log.Logger {
-	return log.New(logWriter{log: l}, "", 0)
+func newStdLogger(l logr.Logger, foreign func(string)) *log.Logger {
+	return log.New(logWriter{log: l, foreign: foreign}, "", 0)
+}
+
+// undecryptable reports whether a memberlist log message says a packet or
+// stream could not be decrypted with our key.
+func undecryptable(msg string) bool {
+	return strings.Contains(msg, "Decrypt packet failed") || strings.Contains(msg, "could decrypt") ||
+		strings.Contains(msg, "unacceptable label")
 }
 
 func (w logWriter) Write(p []byte) (int, error) {
 	level, msg := parseLogLine(p)
+	if w.foreign != nil && undecryptable(msg) {
+		w.foreign(msg)
+	}
 	v := 0
 	switch level {
 	case "INFO":

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"slices"
@@ -60,6 +61,26 @@ const (
 	// leaves and metadata spread faster. Gossip only sends when something
 	// is queued, so an idle cluster pays nothing for it.
 	gossipInterval = 100 * time.Millisecond
+	// suspectHold is how many heartbeat intervals a peer must keep saying
+	// it has declared this node dead before Member.SuspectsUs reports it: a
+	// partition that heals clears the mark within one interval on both
+	// sides, a path that loses heartbeats in one direction only does not.
+	suspectHold = 2
+	// claimRetry is how long, in heartbeat intervals, a claims request
+	// waits for its answer before it is sent again.
+	claimRetry = 5
+	// reviveWindow is how long a peer that memberlist dropped as failed
+	// still gets heartbeats (marked "suspects you"), so that when a
+	// partition heals both sides notice within one interval and memberlist
+	// is joined again at once instead of at the next join retry.
+	reviveWindow = 2 * time.Minute
+	// rejoinEvery bounds how often a heartbeat from a peer memberlist has
+	// dropped makes this node join it again.
+	rejoinEvery = time.Second
+	// foreignReport is how often undecryptable traffic is reported.
+	foreignReport = 30 * time.Second
+	// tcpTimeout bounds memberlist's TCP connects and push/pulls.
+	tcpTimeout = 2 * time.Second
 	// clusterLabel is prefixed to (and, with a key, authenticated in) every
 	// memberlist packet, so that lbstack never merges with another memberlist
 	// cluster on the same port, such as MetalLB's speakers.
@@ -106,6 +127,11 @@ type Config struct {
 	Clock clock.WithTicker
 	// Log receives this package's and memberlist's logs.
 	Log logr.Logger
+	// OnForeign, if set, is called (at most once per 30 s, not holding any
+	// lock of this package) when packets arrive that this node cannot
+	// decrypt: a speaker that uses another key, which can never join this
+	// node's cluster. detail is memberlist's message, naming the sender.
+	OnForeign func(detail string)
 }
 
 // withDefaults returns c with zero fields set to their defaults, or an error
@@ -180,6 +206,10 @@ type Member struct {
 	Addr netip.Addr
 	// Meta is the member's metadata (see SetMeta); nil if it set none.
 	Meta []byte
+	// SuspectsUs: for at least two heartbeat intervals, this member's
+	// heartbeats have said it declared this node dead, though this node
+	// hears it: the path towards it loses heartbeats in one direction.
+	SuspectsUs bool
 }
 
 // Membership is one node's view of the cluster. Create it with New, then call
@@ -192,6 +222,9 @@ type Membership struct {
 
 	ran     atomic.Bool
 	noLeave atomic.Bool // tests: stop as if crashed, without saying goodbye
+	// dropFrom (tests) drops this package's messages from the named
+	// senders: a path that loses packets in one direction.
+	dropFrom atomic.Pointer[func(name string) bool]
 
 	// mu guards what follows. It is never held while calling memberlist,
 	// because memberlist calls our events with its own node lock held.
@@ -207,6 +240,86 @@ type Membership struct {
 	det      *Detector
 	epoch    uint64
 	seq      uint64
+
+	// Claims: this node's, and the last known of each peer.
+	claims     claimSet
+	peerClaims map[string]claimSet
+	claimReq   map[string]claimAsk  // when claims were last asked of a peer
+	sending    map[string]bool      // claims being sent to a peer (TCP)
+	suspects   map[string]suspicion // peers whose heartbeats say they declared us dead
+	lost       map[string]lostPeer  // peers memberlist dropped as failed
+	rejoinAt   map[string]time.Time // when a lost peer was last joined again
+
+	// broadcasts gossips this node's claims digest (msgDigest).
+	broadcasts *memberlist.TransmitLimitedQueue
+
+	foreign     atomic.Uint64 // undecryptable packets and streams
+	foreignMu   sync.Mutex
+	foreignLast time.Time
+}
+
+// foreignPacket counts a packet or stream this node could not decrypt and
+// says so, at most once per 30 s.
+func (m *Membership) foreignPacket(detail string) {
+	m.foreign.Add(1)
+	now := m.cfg.Clock.Now()
+	m.foreignMu.Lock()
+	report := m.foreignLast.IsZero() || now.Sub(m.foreignLast) >= foreignReport
+	if report {
+		m.foreignLast = now
+	}
+	m.foreignMu.Unlock()
+	if !report {
+		return
+	}
+	m.log.Info("Receiving memberlist traffic this node cannot decrypt: another speaker uses a different memberlist key (or is not lbstack) and cannot join this node's cluster", "detail", detail)
+	if m.cfg.OnForeign != nil {
+		m.cfg.OnForeign(detail)
+	}
+}
+
+// Foreign returns how many packets and streams arrived that this node could
+// not decrypt (see Config.OnForeign).
+func (m *Membership) Foreign() uint64 { return m.foreign.Load() }
+
+// claimSet is one node's claims: the election keys of the addresses it
+// announces, versioned within the node's epoch.
+type claimSet struct {
+	epoch, version uint64
+	keys           []netip.Addr // sorted
+	digest         uint64
+}
+
+// newer reports whether c supersedes o.
+func (c claimSet) newer(o claimSet) bool {
+	return c.epoch > o.epoch || c.epoch == o.epoch && c.version > o.version
+}
+
+func digestOf(keys []netip.Addr) uint64 {
+	h := fnv.New64a()
+	for _, k := range keys {
+		b := k.AsSlice()
+		h.Write([]byte{byte(len(b))})
+		h.Write(b)
+	}
+	return h.Sum64()
+}
+
+// claimAsk is the last request for a peer's claims: when, and the digest
+// its heartbeat carried then.
+type claimAsk struct {
+	at     time.Time
+	digest uint64
+}
+
+type suspicion struct {
+	since     time.Time
+	confirmed bool
+}
+
+type lostPeer struct {
+	addr netip.AddrPort
+	at   time.Time
 }
 
 type memberInfo struct {
@@ -238,6 +351,14 @@ func New(cfg Config) (*Membership, error) {
 		goodbyes: make(map[string]goodbye),
 		departed: make(map[string]Departure),
 		det:      NewDetector(cfg.HeartbeatInterval, cfg.MissedHeartbeats),
+
+		claims:     claimSet{digest: digestOf(nil)},
+		peerClaims: make(map[string]claimSet),
+		claimReq:   make(map[string]claimAsk),
+		sending:    make(map[string]bool),
+		suspects:   make(map[string]suspicion),
+		lost:       make(map[string]lostPeer),
+		rejoinAt:   make(map[string]time.Time),
 	}, nil
 }
 
@@ -291,15 +412,19 @@ func (m *Membership) start() (*memberlist.Memberlist, error) {
 	c.ProbeInterval = m.cfg.ProbeInterval
 	c.ProbeTimeout = m.cfg.ProbeTimeout
 	c.GossipInterval = gossipInterval
+	// A LAN answers a TCP connect in milliseconds; memberlist's 10 s
+	// default would hold a join (and a claims transfer) up that long.
+	c.TCPTimeout = tcpTimeout
 	// Heartbeats are a few dozen bytes: compressing them costs CPU and
 	// makes them longer.
 	c.EnableCompression = false
 	c.Delegate = delegate{m}
 	c.Events = events{m}
-	c.Logger = newStdLogger(m.log.WithName("memberlist"))
+	c.Logger = newStdLogger(m.log.WithName("memberlist"), m.foreignPacket)
 
 	m.mu.Lock()
 	m.epoch = uint64(m.cfg.Clock.Now().UnixNano())
+	m.claims.epoch = m.epoch
 	m.mu.Unlock()
 
 	m.log.Info("Starting memberlist", "bindAddr", m.cfg.BindAddr, "bindPort", m.cfg.BindPort, "encrypted", len(m.cfg.SecretKey) > 0)
@@ -309,6 +434,8 @@ func (m *Membership) start() (*memberlist.Memberlist, error) {
 	}
 	m.mu.Lock()
 	m.ml = ml
+	m.broadcasts = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: c.RetransmitMult}
+	m.queueDigestLocked()
 	m.mu.Unlock()
 	return ml, nil
 }
@@ -349,8 +476,10 @@ func (m *Membership) heartbeat(ml *memberlist.Memberlist, now time.Time) {
 	type target struct {
 		addr     memberlist.Address
 		watching bool
+		suspects bool
 	}
 	var targets []target
+	var ask []memberlist.Address
 
 	m.mu.Lock()
 	self := m.cfg.NodeName
@@ -385,30 +514,58 @@ func (m *Membership) heartbeat(ml *memberlist.Memberlist, now time.Time) {
 			delete(m.goodbyes, name)
 		}
 	}
+	retry := claimRetry * m.cfg.HeartbeatInterval
 	for name, info := range m.members {
-		_, watcher := m.watchers[name]
-		if name == self || !eligible[name] && !watcher {
+		if name == self {
 			continue
 		}
-		targets = append(targets, target{
-			addr:     memberlist.Address{Addr: info.addr.String(), Name: name},
-			watching: eligible[name],
-		})
+		addr := memberlist.Address{Addr: info.addr.String(), Name: name}
+		if _, ok := m.peerClaims[name]; !ok && now.Sub(m.claimReq[name].at) >= retry {
+			// A member known from gossip only: ask for its claims.
+			m.claimReq[name] = claimAsk{at: now}
+			ask = append(ask, addr)
+		}
+		_, watcher := m.watchers[name]
+		// A peer declared dead keeps getting heartbeats, marked: when the
+		// path heals it notices at once, and while only our direction
+		// works it learns that we cannot hear it.
+		dead := m.det.Dead(name)
+		if !eligible[name] && !watcher && !dead {
+			continue
+		}
+		targets = append(targets, target{addr: addr, watching: eligible[name], suspects: dead})
+	}
+	for name, p := range m.lost {
+		if now.Sub(p.at) > reviveWindow {
+			delete(m.lost, name)
+			continue
+		}
+		if _, ok := m.members[name]; !ok {
+			targets = append(targets, target{addr: memberlist.Address{Addr: p.addr.String(), Name: name}, suspects: true})
+		}
 	}
 	m.seq++
-	msg := message{typ: msgHeartbeat, epoch: m.epoch, seq: m.seq, name: self}
+	msg := message{typ: msgHeartbeat, epoch: m.epoch, seq: m.seq, name: self,
+		hasDigest: true, digest: m.claims.digest}
+	req := message{typ: msgClaimsRequest, epoch: m.epoch, seq: m.seq, name: self}.appendTo(nil)
 	m.mu.Unlock()
 
-	replying := msg.appendTo(nil)
-	msg.watching = true
-	watching := msg.appendTo(nil)
+	bufs := map[[2]bool][]byte{}
 	for _, t := range targets {
-		buf := replying
-		if t.watching {
-			buf = watching
+		k := [2]bool{t.watching, t.suspects}
+		buf, ok := bufs[k]
+		if !ok {
+			msg.watching, msg.suspectsYou = t.watching, t.suspects
+			buf = msg.appendTo(nil)
+			bufs[k] = buf
 		}
 		if err := ml.SendToAddress(t.addr, buf); err != nil {
 			m.log.V(1).Info("Sending heartbeat failed", "member", t.addr.Name, "err", err)
+		}
+	}
+	for _, a := range ask {
+		if err := ml.SendToAddress(a, req); err != nil {
+			m.log.V(1).Info("Asking for claims failed", "member", a.Name, "err", err)
 		}
 	}
 }
@@ -420,11 +577,22 @@ func (m *Membership) check(now time.Time) {
 	for _, name := range dead {
 		m.departed[name] = Departure{LastHeard: m.det.LastHeard(name), At: now}
 	}
+	var suspecting []string
+	for name, s := range m.suspects {
+		if !s.confirmed && now.Sub(s.since) >= suspectHold*m.cfg.HeartbeatInterval {
+			s.confirmed = true
+			m.suspects[name] = s
+			suspecting = append(suspecting, name)
+		}
+	}
 	m.mu.Unlock()
 	for _, name := range dead {
 		m.log.Info("Declaring member dead: missed heartbeats", "member", name)
 	}
-	if len(dead) > 0 {
+	for _, name := range suspecting {
+		m.log.Info("Member hears no heartbeats from this node, though this node hears it", "member", name)
+	}
+	if len(dead) > 0 || len(suspecting) > 0 {
 		m.signal()
 	}
 }
@@ -439,11 +607,44 @@ func (m *Membership) receive(b []byte) {
 	if msg.name == m.cfg.NodeName {
 		return
 	}
+	if drop := m.dropFrom.Load(); drop != nil && (*drop)(msg.name) {
+		return
+	}
 	now := m.cfg.Clock.Now()
 	var changed, revived, back bool
+	var rejoin, askClaims netip.AddrPort
 	m.mu.Lock()
 	switch msg.typ {
+	case msgClaimsRequest:
+		addr, ok := m.addrOfLocked(msg.name)
+		m.mu.Unlock()
+		if ok {
+			m.sendClaims(msg.name, addr)
+		}
+		return
+	case msgClaims:
+		changed = m.storeClaimsLocked(msg)
+	case msgDigest:
+		askClaims = m.askIfStaleLocked(msg, now)
 	case msgHeartbeat:
+		if _, member := m.members[msg.name]; !member {
+			if p, ok := m.lost[msg.name]; ok && now.Sub(m.rejoinAt[msg.name]) >= rejoinEvery {
+				// memberlist dropped it as failed; it is back.
+				m.rejoinAt[msg.name] = now
+				rejoin = p.addr
+			}
+		}
+		if msg.suspectsYou {
+			if _, ok := m.suspects[msg.name]; !ok {
+				m.suspects[msg.name] = suspicion{since: now}
+			}
+		} else if s, ok := m.suspects[msg.name]; ok {
+			delete(m.suspects, msg.name)
+			changed = changed || s.confirmed
+		}
+		if msg.hasDigest {
+			askClaims = m.askIfStaleLocked(msg, now)
+		}
 		if g, ok := m.goodbyes[msg.name]; ok {
 			if msg.epoch == g.epoch && msg.seq <= g.seq {
 				// Sent before its goodbye and delivered after it
@@ -468,15 +669,30 @@ func (m *Membership) receive(b []byte) {
 		if back || revived {
 			delete(m.departed, msg.name)
 		}
-		changed = back || revived
+		changed = changed || back || revived
 	case msgLeave:
 		m.goodbyes[msg.name] = goodbye{epoch: msg.epoch, seq: msg.seq, at: now}
 		m.departed[msg.name] = Departure{Graceful: true, LastHeard: m.det.LastHeard(msg.name), At: now}
 		m.det.Forget(msg.name)
 		delete(m.watchers, msg.name)
+		delete(m.lost, msg.name)
+		delete(m.suspects, msg.name)
+		delete(m.peerClaims, msg.name)
 		changed = true
 	}
 	m.mu.Unlock()
+
+	if rejoin.IsValid() {
+		m.log.Info("Heartbeat from a member memberlist had dropped: joining it again", "member", msg.name, "addr", rejoin.String())
+		go func() {
+			if _, err := m.Join([]string{rejoin.String()}); err != nil && !errors.Is(err, ErrNotRunning) {
+				m.log.V(1).Info("Joining again failed", "member", msg.name, "err", err)
+			}
+		}()
+	}
+	if askClaims.IsValid() {
+		m.sendTo(msg.name, askClaims, message{typ: msgClaimsRequest, name: m.cfg.NodeName}.appendTo(nil))
+	}
 
 	switch {
 	case msg.typ == msgLeave:
@@ -529,9 +745,28 @@ func (m *Membership) Join(addrs []string) (int, error) {
 		return 0, nil
 	}
 	m.log.V(1).Info("Joining members", "addrs", todo)
-	n, err := ml.Join(todo)
-	if err != nil {
-		return n, fmt.Errorf("joining %s: %w", strings.Join(todo, ", "), err)
+	// One at a time, memberlist would wait out the connect timeout of every
+	// unreachable node before trying the next: join them all at once.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		n    int
+		errs []error
+	)
+	for _, a := range todo {
+		wg.Go(func() {
+			k, err := ml.Join([]string{a})
+			mu.Lock()
+			defer mu.Unlock()
+			n += k
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n == 0 {
+		return 0, fmt.Errorf("joining %s: %w", strings.Join(todo, ", "), errors.Join(errs...))
 	}
 	return n, nil
 }
@@ -551,7 +786,9 @@ func (m *Membership) Live() []Member {
 		if _, left := m.goodbyes[name]; left || m.det.Dead(name) {
 			continue
 		}
-		live = append(live, Member{Name: name, Addr: info.addr.Addr(), Meta: bytes.Clone(info.meta)})
+		live = append(live, Member{Name: name, Addr: info.addr.Addr(), Meta: bytes.Clone(info.meta),
+			SuspectsUs: m.suspects[name].confirmed,
+		})
 	}
 	slices.SortFunc(live, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return live
@@ -630,6 +867,187 @@ func (m *Membership) SetWatched(names []string) {
 	m.mu.Unlock()
 }
 
+// SetClaims sets the election keys of the addresses this node announces.
+// Every member learns them (heartbeats carry their digest; a member whose
+// copy differs asks for them) and Claims reports them on every node, so that
+// a node coming back does not take what another announces, and two nodes
+// that both announce a key after a partition heals see each other.
+func (m *Membership) SetClaims(keys []netip.Addr) {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, netip.Addr.Compare)
+	keys = slices.Compact(keys)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if slices.Equal(keys, m.claims.keys) {
+		return
+	}
+	m.claims.keys = keys
+	m.claims.version++
+	m.claims.digest = digestOf(keys)
+	m.queueDigestLocked()
+}
+
+// queueDigestLocked gossips this node's current claims digest, replacing
+// any older one still queued.
+func (m *Membership) queueDigestLocked() {
+	if m.broadcasts == nil {
+		return
+	}
+	msg := message{typ: msgDigest, epoch: m.claims.epoch, seq: m.claims.version, name: m.cfg.NodeName, digest: m.claims.digest}
+	m.broadcasts.QueueBroadcast(digestBroadcast(msg.appendTo(nil)))
+}
+
+// digestBroadcast is a queued msgDigest; a newer one from this node
+// invalidates it.
+type digestBroadcast []byte
+
+func (b digestBroadcast) Invalidates(other memberlist.Broadcast) bool {
+	_, ok := other.(digestBroadcast)
+	return ok
+}
+func (b digestBroadcast) Message() []byte { return b }
+func (b digestBroadcast) Finished()       {}
+
+// Claims returns, for each election key some live member other than this
+// node claims, the names of those members, sorted.
+func (m *Membership) Claims() map[netip.Addr][]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[netip.Addr][]string{}
+	for name, c := range m.peerClaims {
+		if !m.liveLocked(name) {
+			continue
+		}
+		for _, k := range c.keys {
+			out[k] = append(out[k], name)
+		}
+	}
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out
+}
+
+// Settled reports whether this node has joined at least one other member
+// and knows the claims of every live member.
+func (m *Membership) Settled() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	others := 0
+	for name := range m.members {
+		if name == m.cfg.NodeName || !m.liveLocked(name) {
+			continue
+		}
+		others++
+		if _, ok := m.peerClaims[name]; !ok {
+			return false
+		}
+	}
+	return others > 0
+}
+
+func (m *Membership) liveLocked(name string) bool {
+	if _, ok := m.members[name]; !ok || m.ml == nil {
+		return false
+	}
+	_, left := m.goodbyes[name]
+	return !left && !m.det.Dead(name)
+}
+
+// askIfStaleLocked returns where to ask for the sender's claims when msg
+// (a heartbeat or a msgDigest) shows that the copy here is stale, unless the
+// same digest was asked for recently; an invalid address otherwise.
+func (m *Membership) askIfStaleLocked(msg message, now time.Time) netip.AddrPort {
+	c, ok := m.peerClaims[msg.name]
+	if ok && (c.epoch > msg.epoch || c.epoch == msg.epoch && c.digest == msg.digest) {
+		return netip.AddrPort{}
+	}
+	if msg.typ == msgDigest && ok && c.epoch == msg.epoch && c.version >= msg.seq {
+		return netip.AddrPort{}
+	}
+	ask := m.claimReq[msg.name]
+	if ask.digest == msg.digest && now.Sub(ask.at) < claimRetry*m.cfg.HeartbeatInterval {
+		return netip.AddrPort{}
+	}
+	addr, found := m.addrOfLocked(msg.name)
+	if !found {
+		return netip.AddrPort{}
+	}
+	m.claimReq[msg.name] = claimAsk{at: now, digest: msg.digest}
+	return addr
+}
+
+// storeClaimsLocked keeps msg's claims if they are newer than those known,
+// and reports whether they changed anything.
+func (m *Membership) storeClaimsLocked(msg message) bool {
+	c := claimSet{epoch: msg.epoch, version: msg.seq, keys: msg.claims}
+	slices.SortFunc(c.keys, netip.Addr.Compare)
+	c.digest = digestOf(c.keys)
+	old, ok := m.peerClaims[msg.name]
+	if ok && !c.newer(old) {
+		return false
+	}
+	m.peerClaims[msg.name] = c
+	return !ok || old.digest != c.digest
+}
+
+// claimsMessage encodes this node's claims.
+func (m *Membership) claimsMessage() []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return message{typ: msgClaims, epoch: m.claims.epoch, seq: m.claims.version,
+		name: m.cfg.NodeName, claims: m.claims.keys}.appendTo(nil)
+}
+
+// addrOfLocked returns where name is reached: its member address, or the
+// last one of a member memberlist dropped.
+func (m *Membership) addrOfLocked(name string) (netip.AddrPort, bool) {
+	if info, ok := m.members[name]; ok {
+		return info.addr, true
+	}
+	if p, ok := m.lost[name]; ok {
+		return p.addr, true
+	}
+	return netip.AddrPort{}, false
+}
+
+// sendClaims sends this node's claims to name over TCP, in the background;
+// one send per peer at a time.
+func (m *Membership) sendClaims(name string, addr netip.AddrPort) {
+	m.mu.Lock()
+	ml := m.ml
+	if ml == nil || m.sending[name] {
+		m.mu.Unlock()
+		return
+	}
+	m.sending[name] = true
+	m.mu.Unlock()
+	go func() {
+		defer func() {
+			m.mu.Lock()
+			delete(m.sending, name)
+			m.mu.Unlock()
+		}()
+		to := &memberlist.Node{Name: name, Addr: net.IP(addr.Addr().AsSlice()), Port: addr.Port()}
+		if err := ml.SendReliable(to, m.claimsMessage()); err != nil {
+			m.log.V(1).Info("Sending claims failed", "member", name, "err", err)
+		}
+	}()
+}
+
+// sendTo sends a small message to name over UDP.
+func (m *Membership) sendTo(name string, addr netip.AddrPort, b []byte) {
+	m.mu.Lock()
+	ml := m.ml
+	m.mu.Unlock()
+	if ml == nil {
+		return
+	}
+	if err := ml.SendToAddress(memberlist.Address{Addr: addr.String(), Name: name}, b); err != nil {
+		m.log.V(1).Info("Sending failed", "member", name, "err", err)
+	}
+}
+
 // delegate receives memberlist's user messages and supplies our metadata.
 type delegate struct{ m *Membership }
 
@@ -642,10 +1060,27 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return bytes.Clone(d.m.meta)
 }
 
-func (d delegate) NotifyMsg(b []byte)                { d.m.receive(b) }
-func (d delegate) GetBroadcasts(_, _ int) [][]byte   { return nil }
-func (d delegate) LocalState(bool) []byte            { return nil }
-func (d delegate) MergeRemoteState(_ []byte, _ bool) {}
+func (d delegate) NotifyMsg(b []byte)              { d.m.receive(b) }
+func (d delegate) GetBroadcasts(_, _ int) [][]byte { return nil }
+
+// LocalState hands memberlist's push/pull (at every join, and every 30 s
+// with one random member) this node's claims.
+func (d delegate) LocalState(bool) []byte { return d.m.claimsMessage() }
+
+// MergeRemoteState takes the claims of the member on the other side of a
+// push/pull.
+func (d delegate) MergeRemoteState(b []byte, _ bool) {
+	msg, err := decodeMessage(b)
+	if err != nil || msg.typ != msgClaims {
+		return
+	}
+	d.m.mu.Lock()
+	changed := msg.name != d.m.cfg.NodeName && d.m.storeClaimsLocked(msg)
+	d.m.mu.Unlock()
+	if changed {
+		d.m.signal()
+	}
+}
 
 // events follows memberlist's view of the members. memberlist calls it with
 // its node lock held: it copies what it needs and never calls memberlist.
@@ -667,6 +1102,7 @@ func (m *Membership) memberUp(n *memberlist.Node, joined bool) {
 		// Back after memberlist saw it leave or fail.
 		delete(m.goodbyes, n.Name)
 		delete(m.departed, n.Name)
+		delete(m.lost, n.Name)
 	}
 	m.mu.Unlock()
 	if n.Name != m.cfg.NodeName {
@@ -681,9 +1117,17 @@ func (m *Membership) memberUp(n *memberlist.Node, joined bool) {
 
 func (m *Membership) memberDown(n *memberlist.Node) {
 	m.mu.Lock()
+	now := m.cfg.Clock.Now()
 	if _, ok := m.departed[n.Name]; !ok {
-		m.departed[n.Name] = Departure{Graceful: n.State == memberlist.StateLeft, LastHeard: m.det.LastHeard(n.Name), At: m.cfg.Clock.Now()}
+		m.departed[n.Name] = Departure{Graceful: n.State == memberlist.StateLeft, LastHeard: m.det.LastHeard(n.Name), At: now}
 	}
+	if info, ok := m.members[n.Name]; ok && n.State != memberlist.StateLeft && n.Name != m.cfg.NodeName {
+		m.lost[n.Name] = lostPeer{addr: info.addr, at: now}
+	} else {
+		delete(m.lost, n.Name)
+		delete(m.peerClaims, n.Name)
+	}
+	delete(m.suspects, n.Name)
 	delete(m.members, n.Name)
 	delete(m.eligible, n.Name)
 	delete(m.watchers, n.Name)

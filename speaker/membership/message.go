@@ -4,21 +4,26 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 )
 
 // The messages this package sends to other members as memberlist user
 // messages (memberlist encrypts and authenticates them with the cluster key).
 // Layout, big-endian:
 //
-//	0      type (msgHeartbeat, msgLeave)
-//	1      flags (flagWatching)
+//	0      type (msgHeartbeat, msgLeave, msgClaimsRequest, msgClaims, msgDigest)
+//	1      flags (flagWatching, flagSuspectsYou, flagDigest)
 //	2..9   epoch: identifies one run of the sender
-//	10..17 seq: the sender's heartbeat round within its epoch
+//	10..17 seq: the sender's heartbeat round within its epoch (msgClaims:
+//	       the version of its claims)
 //	18     length n of the sender's node name, 1..maxNameLen
 //	19..   the sender's node name (n bytes)
 //
-// Bytes after the name are ignored, so later versions may append fields;
-// unknown types are ignored by the receiver.
+// After the name, a heartbeat with flagDigest and msgDigest carry the digest
+// of the sender's claims (8 bytes); msgClaims carries the claimed election keys: a
+// count (uint32) and per key its length (4 or 16) and bytes. Bytes after
+// these are ignored, so later versions may append fields; unknown types are
+// rejected (and the receiver ignores the message).
 type msgType byte
 
 const (
@@ -28,10 +33,29 @@ const (
 	// msgLeave says "I am leaving now": the receiver drops the sender at once
 	// instead of waiting for memberlist to spread the leave.
 	msgLeave msgType = 2
+	// msgClaimsRequest asks the receiver to send its claims (msgClaims).
+	msgClaimsRequest msgType = 3
+	// msgClaims is the sender's whole claim set: the election keys of the
+	// addresses it announces. Sent over TCP (it may be long), in answer to
+	// msgClaimsRequest and as memberlist's push/pull local state.
+	msgClaims msgType = 4
+	// msgDigest announces, by gossip, the version and digest of the
+	// sender's claims: a member whose copy is older asks for them.
+	msgDigest msgType = 5
 )
 
-// flagWatching: the sender watches the receiver and needs its heartbeats.
-const flagWatching byte = 1 << 0
+const (
+	// flagWatching: the sender watches the receiver and needs its heartbeats.
+	flagWatching byte = 1 << 0
+	// flagSuspectsYou: the sender has declared the receiver dead (it hears
+	// no heartbeats from it), though the receiver hears the sender.
+	flagSuspectsYou byte = 1 << 1
+	// flagDigest: a heartbeat carries the digest of the sender's claims.
+	flagDigest byte = 1 << 3
+)
+
+// maxClaims bounds the keys in one msgClaims (about 1.1 MB of IPv6 keys).
+const maxClaims = 1 << 16
 
 const (
 	headerLen = 19
@@ -46,25 +70,48 @@ var (
 )
 
 type message struct {
-	typ      msgType
-	watching bool
-	epoch    uint64
-	seq      uint64
-	name     string
+	typ         msgType
+	watching    bool
+	suspectsYou bool
+	hasDigest   bool
+	epoch       uint64
+	seq         uint64
+	name        string
+	// digest is the sender's claims digest (heartbeats with hasDigest).
+	digest uint64
+	// claims are the sender's claimed keys (msgClaims), sorted.
+	claims []netip.Addr
 }
 
 // appendTo appends the encoded message to b. The name must be 1..maxNameLen
 // bytes long (New checks the local node name).
 func (m message) appendTo(b []byte) []byte {
 	var flags byte
-	if m.watching {
-		flags |= flagWatching
+	for _, f := range []struct {
+		set  bool
+		flag byte
+	}{{m.watching, flagWatching}, {m.suspectsYou, flagSuspectsYou}, {m.hasDigest && m.typ == msgHeartbeat, flagDigest}} {
+		if f.set {
+			flags |= f.flag
+		}
 	}
 	b = append(b, byte(m.typ), flags)
 	b = binary.BigEndian.AppendUint64(b, m.epoch)
 	b = binary.BigEndian.AppendUint64(b, m.seq)
 	b = append(b, byte(len(m.name)))
-	return append(b, m.name...)
+	b = append(b, m.name...)
+	switch {
+	case m.typ == msgHeartbeat && m.hasDigest, m.typ == msgDigest:
+		b = binary.BigEndian.AppendUint64(b, m.digest)
+	case m.typ == msgClaims:
+		b = binary.BigEndian.AppendUint32(b, uint32(len(m.claims)))
+		for _, a := range m.claims {
+			s := a.AsSlice()
+			b = append(b, byte(len(s)))
+			b = append(b, s...)
+		}
+	}
+	return b
 }
 
 // decodeMessage parses a message received from the network. It never
@@ -79,9 +126,10 @@ func decodeMessage(b []byte) (message, error) {
 		epoch:    binary.BigEndian.Uint64(b[2:10]),
 		seq:      binary.BigEndian.Uint64(b[10:18]),
 	}
-	if m.typ != msgHeartbeat && m.typ != msgLeave {
+	if m.typ < msgHeartbeat || m.typ > msgDigest {
 		return message{}, fmt.Errorf("%w %d", errUnknownType, b[0])
 	}
+	m.suspectsYou = b[1]&flagSuspectsYou != 0
 	n := int(b[18])
 	if n == 0 || n > maxNameLen {
 		return message{}, fmt.Errorf("invalid name length %d", n)
@@ -90,5 +138,37 @@ func decodeMessage(b []byte) (message, error) {
 		return message{}, fmt.Errorf("%w: name of %d bytes in %d bytes", errShortMessage, n, len(b))
 	}
 	m.name = string(b[headerLen : headerLen+n])
+	rest := b[headerLen+n:]
+	switch m.typ {
+	case msgHeartbeat:
+		if b[1]&flagDigest != 0 {
+			if len(rest) < 8 {
+				return message{}, fmt.Errorf("%w: heartbeat digest of %d bytes", errShortMessage, len(rest))
+			}
+			m.hasDigest, m.digest = true, binary.BigEndian.Uint64(rest)
+		}
+	case msgDigest:
+		if len(rest) < 8 {
+			return message{}, fmt.Errorf("%w: digest of %d bytes", errShortMessage, len(rest))
+		}
+		m.digest = binary.BigEndian.Uint64(rest)
+	case msgClaims:
+		if len(rest) < 4 {
+			return message{}, fmt.Errorf("%w: claims without a count", errShortMessage)
+		}
+		count := binary.BigEndian.Uint32(rest)
+		rest = rest[4:]
+		if count > maxClaims || int(count) > len(rest)/5 {
+			return message{}, fmt.Errorf("claims count %d does not fit in %d bytes", count, len(rest))
+		}
+		for range count {
+			if len(rest) < 1 || (rest[0] != 4 && rest[0] != 16) || len(rest) < 1+int(rest[0]) {
+				return message{}, fmt.Errorf("%w: malformed claimed key", errShortMessage)
+			}
+			a, _ := netip.AddrFromSlice(rest[1 : 1+rest[0]])
+			m.claims = append(m.claims, a)
+			rest = rest[1+int(rest[0]):]
+		}
+	}
 	return m, nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,19 @@ func newCluster(t testing.TB, nodes int) *lab.Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if keep := os.Getenv("LBSTACK_E2E_LOGDIR"); keep != "" && t.Failed() {
+			// Every process log of the failed test, for reading at leisure.
+			logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+			to := filepath.Join(keep, strings.ReplaceAll(t.Name(), "/", "_"))
+			if err := os.MkdirAll(to, 0o755); err == nil {
+				for _, l := range logs {
+					if b, err := os.ReadFile(l); err == nil {
+						_ = os.WriteFile(filepath.Join(to, filepath.Base(l)), b, 0o644)
+					}
+				}
+				t.Logf("logs kept in %s", to)
+			}
+		}
 		if t.Failed() {
 			for _, f := range []string{"controller", "speaker-node1-1", "speaker-node2-1", "speaker-node3-1"} {
 				if b, err := os.ReadFile(dir + "/" + f + ".log"); err == nil {

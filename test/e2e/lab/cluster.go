@@ -97,7 +97,7 @@ func NewCluster(n int, dir string) (c *Cluster, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, node := range l.Nodes {
-		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.Name, Labels: map[string]string{corev1.LabelHostname: node.Name}}}
+		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.Name, Labels: map[string]string{corev1.LabelHostname: node.Name, corev1.LabelOSStable: "linux"}}}
 		if err := c.Client.Create(ctx, obj); err != nil {
 			return c, fmt.Errorf("creating Node %s: %w", node.Name, err)
 		}
@@ -105,6 +105,15 @@ func NewCluster(n int, dir string) (c *Cluster, err error) {
 		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
 		if err := c.Client.Status().Update(ctx, obj); err != nil {
 			return c, fmt.Errorf("setting Node %s status: %w", node.Name, err)
+		}
+		// The API server taints a new Node not-ready (TaintNodesByCondition)
+		// and the node lifecycle controller, which the lab does not run,
+		// lifts the taint once the Node is Ready: do as it does, so that the
+		// Nodes look like a real cluster's Ready nodes (where speakers are
+		// expected).
+		obj.Spec.Taints = nil
+		if err := c.Client.Update(ctx, obj); err != nil {
+			return c, fmt.Errorf("untainting Node %s: %w", node.Name, err)
 		}
 		if _, err := l.Start(node.NS, "namesrv-"+node.Name, nil, names, "-name", node.Name, "-listen", ":80"); err != nil {
 			return c, err
@@ -247,6 +256,22 @@ func (l *Lab) ArpingMACs(ip netip.Addr, count int) (map[string]int, error) {
 	}
 	if len(macs) == 0 && err != nil {
 		return nil, err
+	}
+	return macs, nil
+}
+
+// ArpingOnce sends one ARP request for ip from the client and returns the
+// MACs that answered it within wait, sorted (none: nobody answered).
+func (l *Lab) ArpingOnce(ip netip.Addr, wait time.Duration) ([]string, error) {
+	out, err := l.Output(l.Client, "arping", "-c", "1", "-w", fmt.Sprintf("%.3f", wait.Seconds()), "-i", "eth0", ip.String())
+	var macs []string
+	for _, m := range arpingReply.FindAllStringSubmatch(out, -1) {
+		macs = append(macs, strings.ToLower(m[1]))
+	}
+	slices.Sort(macs)
+	macs = slices.Compact(macs)
+	if len(macs) == 0 && err != nil && !strings.Contains(out, "packets transmitted") {
+		return nil, fmt.Errorf("%w: %s", err, out)
 	}
 	return macs, nil
 }

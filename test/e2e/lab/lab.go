@@ -81,7 +81,7 @@ func Prerequisites() error {
 		return errors.New("network namespaces need root")
 	}
 	var missing []string
-	for _, c := range []string{"ip", "arping", "ping", "curl"} {
+	for _, c := range []string{"ip", "arping", "ping", "curl", "iptables"} {
 		if _, err := exec.LookPath(c); err != nil {
 			missing = append(missing, c)
 		}
@@ -516,6 +516,16 @@ func (l *Lab) BridgePort(node *Node) string {
 		}
 	}
 	return ""
+}
+
+// Cut detaches (cut=true) or reattaches node's port on the bridge: a
+// silent partition, the node's link keeps its carrier.
+func (l *Lab) Cut(node *Node, cut bool) error {
+	port := l.BridgePort(node)
+	if cut {
+		return l.Run(l.Bridge, "ip", "link", "set", port, "nomaster")
+	}
+	return l.Run(l.Bridge, "ip", "link", "set", port, "master", "br0")
 }
 
 // NodeByMAC returns the node whose eth0 has mac.

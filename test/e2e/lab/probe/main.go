@@ -1,9 +1,10 @@
 // Command probe measures a Service's outage as a client sees it: it opens
 // a fresh HTTP connection to each target every interval (no keep-alive,
 // so every request is routed and answered anew) and prints one JSON line
-// whenever a target goes down or comes back up, until it is stopped (SIGTERM, SIGINT) or its duration ends.
-// The demo and the real-cluster tests run it in the client's network
-// namespace.
+// whenever a target goes down, comes back up or is answered by another node,
+// until it is stopped (SIGTERM, SIGINT) or its duration ends. The demo, the
+// lab's failover tests and benchmarks and the real-cluster tests run it in
+// the client's network namespace.
 package main
 
 import (
@@ -78,6 +79,8 @@ func probe(ctx context.Context, target string, interval, timeout time.Duration, 
 				if f := strings.Fields(string(body)[i+len("node="):]); len(f) > 0 {
 					e.Node = f[0]
 				}
+			} else if f := strings.Fields(string(body)); len(f) == 1 {
+				e.Node = f[0] // the lab's name server answers with the bare name
 			}
 			if !e.OK {
 				e.Error = resp.Status
@@ -85,7 +88,7 @@ func probe(ctx context.Context, target string, interval, timeout time.Duration, 
 		} else {
 			e.Error = err.Error()
 		}
-		if last == nil || last.OK != e.OK {
+		if last == nil || last.OK != e.OK || e.OK && last.Node != e.Node {
 			emit(e)
 			last = &e
 		}

@@ -1,0 +1,92 @@
+package membership
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+var (
+	key1 = netip.MustParseAddr("192.0.2.10")
+	key2 = netip.MustParseAddr("2001:db8::10")
+)
+
+func claimants(n *testNode, k netip.Addr) []string { return n.m.Claims()[k] }
+
+// TestClaimsPropagate: what one node claims, every live member learns
+// within a few heartbeats (the digest in the heartbeats tells them to ask),
+// a withdrawn claim disappears, and a crashed node's claims stop counting
+// once it is dead.
+func TestClaimsPropagate(t *testing.T) {
+	nodes := startCluster(t, testKey, "a", "b", "c")
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	a.m.SetClaims([]netip.Addr{key2, key1, key1})
+	b.m.SetClaims([]netip.Addr{key2})
+	took := waitFor(t, 3*time.Second, "every node knows the claims", func() bool {
+		return slices.Equal(claimants(b, key1), []string{"a"}) && slices.Equal(claimants(c, key1), []string{"a"}) &&
+			slices.Equal(claimants(c, key2), []string{"a", "b"}) && slices.Equal(claimants(a, key2), []string{"b"})
+	})
+	t.Logf("claims known everywhere after %s", took)
+	if got := claimants(a, key1); got != nil {
+		t.Errorf("a's own claim listed by a: %q (Claims lists other members only)", got)
+	}
+
+	a.m.SetClaims([]netip.Addr{key2})
+	waitFor(t, 3*time.Second, "the withdrawn claim disappears", func() bool {
+		return claimants(b, key1) == nil && claimants(c, key1) == nil
+	})
+
+	b.crash()
+	waitFor(t, 3*time.Second, "a dead node's claims stop counting", func() bool {
+		return slices.Equal(claimants(c, key2), []string{"a"})
+	})
+}
+
+// TestJoinLearnsClaimsAndSettles: a node that joins knows the claims of the
+// node it joined when Join returns (memberlist's push/pull carries them),
+// and is Settled once it knows every live member's.
+func TestJoinLearnsClaimsAndSettles(t *testing.T) {
+	nodes := startCluster(t, testKey, "a", "b")
+	nodes[0].m.SetClaims([]netip.Addr{key1})
+	nodes[1].m.SetClaims([]netip.Addr{key2})
+	n := startNode(t, "n", testKey, nil)
+	if n.m.Settled() {
+		t.Fatal("Settled before joining anyone")
+	}
+	if _, err := n.m.Join([]string{nodes[0].addr(), nodes[1].addr()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := claimants(n, key1); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("right after Join, claimants of %s = %q, want [a]", key1, got)
+	}
+	waitFor(t, 3*time.Second, "n settles", n.m.Settled)
+}
+
+// TestOneWayLoss: when b stops hearing a while a still hears b, b declares a
+// dead and a learns, from b's marked heartbeats, that b suspects it; when
+// the path heals the mark clears and b sees a again.
+func TestOneWayLoss(t *testing.T) {
+	nodes := startCluster(t, testKey, "a", "b")
+	a, b := nodes[0], nodes[1]
+	suspected := func() bool {
+		for _, m := range a.m.Live() {
+			if m.Name == "b" {
+				return m.SuspectsUs
+			}
+		}
+		return false
+	}
+	drop := func(name string) bool { return name == "a" }
+	b.m.dropFrom.Store(&drop)
+	start := time.Now()
+	waitFor(t, 3*time.Second, "b declares a dead", func() bool { return !b.sees("a") })
+	dead := time.Since(start)
+	waitFor(t, 3*time.Second, "a learns that b suspects it", suspected)
+	t.Logf("b declared a dead after %s; a knew after %s", dead, time.Since(start))
+	if !a.sees("b") {
+		t.Error("a dropped b, which it still hears")
+	}
+	b.m.dropFrom.Store(nil)
+	waitFor(t, 3*time.Second, "the mark clears and b sees a again", func() bool { return !suspected() && b.sees("a") })
+}

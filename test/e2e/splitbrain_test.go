@@ -1,0 +1,406 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/lbstack/lbstack/test/e2e/lab"
+)
+
+// These tests judge layer 2 through faults from the client's side: arping
+// from the client namespace, sampled continuously (one request per sample,
+// every answer to it counted), and the HTTP probe (a fresh connection every
+// 5 ms, answered with the name of the node that received it).
+
+// arpSample is one ARP request from the client and the MACs that answered.
+type arpSample struct {
+	at   time.Time
+	ip   netip.Addr
+	macs []string
+}
+
+// arpSampler sends one ARP request at a time for each address in turn, from
+// the client, until stopped.
+type arpSampler struct {
+	mu      sync.Mutex
+	samples []arpSample
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func sampleARP(t testing.TB, c *lab.Cluster, ips ...netip.Addr) *arpSampler {
+	s := &arpSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for i := 0; ; i++ {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			ip := ips[i%len(ips)]
+			at := time.Now()
+			macs, err := c.Lab.ArpingOnce(ip, 100*time.Millisecond)
+			if err != nil {
+				t.Logf("arping %s: %v", ip, err)
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			s.mu.Lock()
+			s.samples = append(s.samples, arpSample{at: at, ip: ip, macs: macs})
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop ends the sampling.
+func (s *arpSampler) Stop() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+}
+
+// between returns the samples taken in [from, to).
+func (s *arpSampler) between(from, to time.Time) []arpSample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []arpSample
+	for _, x := range s.samples {
+		if !x.at.Before(from) && x.at.Before(to) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// doubles returns the samples answered by more than one MAC.
+func doubles(samples []arpSample) []arpSample {
+	var out []arpSample
+	for _, x := range samples {
+		if len(x.macs) > 1 {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (x arpSample) String() string {
+	return fmt.Sprintf("%s %s answered by %v", x.at.Format("15:04:05.000"), x.ip, x.macs)
+}
+
+// l2Fixture is a 3-node lab with speakers, n layer-2 Services (one IPv4
+// address each, on every node's lo), the HTTP probe and an ARP sampler.
+type l2Fixture struct {
+	c     *lab.Cluster
+	ips   []netip.Addr
+	urls  []string
+	probe *lab.Probe
+	arp   *arpSampler
+	args  []string
+}
+
+func newL2Fixture(t *testing.T, name, pool string, services int, args ...string) *l2Fixture {
+	t.Helper()
+	c := newCluster(t, 3)
+	ctx := tctx(t, 2*time.Minute)
+	if err := c.Apply(ctx, lab.L2Config(name, pool)...); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Lab.Nodes {
+		if _, err := c.StartSpeaker(n.Name, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &l2Fixture{c: c, args: args}
+	for i := range services {
+		svc := lbService(fmt.Sprintf("%s-%d", name, i), false, corev1.IPv4Protocol)
+		if err := c.Apply(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		key := client.ObjectKeyFromObject(svc)
+		v4, _, err := c.ServiceIPsOnNodes(ctx, key, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WaitAnnounced(ctx, key, func(string) bool { return true }); err != nil {
+			t.Fatal(err)
+		}
+		f.ips = append(f.ips, v4)
+		f.urls = append(f.urls, "http://"+v4.String()+"/")
+	}
+	p, err := lab.StartProbe(c.Lab, t.TempDir(), f.urls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	if err := p.WaitUp(tctx(t, 30*time.Second), f.urls...); err != nil {
+		t.Fatal(err)
+	}
+	f.probe = p
+	f.arp = sampleARP(t, c, f.ips...)
+	return f
+}
+
+// owner returns the node whose MAC alone answers ARP for ip, waiting up to
+// 10 s for exactly one to answer.
+func (f *l2Fixture) owner(t *testing.T, ip netip.Addr) *lab.Node {
+	t.Helper()
+	var n *lab.Node
+	err := lab.WaitFor(tctx(t, 10*time.Second), 50*time.Millisecond, func() error {
+		macs, err := f.c.Lab.ArpingOnce(ip, 100*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		if len(macs) != 1 {
+			return fmt.Errorf("answered by %v", macs)
+		}
+		if n = f.c.Lab.NodeByMAC(macs[0]); n == nil {
+			return fmt.Errorf("answered by %s, no node's MAC", macs[0])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("who answers for %s: %v", ip, err)
+	}
+	return n
+}
+
+// answeredBy waits until the probe reaches url at a node other than not,
+// and returns that node's name.
+func (f *l2Fixture) answeredBy(t *testing.T, url string, since time.Time, not string) string {
+	t.Helper()
+	var got string
+	err := lab.WaitFor(tctx(t, 15*time.Second), 20*time.Millisecond, func() error {
+		at, ok := f.probe.FirstAnswer(url, since, func(n string) bool { return n != not && n != "" })
+		if !ok {
+			return fmt.Errorf("not answered by another node than %s yet", not)
+		}
+		got = f.probe.NodeAt(url, at)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// checkOneMAC fails for every sample in [from, to) answered by more than one
+// MAC, or (want non-nil) by another MAC than want's for ip.
+func (f *l2Fixture) checkOneMAC(t *testing.T, what string, from, to time.Time, want map[netip.Addr]*lab.Node) {
+	t.Helper()
+	samples := f.arp.between(from, to)
+	if len(samples) == 0 {
+		t.Errorf("%s: no ARP sample between %s and %s", what, from.Format("15:04:05.000"), to.Format("15:04:05.000"))
+	}
+	for _, x := range samples {
+		switch {
+		case len(x.macs) > 1:
+			t.Errorf("%s: %s", what, x)
+		case len(x.macs) == 0:
+			t.Errorf("%s: %s: no answer", what, x)
+		case want != nil && want[x.ip] != nil && !strings.EqualFold(x.macs[0], want[x.ip].MAC):
+			t.Errorf("%s: %s, want only %s (%s)", what, x, want[x.ip].Name, want[x.ip].MAC)
+		}
+	}
+}
+
+// TestL2SpeakerRestarts restarts the owner's speaker 20 times, alternately
+// killed (crash loop) and stopped (rolling update), each time starting it
+// again at once. Through all of it the client never gets two answers to one
+// ARP request, each restart moves the address once (to another node, which
+// keeps it when the restarted speaker is back), and the restarted speaker
+// answers for nothing another node announces.
+func TestL2SpeakerRestarts(t *testing.T) {
+	f := newL2Fixture(t, "restart", "192.0.2.160-192.0.2.169", 1)
+	ip, url := f.ips[0], f.urls[0]
+	start := time.Now()
+	for i := range 20 {
+		owner := f.owner(t, ip)
+		sig := syscall.SIGKILL
+		if i%2 == 1 {
+			sig = syscall.SIGTERM
+		}
+		at := time.Now()
+		p := f.c.Speakers[owner.Name]
+		if err := p.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		<-p.Done()
+		if _, err := f.c.StartSpeaker(owner.Name, f.args...); err != nil {
+			t.Fatal(err)
+		}
+		next := f.answeredBy(t, url, at, owner.Name)
+		// The restarted speaker joins and must not take the address back.
+		waitLog(t, f.c.Speakers[owner.Name], "Joined: electing", 15*time.Second)
+		time.Sleep(time.Second)
+		if now := f.owner(t, ip); now.Name != next {
+			t.Fatalf("restart %d (%s of %s): the address moved to %s, then to %s once the speaker was back (two moves)", i+1, sig, owner.Name, next, now.Name)
+		}
+		var silent []string
+		for _, x := range f.arp.between(at, time.Now()) {
+			if len(x.macs) == 0 {
+				silent = append(silent, x.at.Format("05.000"))
+			}
+		}
+		t.Logf("restart %d at %s: %s of %s's speaker; %s took over and kept the address; probe gaps %v; unanswered ARP samples at %v",
+			i+1, at.Format("15:04:05.000"), sig, owner.Name, next, f.probe.Gaps(url, at, time.Now()), silent)
+	}
+	if d := doubles(f.arp.between(start, time.Now())); len(d) > 0 {
+		t.Errorf("%d ARP samples during 20 restarts answered by two MACs: %v", len(d), d)
+	}
+	t.Logf("%d ARP samples during 20 restarts, %d answered by two MACs", len(f.arp.between(start, time.Now())), len(doubles(f.arp.between(start, time.Now()))))
+}
+
+// waitLog waits until p's log contains s.
+func waitLog(t *testing.T, p *lab.Proc, s string, timeout time.Duration) {
+	t.Helper()
+	err := lab.WaitFor(tctx(t, timeout), 50*time.Millisecond, func() error {
+		if b, _ := os.ReadFile(p.Log); !strings.Contains(string(b), s) {
+			return fmt.Errorf("%s has not logged %q", p.Name, s)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v; log tail:\n%s", err, p.Tail(2000))
+	}
+}
+
+// TestL2PartitionHeal cuts the owner off silently (its bridge port
+// detached, its link keeps carrier) ten times, for 1 s or for 6 s (long
+// enough for memberlist to drop it), and heals it. Another node takes over
+// while it is cut off; within 1 s of the heal exactly one node answers, and
+// from then on the answers do not move.
+func TestL2PartitionHeal(t *testing.T) {
+	f := newL2Fixture(t, "heal", "192.0.2.170-192.0.2.179", 1)
+	ip, url := f.ips[0], f.urls[0]
+	for i := range 10 {
+		owner := f.owner(t, ip)
+		hold := time.Second
+		if i%2 == 1 {
+			hold = 6 * time.Second
+		}
+		cut := time.Now()
+		if err := f.c.Lab.Cut(owner, true); err != nil {
+			t.Fatal(err)
+		}
+		next := f.answeredBy(t, url, cut, owner.Name)
+		time.Sleep(time.Until(cut.Add(hold)))
+		healed := time.Now()
+		if err := f.c.Lab.Cut(owner, false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * time.Second)
+		winner := f.owner(t, ip)
+		f.checkOneMAC(t, fmt.Sprintf("trial %d, from 1 s after the heal", i+1), healed.Add(time.Second), time.Now(), map[netip.Addr]*lab.Node{ip: winner})
+		if moved := f.probe.NodesBetween(url, healed.Add(time.Second), time.Now()); len(moved) > 1 {
+			t.Errorf("trial %d: from 1 s after the heal the probe was answered by %v (flapping)", i+1, moved)
+		}
+		t.Logf("trial %d: %s cut off for %s; %s took over; after the heal %s answers (doubles right after the heal: %d)",
+			i+1, owner.Name, hold, next, winner.Name, len(doubles(f.arp.between(healed, healed.Add(time.Second)))))
+	}
+}
+
+// TestL2OneWayLoss drops the memberlist packets in one direction only,
+// inside one node's namespace, both ways round: the others stop hearing the
+// owner (it still hears them), then the owner stops hearing the others.
+// Each address is answered by exactly one node once the detection time and
+// the hand-over have passed, and stays so when the path heals.
+func TestL2OneWayLoss(t *testing.T) {
+	f := newL2Fixture(t, "oneway", "192.0.2.180-192.0.2.189", 4)
+	for _, dir := range []struct {
+		name, rule string
+	}{
+		{"the others stop hearing the owner", "OUTPUT -p udp --dport 7946"},
+		{"the owner stops hearing the others", "INPUT -p udp --sport 7946"},
+	} {
+		t.Run(dir.name, func(t *testing.T) {
+			owner := f.owner(t, f.ips[0])
+			rule := strings.Fields(dir.rule)
+			if err := f.c.Lab.Run(owner.NS, append(append([]string{"iptables", "-w", "-A"}, rule...), "-j", "DROP")...); err != nil {
+				t.Fatal(err)
+			}
+			dropped := time.Now()
+			time.Sleep(4 * time.Second)
+			want := map[netip.Addr]*lab.Node{}
+			for _, ip := range f.ips {
+				want[ip] = f.owner(t, ip)
+			}
+			// Detection (0.4 s) plus the hand-over (two heartbeat
+			// intervals and a claims exchange) are well under 2 s.
+			f.checkOneMAC(t, "2 s after the drop", dropped.Add(2*time.Second), time.Now(), want)
+			if err := f.c.Lab.Run(owner.NS, append(append([]string{"iptables", "-w", "-D"}, rule...), "-j", "DROP")...); err != nil {
+				t.Fatal(err)
+			}
+			healed := time.Now()
+			time.Sleep(3 * time.Second)
+			f.checkOneMAC(t, "after the path healed", healed, time.Now(), nil)
+			var owners []string
+			for _, ip := range f.ips {
+				owners = append(owners, ip.String()+"→"+want[ip].Name)
+			}
+			t.Logf("%s of %s: %v; doubles in the first 2 s: %d", dir.name, owner.Name, owners, len(doubles(f.arp.between(dropped, dropped.Add(2*time.Second)))))
+		})
+	}
+}
+
+// TestL2KeyMismatch restarts one speaker with another memberlist key: it
+// cannot join the others. It waits the join timeout, then gives up every
+// address another node answers for, so that each address keeps exactly
+// one answering node, and it says why.
+func TestL2KeyMismatch(t *testing.T) {
+	f := newL2Fixture(t, "key", "192.0.2.190-192.0.2.199", 3)
+	want := map[netip.Addr]*lab.Node{}
+	for _, ip := range f.ips {
+		want[ip] = f.owner(t, ip)
+	}
+	// Restart a node that owns something, with a key of its own.
+	odd := want[f.ips[0]]
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "other.key")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Speakers[odd.Name].Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.c.StartSpeaker(odd.Name, append(slices.Clone(f.args), "--memberlist-key-file", keyFile)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, "Joined: electing", 20*time.Second)
+	waitLog(t, p, "different memberlist key", 20*time.Second)
+	settled := time.Now().Add(2 * time.Second)
+	time.Sleep(5 * time.Second)
+	for _, ip := range f.ips {
+		if w := want[ip]; w == odd {
+			want[ip] = nil // moved when odd stopped: any single other node
+		}
+	}
+	f.checkOneMAC(t, "with one speaker on another key", settled, time.Now(), want)
+	for _, x := range f.arp.between(settled, time.Now()) {
+		if len(x.macs) == 1 && strings.EqualFold(x.macs[0], odd.MAC) {
+			t.Errorf("%s: the speaker that cannot join the others answers", x)
+			break
+		}
+	}
+}
