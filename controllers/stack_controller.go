@@ -66,6 +66,11 @@ type StackReconciler struct {
 	ImagePullSecrets []corev1.LocalObjectReference
 	// Rand generates the memberlist key; crypto/rand when nil.
 	Rand io.Reader
+	// APIReader reads the memberlist key Secret from the API server, not
+	// the cache (which holds only labelled children: a Secret that lost
+	// its label must not look missing, or the key would be replaced). The
+	// Client when nil.
+	APIReader client.Reader
 }
 
 // SetupWithManager registers the reconciler: it follows stacks, the
@@ -171,7 +176,7 @@ func (r *StackReconciler) configure(ctx context.Context, st *stackState) error {
 // objects and deletes the children no longer rendered.
 func (r *StackReconciler) apply(ctx context.Context, st *stackState) error {
 	log := ctrl.LoggerFrom(ctx)
-	key, err := r.memberlistKey(ctx)
+	key, err := r.memberlistKey(ctx, st.stack)
 	if err != nil {
 		return r.applyFailed(st, err)
 	}
@@ -299,15 +304,34 @@ func ownedBy(o client.Object, stack *lbv1.LoadBalancerStack) bool {
 
 // memberlistKey returns the key in the existing Secret or a new one. It is
 // generated once and then kept: the Secret is only ever re-applied with
-// the key it already holds.
-func (r *StackReconciler) memberlistKey(ctx context.Context) ([]byte, error) {
+// the key it already holds (read from the API server, so that a Secret that
+// lost its label keeps its key). A key that must be replaced — the Secret
+// was deleted or holds no usable key while speakers run — is replaced
+// loudly: a Warning event on the stack. The speakers rotate to it without a
+// split (they keep decrypting with the old key) and roll, since their pod
+// template carries the key's hash.
+func (r *StackReconciler) memberlistKey(ctx context.Context, stack *lbv1.LoadBalancerStack) ([]byte, error) {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
 	var s corev1.Secret
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: render.MemberlistSecretName}, &s)
+	err := reader.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: render.MemberlistSecretName}, &s)
 	if err == nil && len(s.Data[render.MemberlistSecretKey]) == render.MemberlistKeySize {
 		return s.Data[render.MemberlistSecretKey], nil
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("reading the memberlist key: %w", err)
+	}
+	var ds appsv1.DaemonSet
+	if derr := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: render.SpeakerName}, &ds); derr == nil {
+		why := "was deleted"
+		if err == nil {
+			why = fmt.Sprintf("holds no %d-byte key %q", render.MemberlistKeySize, render.MemberlistSecretKey)
+		}
+		r.Recorder.Eventf(stack, nil, corev1.EventTypeWarning, "MemberlistKeyReplaced", "Render",
+			"Secret %s/%s %s while speakers run: generated a new memberlist key; the speakers rotate to it (still decrypting the old one) and roll",
+			r.Namespace, render.MemberlistSecretName, why)
 	}
 	src := r.Rand
 	if src == nil {

@@ -56,9 +56,9 @@ type Members interface {
 	SetWatched(names []string)
 	// Claims returns, per election key, the other live members that
 	// announce it.
-	Claims() map[netip.Addr][]string
-	// SetClaims publishes the election keys this node announces.
-	SetClaims(keys []netip.Addr)
+	Claims() map[netip.Addr][]membership.Claimant
+	// SetClaims publishes the groups this node announces.
+	SetClaims(claims []membership.Claim)
 	// Settled reports whether this node has joined another member and
 	// knows the claims of every live member.
 	Settled() bool
@@ -183,6 +183,9 @@ type Core struct {
 	lastSeen   map[string]time.Time    // when a member was last seen live by an election
 	liveAtLast map[string]bool         // the members live at the last election
 	contested  map[netip.Addr]string   // group key → the rivals this node won it from
+	gen        map[netip.Addr]uint32   // group key → the generation of this node\'s claim
+	known      map[netip.Addr]uint32   // group key → the newest generation known of anyone\'s claim
+	view       map[netip.Addr]uint16   // group key → the fewest candidates seen live while owning it
 	yielded    map[netip.Addr]struct{} // groups given up to a foreign answer while alone
 	conflicts  chan netip.Addr
 }
@@ -326,12 +329,10 @@ func (c *Core) join(snap *Snapshot, now time.Time) {
 // announcing interfaces have carrier:
 //
 //   - the claimants are the candidates that announce the group now (this
-//     node, if it owns it; the others from their published claims). A
-//     claimant whose heartbeats another claimant cannot hear (SuspectsUs)
-//     steps back: that one has taken over and cannot see it;
-//   - with claimants, the owner is the rendezvous favourite among them: it
-//     stays where it is, and when two announce it (a partition healed) both
-//     reach the same winner, which re-announces so that clients come back;
+//     node, if it owns it; the others from their published claims);
+//   - with claimants, the owner is one of them (resolve): the address stays
+//     where it is, and when two announce it (a partition healed) both reach
+//     the same winner, which re-announces so that clients come back;
 //   - without, the owner is the rendezvous favourite among the candidates.
 //
 // This node takes nothing before it has joined (see JoinTimeout). The others
@@ -369,13 +370,18 @@ func (c *Core) Elect() {
 	}
 	owned := map[netip.Addr]l2.Target{}
 	var mine []L2Group
-	var keys, reannounce []netip.Addr
+	var reannounce []netip.Addr
+	var keys []membership.Claim
+	gen := map[netip.Addr]uint32{}
+	view := map[netip.Addr]uint16{}
+	known := map[netip.Addr]uint32{}
 	watch := map[string]bool{}
 	owners := make(map[netip.Addr]string, len(snap.L2))
 	contested := map[netip.Addr]string{}
 	for _, g := range snap.L2 {
 		_, yielded := c.yielded[g.Key]
-		var cands, claimants []string
+		var cands []string
+		var claimants []membership.Claimant
 		for _, n := range g.CandidateNames() {
 			m, ok := members[n]
 			if !ok || !healthyFor(m.Meta, g.Candidates[n]) {
@@ -386,16 +392,20 @@ func (c *Core) Elect() {
 				continue
 			}
 			cands = append(cands, n)
-			if self && c.owners[g.Key] == c.Node || !self && slices.Contains(claims[g.Key], n) {
-				claimants = append(claimants, n)
+			if self && c.owners[g.Key] == c.Node {
+				claimants = append(claimants, membership.Claimant{Node: n, Gen: c.gen[g.Key], View: c.view[g.Key]})
+			} else if i := slices.IndexFunc(claims[g.Key], func(cl membership.Claimant) bool { return cl.Node == n }); !self && i >= 0 {
+				claimants = append(claimants, claims[g.Key][i])
 			}
 		}
-		if slices.Contains(claimants, c.Node) && slices.ContainsFunc(claimants, func(n string) bool { return n != c.Node && members[n].SuspectsUs }) {
-			// Another claimant cannot hear us and has taken over: step back.
-			claimants = slices.DeleteFunc(claimants, func(n string) bool { return n == c.Node })
-			c.Log.Info("Giving addresses back: a node that cannot hear this one announces them", "ips", g.IPs)
+		// The newest generation of this key anyone claims, or this node
+		// last knew of (a taker's claim is one newer).
+		newest := c.known[g.Key]
+		for _, cl := range claims[g.Key] {
+			newest = max(newest, cl.Gen)
 		}
-		pool := claimants
+		known[g.Key] = newest
+		pool := c.resolve(g, claimants, members)
 		if len(pool) == 0 {
 			pool = cands
 		}
@@ -414,12 +424,24 @@ func (c *Core) Elect() {
 			continue
 		}
 		mine = append(mine, g)
-		keys = append(keys, g.Key)
 		for _, ip := range g.IPs {
 			owned[ip] = l2.Target{Interfaces: g.Candidates[c.Node]}
 		}
 		prev, had := c.owners[g.Key]
-		rivals := slices.DeleteFunc(slices.Clone(claimants), func(n string) bool { return n == c.Node })
+		seen := uint16(min(len(cands), 1<<16-1))
+		if !had || prev != c.Node {
+			gen[g.Key], view[g.Key] = newest+1, seen
+		} else {
+			gen[g.Key], view[g.Key] = c.gen[g.Key], min(c.view[g.Key], seen)
+		}
+		keys = append(keys, membership.Claim{Key: g.Key, Gen: gen[g.Key], View: view[g.Key]})
+		known[g.Key] = max(known[g.Key], gen[g.Key])
+		var rivals []string
+		for _, cl := range claimants {
+			if cl.Node != c.Node {
+				rivals = append(rivals, cl.Node)
+			}
+		}
 		switch {
 		case len(rivals) > 0 && c.contested[g.Key] != strings.Join(rivals, ","):
 			c.Log.Info("Keeping addresses another node also announced: re-announcing", "ips", g.IPs, "others", rivals)
@@ -452,10 +474,56 @@ func (c *Core) Elect() {
 		c.lastSeen[n] = now
 		c.liveAtLast[n] = true
 	}
-	c.owners, c.contested = owners, contested
+	if !c.joined {
+		// What it computed for the others while joining is no history of
+		// its own: its first moves are assignments.
+		owners = map[netip.Addr]string{}
+	}
+	c.owners, c.contested, c.gen, c.view, c.known = owners, contested, gen, view, known
 	if c.OnOwned != nil {
 		c.OnOwned(mine)
 	}
+}
+
+// resolve returns the claimants that may keep g (all of them elect the
+// rendezvous favourite among those), reached alike by every node that knows
+// the same claims; the rules, in order:
+//
+//   - this node steps back when another claimant cannot hear its heartbeats
+//     (SuspectsUs): that one, which takes it for dead, would not;
+//   - the claims held with the largest view win: a node that was cut off
+//     held its addresses seeing only itself, while the side that took over
+//     (which the clients follow) saw more;
+//   - among those, the newest generation wins: the claim taken over last.
+func (c *Core) resolve(g L2Group, claimants []membership.Claimant, members map[string]membership.Member) []string {
+	if len(claimants) < 2 {
+		if len(claimants) == 1 {
+			return []string{claimants[0].Node}
+		}
+		return nil
+	}
+	if slices.ContainsFunc(claimants, func(y membership.Claimant) bool { return y.Node != c.Node && members[y.Node].SuspectsUs }) {
+		if slices.ContainsFunc(claimants, func(x membership.Claimant) bool { return x.Node == c.Node }) {
+			c.Log.Info("Giving addresses up: a node that cannot hear this one announces them", "ips", g.IPs)
+		}
+		claimants = slices.DeleteFunc(slices.Clone(claimants), func(x membership.Claimant) bool { return x.Node == c.Node })
+	}
+	var best uint16
+	for _, x := range claimants {
+		best = max(best, x.View)
+	}
+	claimants = slices.DeleteFunc(slices.Clone(claimants), func(x membership.Claimant) bool { return x.View < best })
+	var newest uint32
+	for _, x := range claimants {
+		newest = max(newest, x.Gen)
+	}
+	var out []string
+	for _, x := range claimants {
+		if x.Gen == newest {
+			out = append(out, x.Node)
+		}
+	}
+	return out
 }
 
 // reportMove explains why this node now owns g.

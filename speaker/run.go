@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -257,6 +258,9 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	g.Go(func() error { return bgpReporter.Run(gctx) })
 	g.Go(func() error { return readiness.Run(gctx) })
 	g.Go(func() error { joinLoop(gctx, mem, peers, log); return nil })
+	if o.KeyFile != "" {
+		g.Go(func() error { watchKey(gctx, clk, o.KeyFile, key, mem, log); return nil })
+	}
 	g.Go(func() error {
 		for {
 			select {
@@ -277,6 +281,35 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	})
 	log.Info("Starting speaker", "memberlistPort", o.Port, "heartbeatInterval", o.HeartbeatInterval, "missedHeartbeats", o.MissedHeartbeats)
 	return g.Wait()
+}
+
+// keyCheckInterval is how often the speaker reads its key file again (the
+// kubelet updates a Secret volume within about a minute of the change).
+const keyCheckInterval = 10 * time.Second
+
+// watchKey rotates the memberlist key when the key file changes (the
+// operator's Secret was replaced): the new key encrypts, the old ones still
+// decrypt, so that speakers that have rotated and those that have not yet,
+// and those that start with the new key, all understand each other.
+func watchKey(ctx context.Context, clk clock.Clock, path string, current []byte, mem *membership.Membership, log logr.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-clk.After(keyCheckInterval):
+		}
+		b, err := os.ReadFile(path)
+		if err != nil || bytes.Equal(b, current) {
+			continue
+		}
+		if err := mem.SetKey(b); err != nil {
+			log.Error(err, "The memberlist key file changed, but the new key cannot be used", "file", path)
+			current = b // report once per change
+			continue
+		}
+		log.Info("The memberlist key file changed: rotated to the new key", "file", path)
+		current = b
+	}
 }
 
 // joinLoop joins the other nodes' speakers whenever the node list changes,

@@ -129,6 +129,7 @@ func Setup(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options
 	d := o.ResolveWorkloadDefaults(ctx, mgr.GetAPIReader(), log)
 	r := &controllers.StackReconciler{
 		Client:           mgr.GetClient(),
+		APIReader:        mgr.GetAPIReader(),
 		Recorder:         mgr.GetEventRecorder("lbstack-operator"),
 		Namespace:        o.Namespace,
 		Image:            d.Image,

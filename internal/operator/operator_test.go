@@ -2,6 +2,7 @@ package operator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -150,6 +151,7 @@ func startOperatorWith(t testing.TB, d operator.WorkloadDefaults) *operatorUnder
 	}
 	r := &controllers.StackReconciler{
 		Client:           countingClient(cl, w),
+		APIReader:        mgr.GetAPIReader(),
 		Recorder:         mgr.GetEventRecorder("lbstack-operator"),
 		Namespace:        ns,
 		Image:            d.Image,
@@ -579,6 +581,71 @@ func TestStackLifecycle(t *testing.T) {
 		if l := op2.writes.reset(); len(l) != 0 {
 			t.Errorf("a restarted operator with nothing to do wrote %d times: %v", len(l), l)
 		}
+	})
+
+	startOperator(t) // the restarted one stopped with its subtest
+	keyOf := func(t *testing.T) ([]byte, string, error) {
+		var s corev1.Secret
+		var ds appsv1.DaemonSet
+		if err := get(t, &s, ns, render.MemberlistSecretName); err != nil {
+			return nil, "", err
+		}
+		if err := get(t, &ds, ns, render.SpeakerName); err != nil {
+			return nil, "", err
+		}
+		return s.Data[render.MemberlistSecretKey], ds.Spec.Template.Annotations[render.MemberlistKeyHashAnnotation], nil
+	}
+	t.Run("a memberlist Secret that lost its labels keeps its key", func(t *testing.T) {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			var s corev1.Secret
+			if err := get(t, &s, ns, render.MemberlistSecretName); err != nil {
+				return err
+			}
+			s.Labels = nil
+			return env.Client.Update(tctx(t), &s)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		patchStack(t, func(s *lbv1.LoadBalancerStack) { metav1.SetMetaDataAnnotation(&s.ObjectMeta, "touched", "unlabelled") })
+		eventually(t, "the Secret is labelled again", func() error {
+			var s corev1.Secret
+			if err := get(t, &s, ns, render.MemberlistSecretName); err != nil {
+				return err
+			}
+			if len(s.Labels) == 0 {
+				return errors.New("no labels")
+			}
+			return nil
+		})
+		got, hash, err := keyOf(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(key) {
+			t.Error("the memberlist key was replaced when its Secret lost its labels")
+		}
+		if hash != render.KeyHash(key) {
+			t.Errorf("speaker template key hash %q, want %q", hash, render.KeyHash(key))
+		}
+	})
+	t.Run("a deleted memberlist Secret is replaced loudly and the speakers roll", func(t *testing.T) {
+		if err := env.Client.Delete(tctx(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.MemberlistSecretName}}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a new key, and the speaker template carries its hash", func() error {
+			got, hash, err := keyOf(t)
+			switch {
+			case err != nil:
+				return err
+			case len(got) != render.MemberlistKeySize || string(got) == string(key):
+				return errors.New("no new key yet")
+			case hash != render.KeyHash(got):
+				return fmt.Errorf("template hash %q, want %q", hash, render.KeyHash(got))
+			}
+			return nil
+		})
+		eventually(t, "a Warning event says so", func() error { return findEvent(t, "MemberlistKeyReplaced") })
 	})
 }
 

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"strconv"
@@ -120,6 +122,18 @@ func ControllerDeployment(stack *lbv1.LoadBalancerStack, p Params) *appsv1.Deplo
 // with exactly these capabilities.
 func SpeakerCapabilities() []corev1.Capability { return []corev1.Capability{"NET_RAW"} }
 
+// MemberlistKeyHashAnnotation on the speaker pod template carries a hash of
+// the memberlist key (KeyHash): when the key changes, every speaker rolls,
+// so that none keeps running with a key the others no longer use.
+const MemberlistKeyHashAnnotation = "lbstack.io/memberlist-key-hash"
+
+// KeyHash is a short, one-way digest of a key (the first 16 hex digits of
+// its SHA-256), safe to show.
+func KeyHash(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:8])
+}
+
 // SpeakerDaemonSet renders the speaker: one pod per matching node on the
 // host network, running as root with only SpeakerCapabilities (a non-root
 // container gets no effective capabilities from the runtime, so it could
@@ -158,7 +172,7 @@ func SpeakerDaemonSet(stack *lbv1.LoadBalancerStack, p Params) *appsv1.DaemonSet
 				},
 			},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: map[string]string{MemberlistKeyHashAnnotation: KeyHash(p.MemberlistKey)}},
 				Spec: corev1.PodSpec{
 					ServiceAccountName:            SpeakerName,
 					ImagePullSecrets:              imagePullSecrets(s.WorkloadSpec, p),

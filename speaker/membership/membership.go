@@ -61,10 +61,12 @@ const (
 	// leaves and metadata spread faster. Gossip only sends when something
 	// is queued, so an idle cluster pays nothing for it.
 	gossipInterval = 100 * time.Millisecond
-	// suspectHold is how many heartbeat intervals a peer must keep saying
-	// it has declared this node dead before Member.SuspectsUs reports it: a
-	// partition that heals clears the mark within one interval on both
-	// sides, a path that loses heartbeats in one direction only does not.
+	// suspectHold is how many heartbeat intervals a peer that was dead to
+	// this node and is back must keep saying it has declared this node dead
+	// before Member.SuspectsUs reports it: a partition that heals clears
+	// the mark within one interval on both sides, a path that loses
+	// heartbeats in one direction only does not. From a peer heard all
+	// along, the mark counts at once.
 	suspectHold = 2
 	// claimRetry is how long, in heartbeat intervals, a claims request
 	// waits for its answer before it is sent again.
@@ -249,6 +251,12 @@ type Membership struct {
 	suspects   map[string]suspicion // peers whose heartbeats say they declared us dead
 	lost       map[string]lostPeer  // peers memberlist dropped as failed
 	rejoinAt   map[string]time.Time // when a lost peer was last joined again
+	revivedAt  map[string]time.Time // when a peer dead to us was last heard again
+	lastHB     map[string]time.Time // when a peer's last heartbeat arrived
+
+	// keyring holds the memberlist keys (nil without encryption): the
+	// primary encrypts, all decrypt.
+	keyring *memberlist.Keyring
 
 	// broadcasts gossips this node's claims digest (msgDigest).
 	broadcasts *memberlist.TransmitLimitedQueue
@@ -278,6 +286,46 @@ func (m *Membership) foreignPacket(detail string) {
 	}
 }
 
+// maxKeys is how many keys SetKey keeps: the new primary and the previous
+// ones, which still decrypt what speakers not yet rotated send.
+const maxKeys = 3
+
+// SetKey makes key (16, 24 or 32 bytes) the key this node encrypts with, and
+// keeps decrypting with the previous ones (up to two): a key rotation. Every
+// running speaker rotates when its key file changes, so old and new speakers
+// understand each other throughout a roll-out; a node started without a key
+// cannot start encrypting (an error). Setting the current key does nothing.
+func (m *Membership) SetKey(key []byte) error {
+	switch len(key) {
+	case 16, 24, 32:
+	default:
+		return fmt.Errorf("a memberlist key must be 16, 24 or 32 bytes long, not %d", len(key))
+	}
+	m.mu.Lock()
+	kr := m.keyring
+	m.mu.Unlock()
+	if kr == nil {
+		return errors.New("memberlist runs without encryption (no key at start, or not running): restart the speaker to use a key")
+	}
+	if bytes.Equal(kr.GetPrimaryKey(), key) {
+		return nil
+	}
+	if err := kr.AddKey(key); err != nil {
+		return err
+	}
+	if err := kr.UseKey(key); err != nil {
+		return err
+	}
+	// Drop the oldest keys beyond maxKeys (GetKeys lists the primary
+	// first, then the others in the order they were added).
+	keys := kr.GetKeys()
+	for i := len(keys) - 1; i >= maxKeys; i-- {
+		_ = kr.RemoveKey(keys[i])
+	}
+	m.log.Info("Rotated the memberlist key: encrypting with the new key, still decrypting with the previous ones", "keys", min(len(keys), maxKeys))
+	return nil
+}
+
 // Foreign returns how many packets and streams arrived that this node could
 // not decrypt (see Config.OnForeign).
 func (m *Membership) Foreign() uint64 { return m.foreign.Load() }
@@ -286,7 +334,7 @@ func (m *Membership) Foreign() uint64 { return m.foreign.Load() }
 // announces, versioned within the node's epoch.
 type claimSet struct {
 	epoch, version uint64
-	keys           []netip.Addr // sorted
+	keys           []Claim // sorted by key
 	digest         uint64
 }
 
@@ -295,15 +343,42 @@ func (c claimSet) newer(o claimSet) bool {
 	return c.epoch > o.epoch || c.epoch == o.epoch && c.version > o.version
 }
 
-func digestOf(keys []netip.Addr) uint64 {
+func digestOf(claims []Claim) uint64 {
 	h := fnv.New64a()
-	for _, k := range keys {
-		b := k.AsSlice()
+	for _, c := range claims {
+		b := c.Key.AsSlice()
 		h.Write([]byte{byte(len(b))})
 		h.Write(b)
+		h.Write([]byte{byte(c.Gen >> 24), byte(c.Gen >> 16), byte(c.Gen >> 8), byte(c.Gen), byte(c.View >> 8), byte(c.View)})
 	}
 	return h.Sum64()
 }
+
+// Claim is one address group a node announces. When two nodes announce a
+// key (a partition healed), every node decides between them from their
+// claims alone.
+type Claim struct {
+	// Key is the group's election key.
+	Key netip.Addr
+	// Gen is the claim's generation: one more than the newest claim of the
+	// key the claimer knew of when it took the group (1 for a group that
+	// had no owner). Of two claims, the one taken over later is newer.
+	Gen uint32
+	// View is the fewest candidates (the claimer included) the claimer saw
+	// live while it held the group: a node cut off from the others holds
+	// with a view of 1, the side that took over with more.
+	View uint16
+}
+
+// Claimant is a member that claims a key.
+type Claimant struct {
+	Node string
+	// Gen and View are those of its Claim.
+	Gen  uint32
+	View uint16
+}
+
+func compareClaims(a, b Claim) int { return a.Key.Compare(b.Key) }
 
 // claimAsk is the last request for a peer's claims: when, and the digest
 // its heartbeat carried then.
@@ -313,8 +388,8 @@ type claimAsk struct {
 }
 
 type suspicion struct {
-	since     time.Time
-	confirmed bool
+	since, last time.Time // first and latest marked heartbeat
+	confirmed   bool
 }
 
 type lostPeer struct {
@@ -359,6 +434,8 @@ func New(cfg Config) (*Membership, error) {
 		suspects:   make(map[string]suspicion),
 		lost:       make(map[string]lostPeer),
 		rejoinAt:   make(map[string]time.Time),
+		revivedAt:  make(map[string]time.Time),
+		lastHB:     make(map[string]time.Time),
 	}, nil
 }
 
@@ -407,7 +484,16 @@ func (m *Membership) start() (*memberlist.Memberlist, error) {
 	c.BindPort = m.cfg.BindPort
 	c.AdvertiseAddr = m.cfg.AdvertiseAddr
 	c.AdvertisePort = m.cfg.BindPort
-	c.SecretKey = m.cfg.SecretKey
+	if len(m.cfg.SecretKey) > 0 {
+		kr, err := memberlist.NewKeyring(nil, m.cfg.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("memberlist key: %w", err)
+		}
+		m.mu.Lock()
+		m.keyring = kr
+		m.mu.Unlock()
+		c.Keyring = kr
+	}
 	c.Label = clusterLabel
 	c.ProbeInterval = m.cfg.ProbeInterval
 	c.ProbeTimeout = m.cfg.ProbeTimeout
@@ -520,7 +606,7 @@ func (m *Membership) heartbeat(ml *memberlist.Memberlist, now time.Time) {
 			continue
 		}
 		addr := memberlist.Address{Addr: info.addr.String(), Name: name}
-		if _, ok := m.peerClaims[name]; !ok && now.Sub(m.claimReq[name].at) >= retry {
+		if _, ok := m.peerClaims[name]; !ok && m.liveLocked(name) && now.Sub(m.claimReq[name].at) >= retry {
 			// A member known from gossip only: ask for its claims.
 			m.claimReq[name] = claimAsk{at: now}
 			ask = append(ask, addr)
@@ -564,8 +650,8 @@ func (m *Membership) heartbeat(ml *memberlist.Memberlist, now time.Time) {
 		}
 	}
 	for _, a := range ask {
-		if err := ml.SendToAddress(a, req); err != nil {
-			m.log.V(1).Info("Asking for claims failed", "member", a.Name, "err", err)
+		if ap, err := netip.ParseAddrPort(a.Addr); err == nil {
+			m.askClaims(a.Name, ap, req)
 		}
 	}
 }
@@ -576,9 +662,20 @@ func (m *Membership) check(now time.Time) {
 	dead := m.det.Check(now)
 	for _, name := range dead {
 		m.departed[name] = Departure{LastHeard: m.det.LastHeard(name), At: now}
+		// What it claimed is unknown from now on: when it is back, its
+		// claims are asked for again rather than believed from before.
+		delete(m.peerClaims, name)
 	}
 	var suspecting []string
+	expired := false
 	for name, s := range m.suspects {
+		if now.Sub(s.last) > 2*suspectHold*m.cfg.HeartbeatInterval {
+			// No marked heartbeat lately: the peer hears us again (and
+			// stopped heartbeating us), or is gone.
+			delete(m.suspects, name)
+			expired = expired || s.confirmed
+			continue
+		}
 		if !s.confirmed && now.Sub(s.since) >= suspectHold*m.cfg.HeartbeatInterval {
 			s.confirmed = true
 			m.suspects[name] = s
@@ -592,7 +689,7 @@ func (m *Membership) check(now time.Time) {
 	for _, name := range suspecting {
 		m.log.Info("Member hears no heartbeats from this node, though this node hears it", "member", name)
 	}
-	if len(dead) > 0 || len(suspecting) > 0 {
+	if len(dead) > 0 || len(suspecting) > 0 || expired {
 		m.signal()
 	}
 }
@@ -634,9 +731,26 @@ func (m *Membership) receive(b []byte) {
 				rejoin = p.addr
 			}
 		}
+		hold := suspectHold * m.cfg.HeartbeatInterval
+		prevHB, heardBefore := m.lastHB[msg.name]
+		m.lastHB[msg.name] = now
 		if msg.suspectsYou {
-			if _, ok := m.suspects[msg.name]; !ok {
-				m.suspects[msg.name] = suspicion{since: now}
+			if sp, ok := m.suspects[msg.name]; ok {
+				sp.last = now
+				m.suspects[msg.name] = sp
+			} else {
+				// A peer this node has heard all along (its previous
+				// heartbeat came within the hold, and it is neither dead
+				// to us nor just back) that says it cannot hear us:
+				// one-way loss, believed at once. Right after a heal both
+				// sides say it for an interval: then it must last.
+				_, member := m.members[msg.name]
+				steady := member && heardBefore && now.Sub(prevHB) <= hold && !m.det.Dead(msg.name) && now.Sub(m.revivedAt[msg.name]) > hold
+				m.suspects[msg.name] = suspicion{since: now, last: now, confirmed: steady}
+				if steady {
+					changed = true
+					m.log.Info("Member hears no heartbeats from this node, though this node hears it", "member", msg.name)
+				}
 			}
 		} else if s, ok := m.suspects[msg.name]; ok {
 			delete(m.suspects, msg.name)
@@ -668,6 +782,7 @@ func (m *Membership) receive(b []byte) {
 		}
 		if back || revived {
 			delete(m.departed, msg.name)
+			m.revivedAt[msg.name] = now
 		}
 		changed = changed || back || revived
 	case msgLeave:
@@ -691,7 +806,7 @@ func (m *Membership) receive(b []byte) {
 		}()
 	}
 	if askClaims.IsValid() {
-		m.sendTo(msg.name, askClaims, message{typ: msgClaimsRequest, name: m.cfg.NodeName}.appendTo(nil))
+		m.askClaims(msg.name, askClaims, message{typ: msgClaimsRequest, name: m.cfg.NodeName}.appendTo(nil))
 	}
 
 	switch {
@@ -867,23 +982,24 @@ func (m *Membership) SetWatched(names []string) {
 	m.mu.Unlock()
 }
 
-// SetClaims sets the election keys of the addresses this node announces.
-// Every member learns them (heartbeats carry their digest; a member whose
-// copy differs asks for them) and Claims reports them on every node, so that
-// a node coming back does not take what another announces, and two nodes
-// that both announce a key after a partition heals see each other.
-func (m *Membership) SetClaims(keys []netip.Addr) {
-	keys = slices.Clone(keys)
-	slices.SortFunc(keys, netip.Addr.Compare)
-	keys = slices.Compact(keys)
+// SetClaims sets the address groups this node announces (one claim per
+// election key; with duplicates the first is kept). Every member learns them
+// (gossip and heartbeats carry their digest; a member whose copy differs
+// asks for them) and Claims reports them on every node, so that a node
+// coming back does not take what another announces, and two nodes that both
+// announce a key after a partition heals see each other.
+func (m *Membership) SetClaims(claims []Claim) {
+	claims = slices.Clone(claims)
+	slices.SortStableFunc(claims, compareClaims)
+	claims = slices.CompactFunc(claims, func(a, b Claim) bool { return a.Key == b.Key })
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if slices.Equal(keys, m.claims.keys) {
+	if slices.Equal(claims, m.claims.keys) {
 		return
 	}
-	m.claims.keys = keys
+	m.claims.keys = claims
 	m.claims.version++
-	m.claims.digest = digestOf(keys)
+	m.claims.digest = digestOf(claims)
 	m.queueDigestLocked()
 }
 
@@ -909,21 +1025,21 @@ func (b digestBroadcast) Message() []byte { return b }
 func (b digestBroadcast) Finished()       {}
 
 // Claims returns, for each election key some live member other than this
-// node claims, the names of those members, sorted.
-func (m *Membership) Claims() map[netip.Addr][]string {
+// node claims, those members, sorted by name.
+func (m *Membership) Claims() map[netip.Addr][]Claimant {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[netip.Addr][]string{}
+	out := map[netip.Addr][]Claimant{}
 	for name, c := range m.peerClaims {
 		if !m.liveLocked(name) {
 			continue
 		}
 		for _, k := range c.keys {
-			out[k] = append(out[k], name)
+			out[k.Key] = append(out[k.Key], Claimant{Node: name, Gen: k.Gen, View: k.View})
 		}
 	}
-	for _, names := range out {
-		slices.Sort(names)
+	for _, cs := range out {
+		slices.SortFunc(cs, func(a, b Claimant) int { return strings.Compare(a.Node, b.Node) })
 	}
 	return out
 }
@@ -981,7 +1097,7 @@ func (m *Membership) askIfStaleLocked(msg message, now time.Time) netip.AddrPort
 // and reports whether they changed anything.
 func (m *Membership) storeClaimsLocked(msg message) bool {
 	c := claimSet{epoch: msg.epoch, version: msg.seq, keys: msg.claims}
-	slices.SortFunc(c.keys, netip.Addr.Compare)
+	slices.SortStableFunc(c.keys, compareClaims)
 	c.digest = digestOf(c.keys)
 	old, ok := m.peerClaims[msg.name]
 	if ok && !c.newer(old) {
@@ -1011,41 +1127,45 @@ func (m *Membership) addrOfLocked(name string) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
-// sendClaims sends this node's claims to name over TCP, in the background;
-// one send per peer at a time.
+// sendClaims sends this node's claims to name over TCP, in the background.
 func (m *Membership) sendClaims(name string, addr netip.AddrPort) {
+	m.sendReliable("claims/"+name, name, addr, m.claimsMessage)
+}
+
+// askClaims asks name for its claims over TCP, in the background: the
+// request and the answer take TCP so that a path that loses datagrams in
+// one direction (the very case claims must get through) still carries them.
+func (m *Membership) askClaims(name string, addr netip.AddrPort, req []byte) {
+	// One request per peer at a time, except that a request stuck on a
+	// connect (the peer was unreachable) does not hold up the next one.
+	m.mu.Lock()
+	key := fmt.Sprintf("ask/%s/%d", name, m.claimReq[name].digest)
+	m.mu.Unlock()
+	m.sendReliable(key, name, addr, func() []byte { return req })
+}
+
+// sendReliable sends the message msg returns to name over TCP in the
+// background, one send per key at a time.
+func (m *Membership) sendReliable(key, name string, addr netip.AddrPort, msg func() []byte) {
 	m.mu.Lock()
 	ml := m.ml
-	if ml == nil || m.sending[name] {
+	if ml == nil || m.sending[key] {
 		m.mu.Unlock()
 		return
 	}
-	m.sending[name] = true
+	m.sending[key] = true
 	m.mu.Unlock()
 	go func() {
 		defer func() {
 			m.mu.Lock()
-			delete(m.sending, name)
+			delete(m.sending, key)
 			m.mu.Unlock()
 		}()
 		to := &memberlist.Node{Name: name, Addr: net.IP(addr.Addr().AsSlice()), Port: addr.Port()}
-		if err := ml.SendReliable(to, m.claimsMessage()); err != nil {
-			m.log.V(1).Info("Sending claims failed", "member", name, "err", err)
+		if err := ml.SendReliable(to, msg()); err != nil {
+			m.log.V(1).Info("Sending to member failed", "member", name, "message", key, "err", err)
 		}
 	}()
-}
-
-// sendTo sends a small message to name over UDP.
-func (m *Membership) sendTo(name string, addr netip.AddrPort, b []byte) {
-	m.mu.Lock()
-	ml := m.ml
-	m.mu.Unlock()
-	if ml == nil {
-		return
-	}
-	if err := ml.SendToAddress(memberlist.Address{Addr: addr.String(), Name: name}, b); err != nil {
-		m.log.V(1).Info("Sending failed", "member", name, "err", err)
-	}
 }
 
 // delegate receives memberlist's user messages and supplies our metadata.
@@ -1103,6 +1223,7 @@ func (m *Membership) memberUp(n *memberlist.Node, joined bool) {
 		delete(m.goodbyes, n.Name)
 		delete(m.departed, n.Name)
 		delete(m.lost, n.Name)
+		m.revivedAt[n.Name] = m.cfg.Clock.Now()
 	}
 	m.mu.Unlock()
 	if n.Name != m.cfg.NodeName {
@@ -1125,8 +1246,10 @@ func (m *Membership) memberDown(n *memberlist.Node) {
 		m.lost[n.Name] = lostPeer{addr: info.addr, at: now}
 	} else {
 		delete(m.lost, n.Name)
-		delete(m.peerClaims, n.Name)
 	}
+	delete(m.peerClaims, n.Name)
+	delete(m.revivedAt, n.Name)
+	delete(m.lastHB, n.Name)
 	delete(m.suspects, n.Name)
 	delete(m.members, n.Name)
 	delete(m.eligible, n.Name)

@@ -20,8 +20,9 @@ import (
 //	19..   the sender's node name (n bytes)
 //
 // After the name, a heartbeat with flagDigest and msgDigest carry the digest
-// of the sender's claims (8 bytes); msgClaims carries the claimed election keys: a
-// count (uint32) and per key its length (4 or 16) and bytes. Bytes after
+// of the sender's claims (8 bytes); msgClaims carries the claims: a count
+// (uint32) and per claim the key's length (4 or 16) and bytes, the claim's
+// generation (uint32) and view (uint16; see Claim). Bytes after
 // these are ignored, so later versions may append fields; unknown types are
 // rejected (and the receiver ignores the message).
 type msgType byte
@@ -79,8 +80,8 @@ type message struct {
 	name        string
 	// digest is the sender's claims digest (heartbeats with hasDigest).
 	digest uint64
-	// claims are the sender's claimed keys (msgClaims), sorted.
-	claims []netip.Addr
+	// claims are the sender's claims (msgClaims), sorted by key.
+	claims []Claim
 }
 
 // appendTo appends the encoded message to b. The name must be 1..maxNameLen
@@ -105,10 +106,12 @@ func (m message) appendTo(b []byte) []byte {
 		b = binary.BigEndian.AppendUint64(b, m.digest)
 	case m.typ == msgClaims:
 		b = binary.BigEndian.AppendUint32(b, uint32(len(m.claims)))
-		for _, a := range m.claims {
-			s := a.AsSlice()
+		for _, c := range m.claims {
+			s := c.Key.AsSlice()
 			b = append(b, byte(len(s)))
 			b = append(b, s...)
+			b = binary.BigEndian.AppendUint32(b, c.Gen)
+			b = binary.BigEndian.AppendUint16(b, c.View)
 		}
 	}
 	return b
@@ -158,7 +161,7 @@ func decodeMessage(b []byte) (message, error) {
 		}
 		count := binary.BigEndian.Uint32(rest)
 		rest = rest[4:]
-		if count > maxClaims || int(count) > len(rest)/5 {
+		if count > maxClaims || int(count) > len(rest)/11 {
 			return message{}, fmt.Errorf("claims count %d does not fit in %d bytes", count, len(rest))
 		}
 		for range count {
@@ -166,8 +169,12 @@ func decodeMessage(b []byte) (message, error) {
 				return message{}, fmt.Errorf("%w: malformed claimed key", errShortMessage)
 			}
 			a, _ := netip.AddrFromSlice(rest[1 : 1+rest[0]])
-			m.claims = append(m.claims, a)
 			rest = rest[1+int(rest[0]):]
+			if len(rest) < 6 {
+				return message{}, fmt.Errorf("%w: claim of %s cut short", errShortMessage, a)
+			}
+			m.claims = append(m.claims, Claim{Key: a, Gen: binary.BigEndian.Uint32(rest), View: binary.BigEndian.Uint16(rest[4:])})
+			rest = rest[6:]
 		}
 	}
 	return m, nil

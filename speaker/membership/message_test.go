@@ -17,7 +17,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		"longest name":                      {typ: msgHeartbeat, name: strings.Repeat("n", maxNameLen)},
 		"heartbeat with digest, suspecting": {typ: msgHeartbeat, suspectsYou: true, hasDigest: true, digest: 0xfeedbeef, epoch: 1, seq: 2, name: "c"},
 		"claims request":                    {typ: msgClaimsRequest, epoch: 4, seq: 5, name: "d"},
-		"claims":                            {typ: msgClaims, epoch: 4, seq: 9, name: "e", claims: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}},
+		"claims":                            {typ: msgClaims, epoch: 4, seq: 9, name: "e", claims: []Claim{{Key: netip.MustParseAddr("192.0.2.1")}, {Key: netip.MustParseAddr("2001:db8::1"), Gen: 1 << 31, View: 300}}},
 		"no claims":                         {typ: msgClaims, epoch: 4, seq: 10, name: "f"},
 	}
 	for name, want := range tests {
@@ -61,8 +61,9 @@ func TestDecodeMessageRejects(t *testing.T) {
 		"name beyond input": {in: with(18, 200), wantErr: errShortMessage},
 		"digest cut short":  {in: append(with(1, flagDigest), 1, 2, 3), wantErr: errShortMessage},
 		"claims no count":   {in: with(0, byte(msgClaims)), wantErr: errShortMessage},
-		"claims count lies": {in: append(with(0, byte(msgClaims)), 0, 0, 0, 9, 4, 192, 0, 2, 1)},
-		"claims bad length": {in: append(with(0, byte(msgClaims)), 0, 0, 0, 1, 5, 1, 2, 3, 4, 5), wantErr: errShortMessage},
+		"claims count lies": {in: append(with(0, byte(msgClaims)), 0, 0, 0, 9, 4, 192, 0, 2, 1, 0, 0, 0, 1, 0, 3)},
+		"claims bad length": {in: append(with(0, byte(msgClaims)), 0, 0, 0, 1, 5, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0), wantErr: errShortMessage},
+		"claim cut short":   {in: append(append(with(0, byte(msgClaims)), 0, 0, 0, 1, 16), append(bytes.Repeat([]byte{0x20}, 16), 0, 0, 1)...), wantErr: errShortMessage},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -82,7 +83,7 @@ func TestDecodeMessageRejects(t *testing.T) {
 func FuzzDecodeMessage(f *testing.F) {
 	f.Add(message{typ: msgHeartbeat, watching: true, epoch: 1, seq: 2, name: "a"}.appendTo(nil))
 	f.Add(message{typ: msgLeave, epoch: 5, seq: 6, name: "node-b"}.appendTo(nil))
-	f.Add(message{typ: msgClaims, epoch: 5, seq: 6, name: "c", claims: []netip.Addr{netip.MustParseAddr("203.0.113.9")}}.appendTo(nil))
+	f.Add(message{typ: msgClaims, epoch: 5, seq: 6, name: "c", claims: []Claim{{Key: netip.MustParseAddr("203.0.113.9"), Gen: 7}}}.appendTo(nil))
 	f.Add(message{typ: msgHeartbeat, hasDigest: true, digest: 3, name: "d"}.appendTo(nil))
 	f.Add([]byte{})
 	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255})

@@ -42,7 +42,7 @@ func newCluster(t testing.TB, nodes int) *lab.Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if keep := os.Getenv("LBSTACK_E2E_LOGDIR"); keep != "" && t.Failed() {
+		if keep := os.Getenv("LBSTACK_E2E_LOGDIR"); keep != "" && (t.Failed() || os.Getenv("LBSTACK_E2E_KEEP_LOGS") != "") {
 			// Every process log of the failed test, for reading at leisure.
 			logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 			to := filepath.Join(keep, strings.ReplaceAll(t.Name(), "/", "_"))
