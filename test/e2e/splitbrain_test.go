@@ -116,7 +116,7 @@ type l2Fixture struct {
 	args  []string
 }
 
-func newL2Fixture(t *testing.T, name, pool string, services int, args ...string) *l2Fixture {
+func newL2Fixture(t testing.TB, name, pool string, services int, args ...string) *l2Fixture {
 	t.Helper()
 	c := newCluster(t, 3)
 	ctx := tctx(t, 2*time.Minute)
@@ -160,7 +160,7 @@ func newL2Fixture(t *testing.T, name, pool string, services int, args ...string)
 
 // owner returns the node whose MAC alone answers ARP for ip, waiting up to
 // 10 s for exactly one to answer.
-func (f *l2Fixture) owner(t *testing.T, ip netip.Addr) *lab.Node {
+func (f *l2Fixture) owner(t testing.TB, ip netip.Addr) *lab.Node {
 	t.Helper()
 	var n *lab.Node
 	err := lab.WaitFor(tctx(t, 10*time.Second), 50*time.Millisecond, func() error {
@@ -184,7 +184,7 @@ func (f *l2Fixture) owner(t *testing.T, ip netip.Addr) *lab.Node {
 
 // answeredBy waits until the probe reaches url at a node other than not,
 // and returns that node's name.
-func (f *l2Fixture) answeredBy(t *testing.T, url string, since time.Time, not string) string {
+func (f *l2Fixture) answeredBy(t testing.TB, url string, since time.Time, not string) string {
 	t.Helper()
 	var got string
 	err := lab.WaitFor(tctx(t, 15*time.Second), 20*time.Millisecond, func() error {
@@ -269,7 +269,7 @@ func TestL2SpeakerRestarts(t *testing.T) {
 }
 
 // waitLog waits until p's log contains s.
-func waitLog(t *testing.T, p *lab.Proc, s string, timeout time.Duration) {
+func waitLog(t testing.TB, p *lab.Proc, s string, timeout time.Duration) {
 	t.Helper()
 	err := lab.WaitFor(tctx(t, timeout), 50*time.Millisecond, func() error {
 		if b, _ := os.ReadFile(p.Log); !strings.Contains(string(b), s) {

@@ -40,6 +40,9 @@ type Cluster struct {
 
 	Controller *Proc
 	Speakers   map[string]*Proc
+	// Backends are the nodes' name servers (the stand-in for the pods
+	// behind a Service), by node.
+	Backends map[string]*Proc
 	starts     map[string]int
 }
 
@@ -51,7 +54,7 @@ func NewCluster(n int, dir string) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{Lab: l, Speakers: map[string]*Proc{}, starts: map[string]int{}}
+	c = &Cluster{Lab: l, Speakers: map[string]*Proc{}, Backends: map[string]*Proc{}, starts: map[string]int{}}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -115,9 +118,11 @@ func NewCluster(n int, dir string) (c *Cluster, err error) {
 		if err := c.Client.Update(ctx, obj); err != nil {
 			return c, fmt.Errorf("untainting Node %s: %w", node.Name, err)
 		}
-		if _, err := l.Start(node.NS, "namesrv-"+node.Name, nil, names, "-name", node.Name, "-listen", ":80"); err != nil {
+		p, err := l.Start(node.NS, "namesrv-"+node.Name, nil, names, "-name", node.Name, "-listen", ":80")
+		if err != nil {
 			return c, err
 		}
+		c.Backends[node.Name] = p
 	}
 	return c, nil
 }
