@@ -21,7 +21,7 @@ type metrics struct {
 // expects.
 type membershipHealth func() (undecryptable uint64, isolated bool)
 
-func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, driver *BGPDriver, health membershipHealth) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, driver *BGPDriver, health membershipHealth, eventsDropped func() uint64) (*metrics, error) {
 	m := &metrics{
 		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbstack_speaker_members",
 			Help: "Live speakers this speaker sees, itself included"}),
@@ -43,7 +43,10 @@ func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, driver *BGPDri
 			}
 			return 0
 		})
-	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, undecryptable, isolated, &l2Collector{stats: stats}, &bgpCollector{d: driver}} {
+	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lbstack_speaker_events_dropped_total",
+		Help: "Kubernetes events the speaker dropped because its event queue was full (the statuses still carry the state)"},
+		func() float64 { return float64(eventsDropped()) })
+	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, undecryptable, isolated, dropped, &l2Collector{stats: stats}, &bgpCollector{d: driver}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -49,6 +50,8 @@ type Reporter struct {
 	// Interfaces returns the interfaces an address is announced on.
 	Interfaces func(netip.Addr) []string
 
+	events eventQueue
+
 	mu      sync.Mutex
 	queue   workqueue.TypedRateLimitingInterface[types.NamespacedName]
 	desired map[types.NamespacedName]*lbv1.ServiceAnnouncementStatus
@@ -74,7 +77,7 @@ func (r *Reporter) Moved(m Move) {
 	r.moves[m.Group.Key] = &mv
 	r.since[m.Group.Key] = m.At
 	r.mu.Unlock()
-	go r.moveEvents(m)
+	r.events.add(func(ctx context.Context) { r.moveEvents(ctx, m) })
 }
 
 // Owned records the groups this node owns after an election.
@@ -147,8 +150,49 @@ func (r *Reporter) Run(ctx context.Context) error {
 	r.init()
 	q := r.queue
 	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { defer close(done); r.events.run(ctx) }()
 	runQueue(ctx, q, r.write, "Writing ServiceAnnouncement; will retry")
+	<-done
 	return nil
+}
+
+// eventQueue runs the event jobs of a reporter off the caller's goroutine
+// (the announce loop never waits for the API server), one at a time under
+// the reporter's Run context, each within 10 s. It holds at most 256 jobs
+// and drops (counting them) what does not fit: events are reports, the
+// statuses carry the state.
+type eventQueue struct {
+	once    sync.Once
+	ch      chan func(context.Context)
+	dropped atomic.Uint64
+}
+
+func (q *eventQueue) init() { q.once.Do(func() { q.ch = make(chan func(context.Context), 256) }) }
+
+// add queues job without blocking.
+func (q *eventQueue) add(job func(context.Context)) {
+	q.init()
+	select {
+	case q.ch <- job:
+	default:
+		q.dropped.Add(1)
+	}
+}
+
+// run runs the queued jobs until ctx ends.
+func (q *eventQueue) run(ctx context.Context) {
+	q.init()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case job := <-q.ch:
+			jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			job(jctx)
+			cancel()
+		}
+	}
 }
 
 // runQueue feeds the keys of q to write until ctx ends, retrying failed
@@ -244,9 +288,7 @@ func statusApply(kind string, key types.NamespacedName, status map[string]any) *
 
 // moveEvents emits Announcing and, after a move, AnnouncementMoved on each
 // Service of the group.
-func (r *Reporter) moveEvents(m Move) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+func (r *Reporter) moveEvents(ctx context.Context, m Move) {
 	for _, key := range m.Group.Services {
 		var svc corev1.Service
 		if err := r.Client.Get(ctx, key, &svc); err != nil {
@@ -263,27 +305,29 @@ func (r *Reporter) moveEvents(m Move) {
 	}
 }
 
-// Conflict reports another MAC answering for an address this node
-// announces: a Warning event on the Services holding it.
 // Foreign records, as a Warning event on this node's Node, that memberlist
 // traffic arrives that this speaker cannot decrypt: a speaker with another
 // memberlist key, which forms a cluster of its own (each announcing what it
 // elects). The metric lbstack_speaker_membership_undecryptable_total counts
-// every such packet.
+// every such packet. It does not block.
 func (r *Reporter) Foreign(detail string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var node corev1.Node
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: r.Node}, &node); err != nil {
-		return
-	}
-	r.Recorder.Eventf(&node, nil, corev1.EventTypeWarning, ReasonMembershipKeyMismatch, "Join",
-		"The speaker on %s receives memberlist traffic it cannot decrypt: another speaker uses a different memberlist key (Secret lbstack-memberlist changed without a roll-out of every speaker?) and cannot join this one's cluster: %s", r.Node, detail)
+	r.events.add(func(ctx context.Context) {
+		var node corev1.Node
+		if err := r.Client.Get(ctx, types.NamespacedName{Name: r.Node}, &node); err != nil {
+			return
+		}
+		r.Recorder.Eventf(&node, nil, corev1.EventTypeWarning, ReasonMembershipKeyMismatch, "Join",
+			"The speaker on %s receives memberlist traffic it cannot decrypt: another speaker uses a different memberlist key (Secret lbstack-memberlist replaced without every speaker rotating?) and cannot join this one's cluster: %s", r.Node, detail)
+	})
 }
 
+// Conflict reports another MAC answering for an address this node
+// announces: a Warning event on the Services holding it. It does not block.
 func (r *Reporter) Conflict(ip netip.Addr, ifname string, ours, theirs net.HardwareAddr, services []types.NamespacedName) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	r.events.add(func(ctx context.Context) { r.conflictEvents(ctx, ip, ifname, ours, theirs, services) })
+}
+
+func (r *Reporter) conflictEvents(ctx context.Context, ip netip.Addr, ifname string, ours, theirs net.HardwareAddr, services []types.NamespacedName) {
 	for _, key := range services {
 		var svc corev1.Service
 		if err := r.Client.Get(ctx, key, &svc); err != nil {

@@ -47,6 +47,8 @@ type BGPReporter struct {
 	Node     string
 	Clock    clock.Clock
 
+	events eventQueue
+
 	mu       sync.Mutex
 	queue    workqueue.TypedRateLimitingInterface[bgpKey]
 	sessions map[string]lbv1.BGPNodeSession
@@ -148,9 +150,7 @@ func mergeSorted(a, b []string) []string {
 
 // Event emits a session up/down event on the BGPPeer.
 func (r *BGPReporter) Event(ev bgp.PeerEvent) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	r.events.add(func(ctx context.Context) {
 		var p lbv1.BGPPeer
 		if err := r.Client.Get(ctx, types.NamespacedName{Name: ev.Name}, &p); err != nil {
 			return
@@ -160,7 +160,7 @@ func (r *BGPReporter) Event(ev bgp.PeerEvent) {
 		} else {
 			r.Recorder.Eventf(&p, nil, corev1.EventTypeWarning, ReasonSessionDown, "Session", "Node %s: session with %s down (%s): %s", r.Node, ev.Address, ev.State, ev.Reason)
 		}
-	}()
+	})
 }
 
 // Run writes until ctx ends.
@@ -169,7 +169,10 @@ func (r *BGPReporter) Run(ctx context.Context) error {
 	r.init()
 	q := r.queue
 	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { defer close(done); r.events.run(ctx) }()
 	runQueue(ctx, q, r.write, "Writing BGP status; will retry")
+	<-done
 	return nil
 }
 

@@ -135,7 +135,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		HeartbeatInterval: o.HeartbeatInterval, MissedHeartbeats: o.MissedHeartbeats,
 		ProbeInterval: o.ProbeInterval, ProbeTimeout: o.ProbeTimeout,
 		Log:       log.WithName("membership"),
-		OnForeign: func(detail string) { go reporter.Foreign(detail) },
+		OnForeign: reporter.Foreign,
 	})
 	if err != nil {
 		return err
@@ -176,7 +176,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 				met.conflicts.Inc()
 			}
 			core.Conflict(ip)
-			go reporter.Conflict(ip, ifname, ours, theirs, servicesOf(ip))
+			reporter.Conflict(ip, ifname, ours, theirs, servicesOf(ip))
 		},
 		OnHealth: func(h l2.Health) { offerLatest(healthCh, h) },
 	})
@@ -192,7 +192,8 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		}
 		return !slices.ContainsFunc(mem.Live(), func(m membership.Member) bool { return m.Name != o.NodeName })
 	}
-	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver, func() (uint64, bool) { return mem.Foreign(), isolated() })
+	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver, func() (uint64, bool) { return mem.Foreign(), isolated() },
+		func() uint64 { return reporter.events.dropped.Load() + bgpReporter.events.dropped.Load() })
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log"
 	"net"
 	"net/netip"
 	"slices"
@@ -261,6 +262,9 @@ type Membership struct {
 	// broadcasts gossips this node's claims digest (msgDigest).
 	broadcasts *memberlist.TransmitLimitedQueue
 
+	sentPackets, sentBytes, sentStreams atomic.Uint64
+	declaredDead                        atomic.Uint64 // members declared dead by heartbeat
+
 	foreign     atomic.Uint64 // undecryptable packets and streams
 	foreignMu   sync.Mutex
 	foreignLast time.Time
@@ -324,6 +328,52 @@ func (m *Membership) SetKey(key []byte) error {
 	}
 	m.log.Info("Rotated the memberlist key: encrypting with the new key, still decrypting with the previous ones", "keys", min(len(keys), maxKeys))
 	return nil
+}
+
+// Traffic returns what this node has sent since it started: UDP packets
+// and their bytes (heartbeats, memberlist's probes and gossip; encrypted
+// sizes), and TCP connections opened (joins, push/pulls, claims).
+func (m *Membership) Traffic() (packets, bytes, streams uint64) {
+	return m.sentPackets.Load(), m.sentBytes.Load(), m.sentStreams.Load()
+}
+
+// countingTransport is memberlist's network transport, counting what it
+// sends.
+type countingTransport struct {
+	*memberlist.NetTransport
+	m *Membership
+}
+
+func (t *countingTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+func (t *countingTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	t.m.sentPackets.Add(1)
+	t.m.sentBytes.Add(uint64(len(b)))
+	return t.NetTransport.WriteToAddress(b, a)
+}
+
+func (t *countingTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	t.m.sentStreams.Add(1)
+	return t.NetTransport.DialAddressTimeout(a, timeout)
+}
+
+// newNetTransport opens memberlist's UDP and TCP listeners on addr:port;
+// with port 0 it retries a few times (the kernel's free UDP port may be
+// taken for TCP), as memberlist does.
+func newNetTransport(addr string, port int, logger *log.Logger) (*memberlist.NetTransport, error) {
+	var err error
+	for range 10 {
+		var nt *memberlist.NetTransport
+		if nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{addr}, BindPort: port, Logger: logger}); err == nil {
+			return nt, nil
+		}
+		if port != 0 || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	return nil, err
 }
 
 // Foreign returns how many packets and streams arrived that this node could
@@ -513,9 +563,20 @@ func (m *Membership) start() (*memberlist.Memberlist, error) {
 	m.claims.epoch = m.epoch
 	m.mu.Unlock()
 
-	m.log.Info("Starting memberlist", "bindAddr", m.cfg.BindAddr, "bindPort", m.cfg.BindPort, "encrypted", len(m.cfg.SecretKey) > 0)
+	// Our own transport, to count what this node sends.
+	nt, err := newNetTransport(m.cfg.BindAddr, m.cfg.BindPort, c.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("starting memberlist on %s: %w", netJoin(m.cfg.BindAddr, m.cfg.BindPort), err)
+	}
+	c.Transport = &countingTransport{NetTransport: nt, m: m}
+	if c.BindPort == 0 {
+		c.BindPort = nt.GetAutoBindPort()
+		c.AdvertisePort = c.BindPort
+	}
+	m.log.Info("Starting memberlist", "bindAddr", m.cfg.BindAddr, "bindPort", c.BindPort, "encrypted", len(m.cfg.SecretKey) > 0)
 	ml, err := memberlist.Create(c)
 	if err != nil {
+		_ = nt.Shutdown()
 		return nil, fmt.Errorf("starting memberlist on %s: %w", netJoin(m.cfg.BindAddr, m.cfg.BindPort), err)
 	}
 	m.mu.Lock()
@@ -660,6 +721,7 @@ func (m *Membership) heartbeat(ml *memberlist.Memberlist, now time.Time) {
 func (m *Membership) check(now time.Time) {
 	m.mu.Lock()
 	dead := m.det.Check(now)
+	m.declaredDead.Add(uint64(len(dead)))
 	for _, name := range dead {
 		m.departed[name] = Departure{LastHeard: m.det.LastHeard(name), At: now}
 		// What it claimed is unknown from now on: when it is back, its

@@ -63,39 +63,79 @@ func main() {
 	wg.Wait()
 }
 
+// probe starts a request to target every interval, each on a fresh
+// connection and without waiting for the previous ones (a request to a
+// dead path takes the whole timeout; waiting for it would make the outage
+// look up to a timeout longer than it is). Results are put back in the
+// order the requests started, and an event is emitted whenever the target
+// goes down, comes back or is answered by another node; an event's Time is
+// when its request started.
 func probe(ctx context.Context, target string, interval, timeout time.Duration, emit func(Event)) {
 	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	type result struct {
+		seq uint64
+		e   Event
+	}
+	results := make(chan result, 1024)
+	var inflight sync.WaitGroup
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for seq := uint64(0); ; seq++ {
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				results <- result{seq: seq, e: request(hc, target)}
+			}()
+			select {
+			case <-ctx.Done():
+				inflight.Wait()
+				close(results)
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	pending := map[uint64]Event{}
+	var next uint64
 	var last *Event
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		e := Event{Time: time.Now(), Target: target}
-		resp, err := hc.Get(target)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			e.OK = resp.StatusCode == http.StatusOK
-			if i := strings.Index(string(body), "node="); i >= 0 {
-				if f := strings.Fields(string(body)[i+len("node="):]); len(f) > 0 {
-					e.Node = f[0]
-				}
-			} else if f := strings.Fields(string(body)); len(f) == 1 {
-				e.Node = f[0] // the lab's name server answers with the bare name
+	for r := range results {
+		pending[r.seq] = r.e
+		for {
+			e, ok := pending[next]
+			if !ok {
+				break
 			}
-			if !e.OK {
-				e.Error = resp.Status
+			delete(pending, next)
+			next++
+			if last == nil || last.OK != e.OK || e.OK && last.Node != e.Node {
+				emit(e)
+				last = &e
 			}
-		} else {
-			e.Error = err.Error()
-		}
-		if last == nil || last.OK != e.OK || e.OK && last.Node != e.Node {
-			emit(e)
-			last = &e
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
 		}
 	}
+}
+
+// request makes one request to target on a fresh connection.
+func request(hc *http.Client, target string) Event {
+	e := Event{Time: time.Now(), Target: target}
+	resp, err := hc.Get(target)
+	if err != nil {
+		e.Error = err.Error()
+		return e
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	e.OK = resp.StatusCode == http.StatusOK
+	if i := strings.Index(string(body), "node="); i >= 0 {
+		if f := strings.Fields(string(body)[i+len("node="):]); len(f) > 0 {
+			e.Node = f[0]
+		}
+	} else if f := strings.Fields(string(body)); len(f) == 1 {
+		e.Node = f[0] // the lab's name server answers with the bare name
+	}
+	if !e.OK {
+		e.Error = resp.Status
+	}
+	return e
 }
