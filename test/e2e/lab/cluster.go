@@ -43,7 +43,7 @@ type Cluster struct {
 	// Backends are the nodes' name servers (the stand-in for the pods
 	// behind a Service), by node.
 	Backends map[string]*Proc
-	starts     map[string]int
+	starts   map[string]int
 }
 
 // NewCluster builds a lab with n nodes, starts the API server listening on
