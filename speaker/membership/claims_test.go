@@ -143,3 +143,25 @@ func TestKeyRotation(t *testing.T) {
 		t.Error("a 5-byte key was accepted")
 	}
 }
+
+// TestNewlyWatchedPeerJudgedFromLastHeartbeat: a node that starts watching a
+// peer it has been hearing (here: the peer watched it) judges that peer from
+// its last heartbeat, so a crash right after the watch begins is noticed by
+// heartbeats, not seconds later by memberlist.
+func TestNewlyWatchedPeerJudgedFromLastHeartbeat(t *testing.T) {
+	nodes := startCluster(t, testKey, "a", "b")
+	a, b := nodes[0], nodes[1]
+	a.m.SetWatched([]string{}) // a watches nobody, but b watches a: a hears b
+	waitFor(t, 3*time.Second, "a hears b while not watching it", func() bool {
+		a.m.mu.Lock()
+		defer a.m.mu.Unlock()
+		return !a.m.eligible["b"] && time.Since(a.m.lastHB["b"]) < 200*time.Millisecond
+	})
+	a.m.SetWatched([]string{"b"})
+	b.crash()
+	took := waitFor(t, 3*time.Second, "a drops b", func() bool { return !a.sees("b") })
+	if took > 1500*time.Millisecond {
+		t.Errorf("a dropped b after %s: judged by memberlist, not from b's last heartbeat", took)
+	}
+	t.Logf("a dropped b %s after the crash", took)
+}

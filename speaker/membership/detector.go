@@ -92,6 +92,13 @@ func (d *Detector) Forget(name string) {
 	delete(d.peers, name)
 }
 
+// Tracked reports whether name is judged: heard since it was last
+// forgotten.
+func (d *Detector) Tracked(name string) bool {
+	_, ok := d.peers[name]
+	return ok
+}
+
 // Dead reports whether name has been declared dead and not heard since.
 func (d *Detector) Dead(name string) bool {
 	p, ok := d.peers[name]

@@ -649,6 +649,18 @@ func (m *Membership) heartbeat(ml *memberlist.Memberlist, now time.Time) {
 			m.det.Forget(name)
 		}
 	}
+	// A peer newly watched that this node heard lately (marked heartbeats
+	// to a peer it took for dead, replies while it watched it before) is
+	// judged from that heartbeat on: a node that has just joined and now
+	// watches an owner would otherwise not judge it until a heartbeat
+	// arrives, and an owner dying in that moment would be noticed only by
+	// memberlist, seconds later.
+	timeout := time.Duration(m.cfg.MissedHeartbeats) * m.cfg.HeartbeatInterval
+	for name := range eligible {
+		if lh, ok := m.lastHB[name]; ok && !m.eligible[name] && !m.det.Tracked(name) && now.Sub(lh) <= timeout {
+			m.det.Heard(name, lh)
+		}
+	}
 	m.eligible = eligible
 	replyWindow := replyTimeouts * time.Duration(m.cfg.MissedHeartbeats) * m.cfg.HeartbeatInterval
 	for name, at := range m.watchers {
