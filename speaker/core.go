@@ -205,16 +205,17 @@ func (c *Core) SetSnapshot(s *Snapshot) {
 // see. A node with peers keeps it (the announcer re-asserts; the claims
 // decide between speakers that see each other). It does not block.
 func (c *Core) Conflict(ip netip.Addr) {
-	c.mu.Lock()
-	if c.conflicts == nil {
-		c.conflicts = make(chan netip.Addr, 64)
-	}
-	ch := c.conflicts
-	c.mu.Unlock()
 	select {
-	case ch <- ip:
+	case c.conflictCh() <- ip:
 	default:
 	}
+}
+
+// Isolated reports whether this node has joined none of the speakers its
+// last snapshot expects (lbstack_speaker_membership_isolated).
+func (c *Core) Isolated() bool {
+	snap := c.currentSnapshot()
+	return snap != nil && c.alone(snap)
 }
 
 func (c *Core) conflictCh() chan netip.Addr {

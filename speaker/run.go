@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -185,14 +184,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	}
 	bgpReporter := &BGPReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
 	driver := &BGPDriver{Node: o.NodeName, Log: log, Clock: clk, BFDPort: o.BFDPort, OnEvent: bgpReporter.Event, OnStatus: bgpReporter.Status}
-	var watcher *Watcher
-	isolated := func() bool {
-		if watcher == nil || len(watcher.ExpectedPeers()) == 0 {
-			return false
-		}
-		return !slices.ContainsFunc(mem.Live(), func(m membership.Member) bool { return m.Name != o.NodeName })
-	}
-	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver, func() (uint64, bool) { return mem.Foreign(), isolated() },
+	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver, func() (uint64, bool) { return mem.Foreign(), core.Isolated() },
 		func() uint64 { return reporter.events.dropped.Load() + bgpReporter.events.dropped.Load() })
 	if err != nil {
 		return err
@@ -216,7 +208,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		reporter.Owned(gs)
 	}
 	peers := make(chan []string, 1)
-	watcher = &Watcher{
+	watcher := &Watcher{
 		Client: mgr.GetClient(), Node: o.NodeName, MemberlistPort: o.Port,
 		MinInterval: 50 * time.Millisecond,
 		OnSnapshot:  core.SetSnapshot,

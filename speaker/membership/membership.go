@@ -972,7 +972,7 @@ func (m *Membership) Live() []Member {
 	}
 	live := make([]Member, 0, len(m.members))
 	for name, info := range m.members {
-		if _, left := m.goodbyes[name]; left || m.det.Dead(name) {
+		if !m.liveLocked(name) {
 			continue
 		}
 		live = append(live, Member{Name: name, Addr: info.addr.Addr(), Meta: bytes.Clone(info.meta),

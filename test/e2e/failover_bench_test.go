@@ -160,13 +160,7 @@ func quantile(d []time.Duration, q float64) float64 {
 //	KUBEBUILDER_ASSETS=$(ls -d $PWD/bin/envtest/k8s-*) go test -run '^$' \
 //	    -bench BenchmarkL2Failover -benchtime=1x ./test/e2e/
 func BenchmarkL2Failover(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		args []string
-	}{
-		{"default-100msx4", nil},
-		{"aggressive-100msx3", []string{"--missed-heartbeats=3"}},
-	} {
+	for _, tc := range l2Settings {
 		b.Run(tc.name, func(b *testing.B) {
 			c := newCluster(b, 3)
 			ctx := tctx(b, 10*time.Minute)
@@ -192,10 +186,7 @@ func BenchmarkL2Failover(b *testing.B) {
 				b.Fatal(err)
 			}
 			w := watchNeigh(b, c, ip)
-			trials := 20
-			if n, err := fmt.Sscan(envOr("LBSTACK_BENCH_TRIALS", "20"), &trials); n != 1 || err != nil {
-				b.Fatal("LBSTACK_BENCH_TRIALS")
-			}
+			trials := benchTrials(b)
 			for range b.N {
 				kill := failoverTrials(b, c, key, ip, w, syscall.SIGKILL, trials, tc.args)
 				term := failoverTrials(b, c, key, ip, w, syscall.SIGTERM, trials, tc.args)
@@ -243,6 +234,25 @@ func falseHandovers(b *testing.B, c *lab.Cluster, key client.ObjectKey, ip netip
 			return n
 		}
 	}
+}
+
+// l2Settings are the failure-detection settings the layer-2 benchmarks
+// compare: the default and the aggressive one.
+var l2Settings = []struct {
+	name string
+	args []string
+}{
+	{"default-100msx4", nil},
+	{"aggressive-100msx3", []string{"--missed-heartbeats=3"}},
+}
+
+// benchTrials is the number of trials per fault: LBSTACK_BENCH_TRIALS, or 20.
+func benchTrials(b *testing.B) int {
+	trials := 20
+	if n, err := fmt.Sscan(envOr("LBSTACK_BENCH_TRIALS", "20"), &trials); n != 1 || err != nil || trials < 1 {
+		b.Fatal("LBSTACK_BENCH_TRIALS must be a positive number")
+	}
+	return trials
 }
 
 func envOr(k, def string) string {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -30,17 +29,8 @@ import (
 //	KUBEBUILDER_ASSETS=$(ls -d $PWD/bin/envtest/k8s-*) go test -run '^$' \
 //	    -bench BenchmarkL2Outage -benchtime=1x ./test/e2e/
 func BenchmarkL2Outage(b *testing.B) {
-	trials := 20
-	if n, err := fmt.Sscan(envOr("LBSTACK_BENCH_TRIALS", "20"), &trials); n != 1 || err != nil {
-		b.Fatal("LBSTACK_BENCH_TRIALS")
-	}
-	for _, tc := range []struct {
-		name string
-		args []string
-	}{
-		{"default-100msx4", nil},
-		{"aggressive-100msx3", []string{"--missed-heartbeats=3"}},
-	} {
+	trials := benchTrials(b)
+	for _, tc := range l2Settings {
 		b.Run(tc.name, func(b *testing.B) {
 			f := newL2Fixture(b, "outage", "192.0.2.230-192.0.2.239", 1, tc.args...)
 			for range b.N {
@@ -124,14 +114,7 @@ func (f *l2Fixture) trial(b testing.TB, fault string) trialResult {
 		if fault == "restart" {
 			sig = syscall.SIGTERM
 		}
-		p := f.c.Speakers[owner.Name]
-		if err := p.Signal(sig); err != nil {
-			b.Fatal(err)
-		}
-		<-p.Done()
-		if _, err := f.c.StartSpeaker(owner.Name, f.args...); err != nil {
-			b.Fatal(err)
-		}
+		f.restartSpeaker(b, owner, sig)
 	}
 	if heal != nil {
 		next := f.answeredBy(b, url, at, owner.Name)

@@ -238,14 +238,7 @@ func TestL2SpeakerRestarts(t *testing.T) {
 			sig = syscall.SIGTERM
 		}
 		at := time.Now()
-		p := f.c.Speakers[owner.Name]
-		if err := p.Signal(sig); err != nil {
-			t.Fatal(err)
-		}
-		<-p.Done()
-		if _, err := f.c.StartSpeaker(owner.Name, f.args...); err != nil {
-			t.Fatal(err)
-		}
+		f.restartSpeaker(t, owner, sig)
 		next := f.answeredBy(t, url, at, owner.Name)
 		// The restarted speaker joins and must not take the address back.
 		waitLog(t, f.c.Speakers[owner.Name], "Joined: electing", 15*time.Second)
@@ -266,6 +259,19 @@ func TestL2SpeakerRestarts(t *testing.T) {
 		t.Errorf("%d ARP samples during 20 restarts answered by two MACs: %v", len(d), d)
 	}
 	t.Logf("%d ARP samples during 20 restarts, %d answered by two MACs", len(f.arp.between(start, time.Now())), len(doubles(f.arp.between(start, time.Now()))))
+}
+
+// restartSpeaker stops node's speaker with sig and starts it again at once.
+func (f *l2Fixture) restartSpeaker(t testing.TB, node *lab.Node, sig syscall.Signal) {
+	t.Helper()
+	p := f.c.Speakers[node.Name]
+	if err := p.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if _, err := f.c.StartSpeaker(node.Name, f.args...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitLog waits until p's log contains s.
