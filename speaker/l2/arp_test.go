@@ -329,3 +329,41 @@ func TestReleaseCancelsGratuitous(t *testing.T) {
 		t.Fatalf("Sent %d packets, want 2 more after owning again", got)
 	}
 }
+
+// TestConflictReasserts: a packet in which another MAC claims an owned
+// address starts its gratuitous schedule again, at most once per
+// ReassertInterval; Reannounce ignores addresses not owned.
+func TestConflictReasserts(t *testing.T) {
+	h := newHarness(t, Config{Gratuitous: []time.Duration{0}}, ethLink("eth0", 2, mac0))
+	h.a.SetOwned(map[netip.Addr]Target{vip4: {}})
+	h.a.announceDue()
+	conn := h.dial.arpConn(t, "eth0")
+	if got := conn.sentCount(); got != 2 {
+		t.Fatalf("Sent %d packets on gaining the address, want 2", got)
+	}
+	h.a.mu.RLock()
+	ifc := h.a.ifaces["eth0"]
+	h.a.mu.RUnlock()
+	garp := arpBytes(t, arp.OperationReply, macOther, vip4, broadcastMAC(), vip4)
+	for _, step := range []struct {
+		advance time.Duration
+		want    int
+	}{
+		{0, 4},                      // re-asserted at once
+		{100 * time.Millisecond, 4}, // within the interval: not again
+		{time.Second, 6},            // after it: again
+	} {
+		h.clk.Step(step.advance)
+		h.a.handleARP(ifc, garp)
+		h.a.announceDue()
+		if got := conn.sentCount(); got != step.want {
+			t.Fatalf("At +%s: sent %d packets, want %d", h.clk.Since(epochTime), got, step.want)
+		}
+	}
+	h.drainConflicts()
+	h.a.Reannounce([]netip.Addr{vip4b})
+	h.a.announceDue()
+	if got := conn.sentCount(); got != 6 {
+		t.Errorf("Reannounce of an address not owned sent %d packets", got-6)
+	}
+}
