@@ -176,18 +176,18 @@ type Core struct {
 	kick     wakeup
 
 	// Loop state.
-	joined    bool
-	firstSnap time.Time
-	settledAt time.Time
-	owners    map[netip.Addr]string   // group key → owner at the last election
-	lastSeen  map[string]time.Time    // when a member was last seen live by an election
-	lastElect time.Time               // when the last election ran (lastSeen == lastElect: live then)
-	contested map[netip.Addr]string   // group key → the rivals this node won it from
-	gen       map[netip.Addr]uint32   // group key → the generation of this node\'s claim
-	known     map[netip.Addr]uint32   // group key → the newest generation known of anyone\'s claim
-	view      map[netip.Addr]uint16   // group key → the fewest candidates seen live while owning it
-	yielded   map[netip.Addr]struct{} // groups given up to a foreign answer while alone
-	conflicts chan netip.Addr
+	joined     bool
+	firstSnap  time.Time
+	settledAt  time.Time
+	owners     map[netip.Addr]string   // group key → owner at the last election
+	lastSeen   map[string]time.Time    // when a member was last seen live by an election
+	liveAtLast map[string]bool         // the members live at the last election
+	contested  map[netip.Addr]string   // group key → the rivals this node won it from
+	gen        map[netip.Addr]uint32   // group key → the generation of this node\'s claim
+	known      map[netip.Addr]uint32   // group key → the newest generation known of anyone\'s claim
+	view       map[netip.Addr]uint16   // group key → the fewest candidates seen live while owning it
+	yielded    map[netip.Addr]struct{} // groups given up to a foreign answer while alone
+	conflicts  chan netip.Addr
 }
 
 // SetSnapshot hands the core a new snapshot; the loop elects again.
@@ -358,7 +358,7 @@ func (c *Core) Elect() {
 	// re-announces the groups it keeps that the returning node could own.
 	returning := map[string]bool{}
 	for n := range members {
-		if seen, ok := c.lastSeen[n]; ok && !seen.Equal(c.lastElect) && n != c.Node {
+		if _, seen := c.lastSeen[n]; seen && !c.liveAtLast[n] && n != c.Node {
 			returning[n] = true
 		}
 	}
@@ -470,9 +470,10 @@ func (c *Core) Elect() {
 	slices.Sort(names)
 	c.Members.SetWatched(names)
 
-	c.lastElect = now
+	c.liveAtLast = map[string]bool{}
 	for n := range members {
 		c.lastSeen[n] = now
+		c.liveAtLast[n] = true
 	}
 	if !c.joined {
 		// What it computed for the others while joining is no history of
