@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lbstack/lbstack/speaker/bfd"
+	"github.com/lbstack/lbstack/speaker/dataplane"
 	"github.com/lbstack/lbstack/speaker/l2"
 )
 
@@ -21,7 +22,7 @@ type metrics struct {
 // expects.
 type membershipHealth func() (undecryptable uint64, isolated bool)
 
-func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, driver *BGPDriver, health membershipHealth, eventsDropped func() uint64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, bgpMetrics func() dataplane.BGPMetrics, health membershipHealth, eventsDropped func() uint64) (*metrics, error) {
 	m := &metrics{
 		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbstack_speaker_members",
 			Help: "Live speakers this speaker sees, itself included"}),
@@ -46,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, driver *BGPDri
 	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lbstack_speaker_events_dropped_total",
 		Help: "Kubernetes events the speaker dropped because its event queue was full (the statuses still carry the state)"},
 		func() float64 { return float64(eventsDropped()) })
-	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, undecryptable, isolated, dropped, &l2Collector{stats: stats}, &bgpCollector{d: driver}} {
+	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, undecryptable, isolated, dropped, &l2Collector{stats: stats}, &bgpCollector{read: bgpMetrics}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -82,8 +83,9 @@ func (c *l2Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// bgpCollector exposes the BGP sessions and BFD sessions of the driver.
-type bgpCollector struct{ d *BGPDriver }
+// bgpCollector exposes the BGP sessions and BFD sessions of the driver,
+// read through its Metrics method (which takes the driver's lock).
+type bgpCollector struct{ read func() dataplane.BGPMetrics }
 
 var (
 	bgpUpDesc       = prometheus.NewDesc("lbstack_speaker_bgp_session_up", "1 when the BGP session with the peer is established", []string{"peer"}, nil)
@@ -100,32 +102,22 @@ func (c *bgpCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *bgpCollector) Collect(ch chan<- prometheus.Metric) {
-	c.d.mu.Lock()
-	spk, bfdm, names := c.d.spk, c.d.bfdm, c.d.bfdPeers
-	c.d.mu.Unlock()
-	if spk != nil {
-		for _, p := range spk.Peers() {
-			up := 0.0
-			if p.Up {
-				up = 1
-			}
-			ch <- prometheus.MustNewConstMetric(bgpUpDesc, prometheus.GaugeValue, up, p.Name)
-			ch <- prometheus.MustNewConstMetric(bgpUpdatesDesc, prometheus.CounterValue, float64(p.UpdatesSent), p.Name)
-			ch <- prometheus.MustNewConstMetric(bgpPrefixesDesc, prometheus.GaugeValue, float64(p.PrefixesAdvertised), p.Name)
+	m := c.read()
+	for _, p := range m.Peers {
+		up := 0.0
+		if p.Up {
+			up = 1
 		}
+		ch <- prometheus.MustNewConstMetric(bgpUpDesc, prometheus.GaugeValue, up, p.Name)
+		ch <- prometheus.MustNewConstMetric(bgpUpdatesDesc, prometheus.CounterValue, float64(p.UpdatesSent), p.Name)
+		ch <- prometheus.MustNewConstMetric(bgpPrefixesDesc, prometheus.GaugeValue, float64(p.PrefixesAdvertised), p.Name)
 	}
-	if bfdm != nil {
-		for _, s := range bfdm.Sessions() {
-			name := names[s.Peer]
-			if name == "" {
-				continue
-			}
-			up := 0.0
-			if s.State == bfd.StateUp {
-				up = 1
-			}
-			ch <- prometheus.MustNewConstMetric(bfdUpDesc, prometheus.GaugeValue, up, name)
-			ch <- prometheus.MustNewConstMetric(bfdTransDesc, prometheus.CounterValue, float64(s.Transitions), name)
+	for name, s := range m.BFD {
+		up := 0.0
+		if s.State == bfd.StateUp {
+			up = 1
 		}
+		ch <- prometheus.MustNewConstMetric(bfdUpDesc, prometheus.GaugeValue, up, name)
+		ch <- prometheus.MustNewConstMetric(bfdTransDesc, prometheus.CounterValue, float64(s.Transitions), name)
 	}
 }

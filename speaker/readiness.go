@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
+	"github.com/lbstack/lbstack/speaker/dataplane"
 	"github.com/lbstack/lbstack/speaker/l2"
 	"github.com/lbstack/lbstack/speaker/membership"
 )
@@ -45,7 +46,7 @@ type ReadinessState struct {
 	// L2 is the state of the layer-2 announcer's sockets.
 	L2 l2.SocketStatus
 	// BGP is the state of the BGP speaker and BFD.
-	BGP BGPReadiness
+	BGP dataplane.BGPReadiness
 	// Self is this node's name.
 	Self string
 	// Live are the live members, self included; nil while memberlist does
@@ -54,6 +55,12 @@ type ReadinessState struct {
 	// Expected are the other nodes on which a live speaker is expected
 	// (Watcher.ExpectedPeers).
 	Expected []string
+	// Joined is true once the speaker has joined the others and learned
+	// what they announce, or waited its join timeout (Core.Joined).
+	Joined bool
+	// KeyMismatch is true while the speaker receives memberlist traffic it
+	// cannot decrypt (MembershipReporter.KeyMismatch).
+	KeyMismatch bool
 }
 
 // JudgeReadiness returns, for every check of ReadinessChecks, nil when it
@@ -68,9 +75,11 @@ type ReadinessState struct {
 //   - bgp: passes when this node's plan has no BGP peers; otherwise the
 //     embedded BGP speaker must run, and BFD too when a peer has a BFD
 //     profile;
-//   - membership: memberlist runs and, when speakers are expected on other
-//     Ready nodes, at least one other member is live. A lone speaker (no
-//     other node expected) is ready on its own.
+//   - membership: memberlist runs; the speaker has finished joining (it
+//     elects nothing before); and, when speakers are expected on other
+//     Ready nodes, at least one other member is live — the message names a
+//     memberlist key mismatch when one is seen. A lone speaker (no other
+//     node expected) is ready on its own.
 func JudgeReadiness(s ReadinessState) map[string]error {
 	out := make(map[string]error, len(ReadinessChecks))
 	for _, c := range ReadinessChecks {
@@ -104,11 +113,18 @@ func JudgeReadiness(s ReadinessState) map[string]error {
 		out[ReadyBGP] = errors.New("a BGP peer has a BFD profile and BFD has not started yet")
 	}
 
-	if s.Live == nil {
+	alone := len(s.Expected) > 0 && !slices.ContainsFunc(s.Live, func(m membership.Member) bool { return m.Name != s.Self })
+	switch {
+	case s.Live == nil:
 		out[ReadyMembership] = errors.New("memberlist does not run yet")
-	} else if len(s.Expected) > 0 && !slices.ContainsFunc(s.Live, func(m membership.Member) bool { return m.Name != s.Self }) {
+	case alone && s.KeyMismatch:
+		out[ReadyMembership] = fmt.Errorf("joined no other speaker: it receives memberlist traffic it cannot decrypt, so another speaker uses a different memberlist key; %d other Ready node(s) should run one (%s)",
+			len(s.Expected), elide(s.Expected, 5, ", "))
+	case alone:
 		out[ReadyMembership] = fmt.Errorf("joined no other speaker yet, though %d other Ready node(s) should run one (%s); check that they run and that the memberlist port is open between nodes",
 			len(s.Expected), elide(s.Expected, 5, ", "))
+	case !s.Joined:
+		out[ReadyMembership] = errors.New("joining: learning what the other speakers announce before electing")
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/speaker/dataplane"
 	"github.com/lbstack/lbstack/speaker/l2"
 	"github.com/lbstack/lbstack/speaker/membership"
 )
@@ -24,10 +25,11 @@ func readyState() ReadinessState {
 	return ReadinessState{
 		ConfigSynced: true,
 		L2:           l2.SocketStatus{Scanned: true, Interfaces: []string{"eth0"}},
-		BGP:          BGPReadiness{Configured: true, Running: true, BFDWanted: true, BFDRunning: true},
+		BGP:          dataplane.BGPReadiness{Configured: true, Running: true, BFDWanted: true, BFDRunning: true},
 		Self:         "a",
 		Live:         []membership.Member{{Name: "a"}, {Name: "b"}},
 		Expected:     []string{"b", "c"},
+		Joined:       true,
 	}
 }
 
@@ -50,7 +52,7 @@ func TestJudgeReadiness(t *testing.T) {
 			},
 			want: map[string]string{ReadyLayer2: "cannot open 2 socket(s) needed to answer ARP/NDP (retried every rescan): ARP on eth0: opening ARP socket on eth0: operation not permitted; NDP on eth0"},
 		},
-		"BGP not configured": {change: func(s *ReadinessState) { s.BGP = BGPReadiness{Err: "stale"} }},
+		"BGP not configured": {change: func(s *ReadinessState) { s.BGP = dataplane.BGPReadiness{Err: "stale"} }},
 		"BGP speaker failed": {
 			change: func(s *ReadinessState) {
 				s.BGP.Running, s.BGP.Err = false, "invalid BGP configuration: router ID is not a valid IPv4 address"
@@ -61,17 +63,20 @@ func TestJudgeReadiness(t *testing.T) {
 		"BFD failed": {change: func(s *ReadinessState) {
 			s.BGP.BFDRunning, s.BGP.BFDErr = false, "listening on 0.0.0.0:3784: address already in use"
 		}, want: map[string]string{ReadyBGP: "BFD does not run: listening on 0.0.0.0:3784: address already in use"}},
-		"BFD not wanted":         {change: func(s *ReadinessState) { s.BGP.BFDWanted, s.BGP.BFDRunning = false, false }},
-		"memberlist not up":      {change: func(s *ReadinessState) { s.Live = nil }, want: map[string]string{ReadyMembership: "memberlist does not run"}},
-		"alone, others expected": {change: func(s *ReadinessState) { s.Live = s.Live[:1] }, want: map[string]string{ReadyMembership: "joined no other speaker yet, though 2 other Ready node(s) should run one (b, c)"}},
-		"alone, none expected":   {change: func(s *ReadinessState) { s.Live, s.Expected = s.Live[:1], nil }},
-		"joined one of several":  {change: func(s *ReadinessState) { s.Expected = []string{"b", "c", "d", "e", "f", "g"} }},
+		"BFD not wanted":                   {change: func(s *ReadinessState) { s.BGP.BFDWanted, s.BGP.BFDRunning = false, false }},
+		"memberlist not up":                {change: func(s *ReadinessState) { s.Live = nil }, want: map[string]string{ReadyMembership: "memberlist does not run"}},
+		"alone, others expected":           {change: func(s *ReadinessState) { s.Live = s.Live[:1] }, want: map[string]string{ReadyMembership: "joined no other speaker yet, though 2 other Ready node(s) should run one (b, c)"}},
+		"joining":                          {change: func(s *ReadinessState) { s.Joined = false }, want: map[string]string{ReadyMembership: "joining: learning what the other speakers announce"}},
+		"alone, key mismatch":              {change: func(s *ReadinessState) { s.Live, s.KeyMismatch = s.Live[:1], true }, want: map[string]string{ReadyMembership: "another speaker uses a different memberlist key"}},
+		"joined, traffic from another key": {change: func(s *ReadinessState) { s.KeyMismatch = true }},
+		"alone, none expected":             {change: func(s *ReadinessState) { s.Live, s.Expected = s.Live[:1], nil }},
+		"joined one of several":            {change: func(s *ReadinessState) { s.Expected = []string{"b", "c", "d", "e", "f", "g"} }},
 		"joined one not expected": {change: func(s *ReadinessState) {
 			s.Live = []membership.Member{{Name: "a"}, {Name: "z"}}
 		}},
 		"everything wrong at once": {
 			change: func(s *ReadinessState) {
-				*s = ReadinessState{Self: "a", BGP: BGPReadiness{Configured: true}, Expected: []string{"b"}}
+				*s = ReadinessState{Self: "a", BGP: dataplane.BGPReadiness{Configured: true}, Expected: []string{"b"}}
 			},
 			want: map[string]string{ReadyConfig: "", ReadyLayer2: "", ReadyBGP: "", ReadyMembership: ""},
 		},

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/speaker/dataplane"
 )
 
 // Event reasons on Services.
@@ -56,8 +57,8 @@ type Reporter struct {
 	queue   workqueue.TypedRateLimitingInterface[types.NamespacedName]
 	desired map[types.NamespacedName]*lbv1.ServiceAnnouncementStatus
 	written map[types.NamespacedName]*lbv1.ServiceAnnouncementStatus
-	since   map[netip.Addr]time.Time // group key → when this node took it
-	moves   map[netip.Addr]*Move     // group key → the move that gave it to this node
+	since   map[netip.Addr]time.Time       // group key → when this node took it
+	moves   map[netip.Addr]*dataplane.Move // group key → the move that gave it to this node
 	owned   map[types.NamespacedName]bool
 }
 
@@ -65,12 +66,12 @@ func (r *Reporter) init() {
 	if r.queue == nil {
 		r.queue = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](100*time.Millisecond, maxReportRetryBackoffTime))
 		r.desired, r.written = map[types.NamespacedName]*lbv1.ServiceAnnouncementStatus{}, map[types.NamespacedName]*lbv1.ServiceAnnouncementStatus{}
-		r.since, r.moves, r.owned = map[netip.Addr]time.Time{}, map[netip.Addr]*Move{}, map[types.NamespacedName]bool{}
+		r.since, r.moves, r.owned = map[netip.Addr]time.Time{}, map[netip.Addr]*dataplane.Move{}, map[types.NamespacedName]bool{}
 	}
 }
 
 // Moved records a move this node made and emits its events (asynchronously).
-func (r *Reporter) Moved(m Move) {
+func (r *Reporter) Moved(m dataplane.Move) {
 	r.mu.Lock()
 	r.init()
 	mv := m
@@ -81,7 +82,7 @@ func (r *Reporter) Moved(m Move) {
 }
 
 // Owned records the groups this node owns after an election.
-func (r *Reporter) Owned(groups []L2Group) {
+func (r *Reporter) Owned(groups []dataplane.L2Group) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.init()
@@ -92,7 +93,8 @@ func (r *Reporter) Owned(groups []L2Group) {
 		if _, ok := r.since[g.Key]; !ok {
 			r.since[g.Key] = r.Clock.Now()
 		}
-		for _, s := range g.Services {
+		for _, ref := range g.Services {
+			s := types.NamespacedName(ref)
 			now[s] = true
 			st := r.statusLocked(s, g)
 			if !equality.Semantic.DeepEqual(st, r.desired[s]) {
@@ -117,7 +119,7 @@ func (r *Reporter) Owned(groups []L2Group) {
 }
 
 // statusLocked is the layer-2 status of Service s announced through g.
-func (r *Reporter) statusLocked(s types.NamespacedName, g L2Group) *lbv1.ServiceAnnouncementStatus {
+func (r *Reporter) statusLocked(s types.NamespacedName, g dataplane.L2Group) *lbv1.ServiceAnnouncementStatus {
 	since := metav1.NewTime(r.since[g.Key].Truncate(time.Second))
 	node := lbv1.AnnouncingNode{Node: r.Node, Protocol: lbv1.ProtocolLayer2, Since: since}
 	if r.Interfaces != nil {
@@ -288,13 +290,13 @@ func statusApply(kind string, key types.NamespacedName, status map[string]any) *
 
 // moveEvents emits Announcing and, after a move, AnnouncementMoved on each
 // Service of the group.
-func (r *Reporter) moveEvents(ctx context.Context, m Move) {
-	for _, key := range m.Group.Services {
+func (r *Reporter) moveEvents(ctx context.Context, m dataplane.Move) {
+	for _, ref := range m.Group.Services {
 		var svc corev1.Service
-		if err := r.Client.Get(ctx, key, &svc); err != nil {
+		if err := r.Client.Get(ctx, types.NamespacedName(ref), &svc); err != nil {
 			continue
 		}
-		r.Recorder.Eventf(&svc, nil, corev1.EventTypeNormal, ReasonAnnouncing, "Announce", "Node %s announces %s over layer 2", r.Node, ipList(m.Group.IPs))
+		r.Recorder.Eventf(&svc, nil, corev1.EventTypeNormal, ReasonAnnouncing, "Announce", "Node %s announces %s over layer 2", r.Node, dataplane.FormatIPs(m.Group.IPs))
 		if m.From != "" {
 			msg := fmt.Sprintf("Announcement moved from %s to %s: %s (%s)", m.From, m.To, m.Reason, m.Message)
 			if m.DetectionTime > 0 {
@@ -323,14 +325,14 @@ func (r *Reporter) Foreign(detail string) {
 
 // Conflict reports another MAC answering for an address this node
 // announces: a Warning event on the Services holding it. It does not block.
-func (r *Reporter) Conflict(ip netip.Addr, ifname string, ours, theirs net.HardwareAddr, services []types.NamespacedName) {
+func (r *Reporter) Conflict(ip netip.Addr, ifname string, ours, theirs net.HardwareAddr, services []dataplane.ServiceRef) {
 	r.events.add(func(ctx context.Context) { r.conflictEvents(ctx, ip, ifname, ours, theirs, services) })
 }
 
-func (r *Reporter) conflictEvents(ctx context.Context, ip netip.Addr, ifname string, ours, theirs net.HardwareAddr, services []types.NamespacedName) {
-	for _, key := range services {
+func (r *Reporter) conflictEvents(ctx context.Context, ip netip.Addr, ifname string, ours, theirs net.HardwareAddr, services []dataplane.ServiceRef) {
+	for _, ref := range services {
 		var svc corev1.Service
-		if err := r.Client.Get(ctx, key, &svc); err != nil {
+		if err := r.Client.Get(ctx, types.NamespacedName(ref), &svc); err != nil {
 			continue
 		}
 		r.Recorder.Eventf(&svc, nil, corev1.EventTypeWarning, ReasonAnnouncementClash, "Announce",

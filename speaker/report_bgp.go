@@ -3,8 +3,10 @@ package speaker
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/speaker/bgp"
+	"github.com/lbstack/lbstack/speaker/dataplane"
 )
 
 // Event reasons on BGPPeers.
@@ -72,14 +75,16 @@ func (r *BGPReporter) fieldOwner() client.FieldOwner {
 }
 
 // Status records the sessions and the plan in force.
-func (r *BGPReporter) Status(st BGPStatus) {
+func (r *BGPReporter) Status(st dataplane.BGPStatus) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.init()
 	now := r.Clock.Now()
 	established := map[string]bool{}
-	for i, s := range st.Sessions {
-		name := st.Peers[i]
+	for _, ps := range st.Sessions {
+		name := ps.Name
+		s := lbv1.BGPNodeSession{Node: r.Node, State: sessionState(ps.State), BFDState: ps.BFDState,
+			PrefixesAdvertised: int32(min(ps.PrefixesAdvertised, math.MaxInt32)), LastError: ps.LastError}
 		if s.State == lbv1.BGPSessionEstablished {
 			established[name] = true
 		}
@@ -118,7 +123,8 @@ func (r *BGPReporter) Status(st BGPStatus) {
 				}
 			}
 		}
-		for _, svc := range st.Plan.Services[p.Prefix] {
+		for _, ref := range st.Plan.Services[p.Prefix] {
+			svc := types.NamespacedName(ref)
 			e := want[svc]
 			e.Node, e.Protocol = r.Node, lbv1.ProtocolBGP
 			e.Peers = mergeSorted(e.Peers, peers)
@@ -140,6 +146,17 @@ func (r *BGPReporter) Status(st BGPStatus) {
 			r.queue.Add(bgpKey{NamespacedName: svc}) // writes an empty entry: removes ours
 		}
 	}
+}
+
+// sessionState maps gobgp's lower-case FSM state to the API's.
+func sessionState(s string) lbv1.BGPSessionState {
+	for _, st := range []lbv1.BGPSessionState{lbv1.BGPSessionIdle, lbv1.BGPSessionConnect, lbv1.BGPSessionActive,
+		lbv1.BGPSessionOpenSent, lbv1.BGPSessionOpenConfirm, lbv1.BGPSessionEstablished} {
+		if strings.EqualFold(string(st), s) {
+			return st
+		}
+	}
+	return lbv1.BGPSessionUnknown
 }
 
 func mergeSorted(a, b []string) []string {

@@ -1,7 +1,6 @@
 package speaker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -23,6 +21,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/lbstack/lbstack/internal/cli"
+	"github.com/lbstack/lbstack/speaker/dataplane"
 	"github.com/lbstack/lbstack/speaker/l2"
 	"github.com/lbstack/lbstack/speaker/membership"
 )
@@ -141,10 +140,10 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	}
 	var (
 		groupsMu sync.Mutex
-		groups   []L2Group
+		groups   []dataplane.L2Group
 		met      *metrics
 	)
-	servicesOf := func(ip netip.Addr) []types.NamespacedName {
+	servicesOf := func(ip netip.Addr) []dataplane.ServiceRef {
 		groupsMu.Lock()
 		defer groupsMu.Unlock()
 		for _, g := range groups {
@@ -156,7 +155,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		}
 		return nil
 	}
-	core := &Core{Node: o.NodeName, Members: mem, Departures: mem, Clock: clk, Log: log.WithName("election"),
+	core := &dataplane.Core{Node: o.NodeName, Members: mem, Departures: mem, Clock: clk, Log: log.WithName("election"),
 		JoinTimeout: o.JoinTimeout, JoinGrace: time.Duration(o.MissedHeartbeats+2) * o.HeartbeatInterval}
 	healthCh := make(chan l2.Health, 1)
 	ann, err := l2.New(l2.Config{
@@ -177,25 +176,25 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 			core.Conflict(ip)
 			reporter.Conflict(ip, ifname, ours, theirs, servicesOf(ip))
 		},
-		OnHealth: func(h l2.Health) { offerLatest(healthCh, h) },
+		OnHealth: func(h l2.Health) { dataplane.OfferLatest(healthCh, h) },
 	})
 	if err != nil {
 		return err
 	}
 	bgpReporter := &BGPReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
-	driver := &BGPDriver{Node: o.NodeName, Log: log, Clock: clk, BFDPort: o.BFDPort, OnEvent: bgpReporter.Event, OnStatus: bgpReporter.Status}
-	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver, func() (uint64, bool) { return mem.Foreign(), core.Isolated() },
+	driver := &dataplane.BGPDriver{Node: o.NodeName, Log: log, Clock: clk, BFDPort: o.BFDPort, OnEvent: bgpReporter.Event, OnStatus: bgpReporter.Status}
+	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver.Metrics, func() (uint64, bool) { return mem.Foreign(), core.Isolated() },
 		func() uint64 { return reporter.events.dropped.Load() + bgpReporter.events.dropped.Load() })
 	if err != nil {
 		return err
 	}
 	core.L2 = ann
 	reporter.Interfaces = func(ip netip.Addr) []string { return ann.Announcing()[ip] }
-	core.OnMove = func(m Move) {
+	core.OnMove = func(m dataplane.Move) {
 		met.handovers.WithLabelValues(m.Reason).Inc()
 		reporter.Moved(m)
 	}
-	core.OnOwned = func(gs []L2Group) {
+	core.OnOwned = func(gs []dataplane.L2Group) {
 		n := 0
 		for _, g := range gs {
 			n += len(g.IPs)
@@ -209,10 +208,10 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	}
 	peers := make(chan []string, 1)
 	watcher := &Watcher{
-		Client: mgr.GetClient(), Node: o.NodeName, MemberlistPort: o.Port,
+		Client: mgr.GetClient(), Node: o.NodeName, MemberlistPort: o.Port, Clock: clk,
 		MinInterval: 50 * time.Millisecond,
 		OnSnapshot:  core.SetSnapshot,
-		OnPeers:     func(p []string) { offerLatest(peers, p) },
+		OnPeers:     func(p []string) { dataplane.OfferLatest(peers, p) },
 	}
 	watcher.OnBGP = driver.Set
 	watcher.Secrets = mgr.GetAPIReader()
@@ -220,6 +219,10 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if err := watcher.SetupWithManager(mgr); err != nil {
 		return err
 	}
+	memReporter := &MembershipReporter{Client: mgr.GetClient(), Node: o.NodeName, Clock: clk,
+		Facts: func() MembershipFacts {
+			return MembershipFacts{Stack: watcher.StackName(), Isolated: core.Isolated(), Expected: len(watcher.ExpectedPeers()), Undecryptable: mem.Foreign()}
+		}}
 	readiness := &Readiness{
 		Log:   log.WithName("readiness"),
 		Clock: clk,
@@ -231,6 +234,8 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 				Self:         o.NodeName,
 				Live:         mem.Live(),
 				Expected:     watcher.ExpectedPeers(),
+				Joined:       core.Joined(),
+				KeyMismatch:  memReporter.KeyMismatch(),
 			}
 		},
 	}
@@ -250,22 +255,12 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	g.Go(func() error { return driver.Run(gctx) })
 	g.Go(func() error { return bgpReporter.Run(gctx) })
 	g.Go(func() error { return readiness.Run(gctx) })
-	g.Go(func() error { joinLoop(gctx, mem, peers, log); return nil })
+	g.Go(func() error { return memReporter.Run(gctx) })
+	g.Go(func() error { dataplane.JoinLoop(gctx, clk, mem, peers, log); return nil })
 	if o.KeyFile != "" {
-		g.Go(func() error { watchKey(gctx, clk, o.KeyFile, key, mem, log); return nil })
+		g.Go(func() error { dataplane.WatchKey(gctx, clk, o.KeyFile, key, mem, log); return nil })
 	}
-	g.Go(func() error {
-		for {
-			select {
-			case <-gctx.Done():
-				return nil
-			case h := <-healthCh:
-				if err := mem.SetMeta(EncodeMeta(h, membership.MaxMetaSize)); err != nil {
-					log.Error(err, "Publishing interface health")
-				}
-			}
-		}
-	})
+	g.Go(func() error { dataplane.PublishHealth(gctx, healthCh, mem, log); return nil })
 	g.Go(func() error {
 		if err := mgr.Start(gctx); err != nil {
 			return fmt.Errorf("running manager: %w", err)
@@ -274,58 +269,4 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	})
 	log.Info("Starting speaker", "memberlistPort", o.Port, "heartbeatInterval", o.HeartbeatInterval, "missedHeartbeats", o.MissedHeartbeats)
 	return g.Wait()
-}
-
-// keyCheckInterval is how often the speaker reads its key file again (the
-// kubelet updates a Secret volume within about a minute of the change).
-const keyCheckInterval = 10 * time.Second
-
-// watchKey rotates the memberlist key when the key file changes (the
-// operator's Secret was replaced): the new key encrypts, the old ones still
-// decrypt, so that speakers that have rotated and those that have not yet,
-// and those that start with the new key, all understand each other.
-func watchKey(ctx context.Context, clk clock.Clock, path string, current []byte, mem *membership.Membership, log logr.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-clk.After(keyCheckInterval):
-		}
-		b, err := os.ReadFile(path)
-		if err != nil || bytes.Equal(b, current) {
-			continue
-		}
-		if err := mem.SetKey(b); err != nil {
-			log.Error(err, "The memberlist key file changed, but the new key cannot be used", "file", path)
-			current = b // report once per change
-			continue
-		}
-		log.Info("The memberlist key file changed: rotated to the new key", "file", path)
-		current = b
-	}
-}
-
-// joinLoop joins the other nodes' speakers whenever the node list changes,
-// and retries while some are not members yet (they may not run yet).
-func joinLoop(ctx context.Context, mem *membership.Membership, peers <-chan []string, log logr.Logger) {
-	var want []string
-	retry := time.NewTicker(2 * time.Second)
-	defer retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case want = <-peers:
-		case <-retry.C:
-			if len(want) == 0 || len(mem.Live()) > len(want) {
-				continue
-			}
-		}
-		if len(want) == 0 {
-			continue
-		}
-		if n, err := mem.Join(want); err != nil && !errors.Is(err, membership.ErrNotRunning) {
-			log.V(1).Info("Joining speakers", "contacted", n, "error", err.Error())
-		}
-	}
 }

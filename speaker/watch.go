@@ -17,6 +17,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -26,6 +27,8 @@ import (
 	"github.com/lbstack/lbstack/internal/config"
 	"github.com/lbstack/lbstack/internal/configload"
 	"github.com/lbstack/lbstack/internal/render"
+	"github.com/lbstack/lbstack/speaker/dataplane"
+	"github.com/lbstack/lbstack/speaker/plan"
 )
 
 // aggregateKey is the one queue key of the speaker's reconciler: every
@@ -37,16 +40,18 @@ var aggregateKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: 
 type Watcher struct {
 	Client client.Client
 	Node   string
+	// Clock times the passes and the password reads (nil: the real clock).
+	Clock clock.Clock
 	// MemberlistPort is the port other speakers listen on (for Join).
 	MemberlistPort int
 	// OnSnapshot receives each new snapshot.
-	OnSnapshot func(*Snapshot)
+	OnSnapshot func(*dataplane.Snapshot)
 	// OnPeers receives the memberlist addresses of the other nodes when
 	// they change.
 	OnPeers func([]string)
 	// OnBGP receives this node's BGP plan, the peers' passwords and the
 	// router ID.
-	OnBGP func(plan BGPPlan, passwords map[string]string, routerID netip.Addr)
+	OnBGP func(plan dataplane.BGPPlan, passwords map[string]string, routerID netip.Addr)
 	// Secrets reads BGP password Secrets (uncached: the speaker may get
 	// exactly those Secrets by name, not list them).
 	Secrets client.Reader
@@ -67,8 +72,16 @@ type Watcher struct {
 	cfg       *config.Config
 	peers     []string
 	expected  []string
+	stack     string
 	synced    bool
 	lastError string
+}
+
+func (w *Watcher) clock() clock.Clock {
+	if w.Clock == nil {
+		return clock.RealClock{}
+	}
+	return w.Clock
 }
 
 // SetupWithManager registers the watcher with one aggregate queue key.
@@ -102,16 +115,24 @@ func (w *Watcher) ExpectedPeers() []string {
 	return slices.Clone(w.expected)
 }
 
+// StackName returns the name of the LoadBalancerStack in force as of the
+// last pass, "" when there is none.
+func (w *Watcher) StackName() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stack
+}
+
 // Reconcile builds a snapshot from the cache.
 func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	w.mu.Lock()
-	wait := w.MinInterval - time.Since(w.lastPass)
+	wait := w.MinInterval - w.clock().Since(w.lastPass)
 	if wait > 0 {
 		w.mu.Unlock()
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
-	w.lastPass = time.Now()
+	w.lastPass = w.clock().Now()
 	w.mu.Unlock()
 	objs, err := configload.List(ctx, w.Client)
 	if err != nil {
@@ -139,16 +160,21 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 		return reconcile.Result{}, err
 	}
 	nodes, peers, selfIP := nodeStates(nodeList.Items, w.Node, w.MemberlistPort)
-	expected := expectedSpeakers(nodeList.Items, w.Node, config.StackInForce(objs.Stacks))
+	inForce := config.StackInForce(objs.Stacks)
+	expected := expectedSpeakers(nodeList.Items, w.Node, inForce)
 	services, err := w.services(ctx, cfg)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	snap := &Snapshot{L2: PlanL2(cfg, services, nodes), ExpectedPeers: expected}
+	snap := &dataplane.Snapshot{L2: plan.L2(cfg, services, nodes), ExpectedPeers: expected}
 
 	w.mu.Lock()
 	peersChanged := !slices.Equal(peers, w.peers)
 	w.peers, w.expected, w.synced = peers, expected, cfg != nil
+	w.stack = ""
+	if inForce != nil {
+		w.stack = inForce.Name
+	}
 	w.mu.Unlock()
 	if peersChanged && w.OnPeers != nil {
 		w.OnPeers(peers)
@@ -157,25 +183,18 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 		w.OnSnapshot(snap)
 	}
 	if w.OnBGP != nil && cfg != nil {
-		plan := PlanBGP(cfg, services, nodes, w.Node)
-		passwords, err := w.cachedPasswords(ctx, plan, objs.Peers)
+		bgpPlan := plan.BGP(cfg, services, nodes, w.Node)
+		passwords, err := w.cachedPasswords(ctx, bgpPlan, objs.Peers)
 		if err != nil {
 			log.Error(err, "Reading BGP passwords; sessions with a password wait for it")
 		}
-		routerID := selfIP
-		for _, p := range plan.Peers {
-			if rid := cfg.Peers[p.Name].RouterID; rid.IsValid() {
-				routerID = rid
-				break
-			}
-		}
-		w.OnBGP(plan, passwords, routerID)
+		w.OnBGP(bgpPlan.BGPPlan, passwords, plan.RouterID(cfg, bgpPlan, selfIP))
 	}
 	return reconcile.Result{}, nil
 }
 
 // services returns the Services lbstack serves that have addresses.
-func (w *Watcher) services(ctx context.Context, cfg *config.Config) ([]ServiceState, error) {
+func (w *Watcher) services(ctx context.Context, cfg *config.Config) ([]plan.ServiceState, error) {
 	if cfg == nil {
 		return nil, nil
 	}
@@ -183,13 +202,13 @@ func (w *Watcher) services(ctx context.Context, cfg *config.Config) ([]ServiceSt
 	if err := w.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
-	var out []ServiceState
+	var out []plan.ServiceState
 	for i := range list.Items {
 		s := &list.Items[i]
 		if !config.Serves(s, cfg.LoadBalancerClass) {
 			continue
 		}
-		st := ServiceState{
+		st := plan.ServiceState{
 			Key:    client.ObjectKeyFromObject(s),
 			Labels: labels.Set(s.Labels),
 			Pool:   s.Annotations[lbv1.AnnotationAllocatedFromPool],
@@ -244,7 +263,7 @@ const (
 
 // cachedPasswords returns the passwords of plan's peers, reading them
 // again only when needed (see passwordRefresh).
-func (w *Watcher) cachedPasswords(ctx context.Context, plan BGPPlan, peers []lbv1.BGPPeer) (map[string]string, error) {
+func (w *Watcher) cachedPasswords(ctx context.Context, plan plan.BGPPlan, peers []lbv1.BGPPeer) (map[string]string, error) {
 	if len(plan.Passwords) == 0 {
 		return nil, nil
 	}
@@ -262,7 +281,7 @@ func (w *Watcher) cachedPasswords(ctx context.Context, plan BGPPlan, peers []lbv
 	}
 	key := b.String()
 	w.mu.Lock()
-	age := time.Since(w.pwRead)
+	age := w.clock().Since(w.pwRead)
 	if key == w.pwKey && age < passwordRefresh && (w.pwErr == nil || age < passwordRetry) {
 		defer w.mu.Unlock()
 		return w.pwCache, w.pwErr
@@ -270,13 +289,13 @@ func (w *Watcher) cachedPasswords(ctx context.Context, plan BGPPlan, peers []lbv
 	w.mu.Unlock()
 	pw, err := w.passwords(ctx, plan)
 	w.mu.Lock()
-	w.pwKey, w.pwCache, w.pwErr, w.pwRead = key, pw, err, time.Now()
+	w.pwKey, w.pwCache, w.pwErr, w.pwRead = key, pw, err, w.clock().Now()
 	w.mu.Unlock()
 	return pw, err
 }
 
 // passwords reads the password of every peer in plan that has one.
-func (w *Watcher) passwords(ctx context.Context, plan BGPPlan) (map[string]string, error) {
+func (w *Watcher) passwords(ctx context.Context, plan plan.BGPPlan) (map[string]string, error) {
 	out := map[string]string{}
 	var errs []error
 	for name, ref := range plan.Passwords {
@@ -306,13 +325,13 @@ func (w *Watcher) passwords(ctx context.Context, plan BGPPlan) (map[string]strin
 // nodeStates reduces Nodes to what eligibility needs, and returns the
 // memberlist addresses of the other nodes (their first InternalIP) and this
 // node's first IPv4 InternalIP.
-func nodeStates(items []corev1.Node, self string, port int) ([]NodeState, []string, netip.Addr) {
+func nodeStates(items []corev1.Node, self string, port int) ([]plan.NodeState, []string, netip.Addr) {
 	var selfIP netip.Addr
-	nodes := make([]NodeState, 0, len(items))
+	nodes := make([]plan.NodeState, 0, len(items))
 	var peers []string
 	for i := range items {
 		n := &items[i]
-		st := NodeState{Name: n.Name, Labels: labels.Set(n.Labels)}
+		st := plan.NodeState{Name: n.Name, Labels: labels.Set(n.Labels)}
 		_, st.Excluded = n.Labels[lbv1.LabelExcludeFromExternalLoadBalancers]
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {

@@ -296,6 +296,53 @@ type LoadBalancerStackStatus struct {
 	// +listMapKey=name
 	// +optional
 	Pools []NamedPoolUsage `json:"pools,omitempty"`
+
+	// speakerProblems lists the speakers that are cut off from the others'
+	// membership, one entry per node, written by that node's speaker while
+	// the problem lasts and removed by it when it ends. A speaker that
+	// cannot join the others elects on its own: it may answer for
+	// addresses another node also answers for.
+	// +listType=map
+	// +listMapKey=node
+	// +kubebuilder:validation:MaxItems=5000
+	// +optional
+	SpeakerProblems []SpeakerProblem `json:"speakerProblems,omitempty"`
+}
+
+// SpeakerProblemReason says why a speaker is cut off from the others.
+// +kubebuilder:validation:Enum=MembershipKeyMismatch;Isolated
+type SpeakerProblemReason string
+
+const (
+	// SpeakerMembershipKeyMismatch: the speaker receives memberlist traffic
+	// it cannot decrypt — it and another speaker use different memberlist
+	// keys, so they form separate clusters.
+	SpeakerMembershipKeyMismatch SpeakerProblemReason = "MembershipKeyMismatch"
+	// SpeakerIsolated: the speaker has joined none of the speakers expected
+	// on other Ready nodes (memberlist port 7946 TCP/UDP blocked, or they
+	// do not run).
+	SpeakerIsolated SpeakerProblemReason = "Isolated"
+)
+
+// SpeakerProblem is a membership problem of the speaker on one node.
+type SpeakerProblem struct {
+	// node is the node whose speaker reports the problem.
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Node string `json:"node"`
+
+	// reason is the kind of problem.
+	// +required
+	Reason SpeakerProblemReason `json:"reason"`
+
+	// message explains the problem for people.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// since is when the speaker first saw the problem.
+	// +required
+	Since metav1.Time `json:"since"`
 }
 
 // LoadBalancerStack is the one object a user applies to run lbstack: it

@@ -35,12 +35,13 @@ func ControllerRules() []rbacv1.PolicyRule {
 // SpeakerRules are the speaker's cluster-wide permissions: read the
 // configuration, Services, EndpointSlices, Namespaces and Nodes — never
 // write a Service — and report what it announces (ServiceAnnouncements,
-// BGPPeer session status, events).
+// BGPPeer session status, events) and its own membership problems (the
+// stack's status.speakerProblems).
 func SpeakerRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: configResources, Verbs: readOnly},
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: []string{"serviceannouncements"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: []string{"serviceannouncements/status", "bgppeers/status"}, Verbs: []string{"get", "update", "patch"}},
+		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: []string{"serviceannouncements/status", "bgppeers/status", "loadbalancerstacks/status"}, Verbs: []string{"get", "update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"services", "namespaces", "nodes"}, Verbs: readOnly},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: readOnly},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/lbstack/lbstack/internal/testenv"
-	"github.com/lbstack/lbstack/speaker"
+	"github.com/lbstack/lbstack/speaker/dataplane"
 	"github.com/lbstack/lbstack/test/e2e/lab"
 )
 
@@ -209,7 +209,7 @@ func TestLayer2(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.LastMove == nil || st.LastMove.From != first.Name || st.LastMove.Reason != speaker.MoveNodeFailed || st.LastMove.DetectionTime == nil {
+		if st.LastMove == nil || st.LastMove.From != first.Name || st.LastMove.Reason != dataplane.MoveNodeFailed || st.LastMove.DetectionTime == nil {
 			t.Errorf("last move %+v", st.LastMove)
 		}
 		if _, err := c.StartSpeaker(first.Name); err != nil {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"net/netip"
@@ -14,8 +15,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/test/e2e/lab"
 )
 
@@ -372,6 +375,11 @@ func TestL2OneWayLoss(t *testing.T) {
 // one answering node, and it says why.
 func TestL2KeyMismatch(t *testing.T) {
 	f := newL2Fixture(t, "key", "192.0.2.190-192.0.2.199", 3)
+	// A stack (with no inline configuration: the standalone objects stay
+	// in force) for the speakers to report their membership problems in.
+	if err := f.c.Apply(tctx(t, time.Minute), &lbv1.LoadBalancerStack{ObjectMeta: metav1.ObjectMeta{Name: "lbstack"}}); err != nil {
+		t.Fatal(err)
+	}
 	want := map[netip.Addr]*lab.Node{}
 	for _, ip := range f.ips {
 		want[ip] = f.owner(t, ip)
@@ -407,6 +415,29 @@ func TestL2KeyMismatch(t *testing.T) {
 		if len(x.macs) == 1 && strings.EqualFold(x.macs[0], odd.MAC) {
 			t.Errorf("%s: the speaker that cannot join the others answers", x)
 			break
+		}
+	}
+	// The odd speaker says so in the stack's status, for kubectl users.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		var stacks lbv1.LoadBalancerStackList
+		if err := f.c.Client.List(ctx, &stacks); err != nil {
+			t.Fatal(err)
+		}
+		var reported []lbv1.SpeakerProblem
+		for _, s := range stacks.Items {
+			reported = append(reported, s.Status.SpeakerProblems...)
+		}
+		if slices.ContainsFunc(reported, func(p lbv1.SpeakerProblem) bool {
+			return p.Node == odd.Name && p.Reason == lbv1.SpeakerMembershipKeyMismatch
+		}) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no MembershipKeyMismatch entry for %s in the stack's status.speakerProblems: %+v", odd.Name, reported)
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

@@ -1,20 +1,35 @@
-package speaker
+package dataplane
 
 import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/utils/clock"
 
-	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/speaker/bfd"
 	"github.com/lbstack/lbstack/speaker/bgp"
 )
+
+// BGPPlan is what this node does over BGP: its sessions and the paths it
+// advertises (computed by speaker/plan). Every eligible node advertises
+// every Service address it may (the routers spread traffic over them:
+// ECMP), so there is no election.
+type BGPPlan struct {
+	// Peers are the sessions of this node, sorted by name, without
+	// passwords (those come apart, see BGPDriver.Set).
+	Peers []bgp.Peer
+	// BFD are the BFD sessions of the peers that have a BFD profile, by
+	// peer name.
+	BFD map[string]bfd.SessionConfig
+	// Paths are the paths this node advertises, sorted by prefix.
+	Paths []bgp.Path
+	// Services are the Services behind each advertised prefix.
+	Services map[netip.Prefix][]ServiceRef
+}
 
 // BGPDriver keeps this node's embedded BGP speaker and its BFD sessions in
 // line with the last BGP plan. Like the layer-2 core it needs no API
@@ -31,6 +46,10 @@ type BGPDriver struct {
 	// OnStatus receives the sessions' state after each change and every
 	// few seconds (must not block).
 	OnStatus func(BGPStatus)
+
+	// wg counts the goroutines the driver starts (the BGP speaker, BFD and
+	// their followers); Run returns only when they have ended.
+	wg sync.WaitGroup
 
 	mu         sync.Mutex
 	want       *bgpWant
@@ -57,13 +76,20 @@ type bgpWant struct {
 
 // BGPStatus is what the node reports about its BGP sessions and paths.
 type BGPStatus struct {
-	Sessions []lbv1.BGPNodeSession
-	// Peers are the peer names of each session, in Sessions' order.
-	Peers []string
+	// Sessions are the BGP sessions of this node, sorted by peer name.
+	Sessions []PeerSession
 	// Plan is the plan in force, and PlanGeneration counts the plans
 	// applied, so a receiver can tell a new plan from the same one.
 	Plan           BGPPlan
 	PlanGeneration uint64
+}
+
+// PeerSession is the state of one BGP session and of its BFD session.
+type PeerSession struct {
+	bgp.PeerStatus
+	// BFDState is the BFD session's state ("Up", "Down", ...), empty
+	// without BFD.
+	BFDState string
 }
 
 // Set hands the driver a new plan with the peers' passwords and the router
@@ -76,10 +102,12 @@ func (d *BGPDriver) Set(plan BGPPlan, passwords map[string]string, routerID neti
 }
 
 // Run applies plans until ctx ends, then stops the BGP speaker (which
-// notifies the routers) and the BFD sessions.
+// notifies the routers) and the BFD sessions, and returns when everything it
+// started has ended.
 func (d *BGPDriver) Run(ctx context.Context) error {
 	tick := d.Clock.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	defer d.wg.Wait()
 	defer d.stop()
 	for {
 		select {
@@ -139,7 +167,7 @@ func (d *BGPDriver) apply(ctx context.Context) {
 		d.mu.Lock()
 		d.spk, d.stopSpk, d.asn, d.rid, d.spkErr = spk, cancel, asn, w.routerID, ""
 		d.mu.Unlock()
-		go func() {
+		d.wg.Go(func() {
 			if err := spk.Run(sctx); err != nil {
 				d.Log.Error(err, "BGP speaker stopped")
 				d.mu.Lock()
@@ -148,8 +176,8 @@ func (d *BGPDriver) apply(ctx context.Context) {
 				}
 				d.mu.Unlock()
 			}
-		}()
-		go d.forwardEvents(sctx, spk)
+		})
+		d.wg.Go(func() { d.forwardEvents(sctx, spk) })
 	}
 	if err := d.spk.SetPeers(peers); err != nil {
 		d.Log.Error(err, "Configuring BGP peers")
@@ -190,13 +218,12 @@ func (d *BGPDriver) applyBFD(ctx context.Context, plan BGPPlan) {
 	want := map[netip.Addr]bfd.SessionConfig{}
 	names := map[netip.Addr]string{}
 	for _, p := range plan.Peers {
-		prof := plan.BFD[p.Name]
-		if prof == nil {
+		cfg, ok := plan.BFD[p.Name]
+		if !ok {
 			continue
 		}
-		want[p.Address] = bfd.SessionConfig{Peer: p.Address, Local: p.SourceAddress, DesiredMinTx: prof.TransmitInterval,
-			RequiredMinRx: prof.ReceiveInterval, DetectMultiplier: prof.DetectMultiplier, Passive: prof.PassiveMode}
-		names[p.Address] = p.Name
+		want[cfg.Peer] = cfg
+		names[cfg.Peer] = p.Name
 	}
 	if len(want) > 0 && d.bfdm == nil {
 		m, err := bfd.NewManager(bfd.ManagerConfig{Port: d.BFDPort, Clock: d.Clock, Rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), Log: d.Log.WithName("bfd")})
@@ -210,15 +237,16 @@ func (d *BGPDriver) applyBFD(ctx context.Context, plan BGPPlan) {
 		d.mu.Lock()
 		d.bfdm, d.bfdErr = m, ""
 		d.mu.Unlock()
-		go func() {
+		d.wg.Go(func() {
 			if err := m.Run(ctx); err != nil {
 				d.Log.Error(err, "BFD stopped")
 				d.mu.Lock()
 				d.bfdErr = err.Error()
 				d.mu.Unlock()
 			}
-		}()
-		go d.followBFD(ctx, m.Subscribe(ctx))
+		})
+		changes := m.Subscribe(ctx)
+		d.wg.Go(func() { d.followBFD(ctx, changes) })
 	}
 	if d.bfdm == nil {
 		return
@@ -288,24 +316,39 @@ func (d *BGPDriver) report() {
 	d.mu.Unlock()
 	if spk != nil {
 		for _, p := range spk.Peers() {
-			st.Peers = append(st.Peers, p.Name)
-			st.Sessions = append(st.Sessions, lbv1.BGPNodeSession{
-				Node: d.Node, State: sessionState(p.State), BFDState: bfdState[p.Name],
-				PrefixesAdvertised: int32(p.PrefixesAdvertised), LastError: p.LastError,
-			})
+			st.Sessions = append(st.Sessions, PeerSession{PeerStatus: p, BFDState: bfdState[p.Name]})
 		}
 	}
 	d.OnStatus(st)
 }
 
-func sessionState(s string) lbv1.BGPSessionState {
-	for _, st := range []lbv1.BGPSessionState{lbv1.BGPSessionIdle, lbv1.BGPSessionConnect, lbv1.BGPSessionActive,
-		lbv1.BGPSessionOpenSent, lbv1.BGPSessionOpenConfirm, lbv1.BGPSessionEstablished} {
-		if strings.EqualFold(string(st), s) {
-			return st
+// BGPMetrics are the counters of the BGP and BFD sessions, for metrics.
+type BGPMetrics struct {
+	// Peers are the BGP sessions.
+	Peers []bgp.PeerStatus
+	// BFD are the BFD sessions, by BGP peer name.
+	BFD map[string]bfd.SessionStatus
+}
+
+// Metrics reads the sessions' counters. It is safe to call at any time,
+// from any goroutine (the metrics collector).
+func (d *BGPDriver) Metrics() BGPMetrics {
+	d.mu.Lock()
+	spk, bfdm, names := d.spk, d.bfdm, d.bfdPeers
+	d.mu.Unlock()
+	var m BGPMetrics
+	if spk != nil {
+		m.Peers = spk.Peers()
+	}
+	if bfdm != nil {
+		m.BFD = map[string]bfd.SessionStatus{}
+		for _, s := range bfdm.Sessions() {
+			if name := names[s.Peer]; name != "" {
+				m.BFD[name] = s
+			}
 		}
 	}
-	return lbv1.BGPSessionUnknown
+	return m
 }
 
 // BGPReadiness says whether the BGP side of the speaker can announce.
@@ -331,7 +374,7 @@ func (d *BGPDriver) Readiness() BGPReadiness {
 	if d.want != nil {
 		r.Configured = len(d.want.plan.Peers) > 0
 		for _, p := range d.want.plan.Peers {
-			if d.want.plan.BFD[p.Name] != nil {
+			if _, ok := d.want.plan.BFD[p.Name]; ok {
 				r.BFDWanted = true
 			}
 		}

@@ -1,4 +1,4 @@
-package speaker
+package dataplane
 
 import "sync"
 
@@ -26,9 +26,9 @@ func (w *wakeup) Notify() {
 	}
 }
 
-// offerLatest puts v into ch (capacity 1), replacing a value not yet
+// OfferLatest puts v into ch (capacity 1), replacing a value not yet
 // received: the receiver only ever wants the newest one.
-func offerLatest[T any](ch chan T, v T) {
+func OfferLatest[T any](ch chan T, v T) {
 	for {
 		select {
 		case ch <- v:

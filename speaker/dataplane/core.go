@@ -1,4 +1,4 @@
-package speaker
+package dataplane
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -177,6 +178,7 @@ type Core struct {
 
 	// Loop state.
 	joined     bool
+	joinedFlag atomic.Bool // joined, for other goroutines (Joined)
 	firstSnap  time.Time
 	settledAt  time.Time
 	owners     map[netip.Addr]string   // group key → owner at the last election
@@ -210,6 +212,10 @@ func (c *Core) Conflict(ip netip.Addr) {
 	default:
 	}
 }
+
+// Joined reports whether this node has finished joining and elects (see
+// JoinTimeout, JoinGrace); before that it announces nothing.
+func (c *Core) Joined() bool { return c.joinedFlag.Load() }
 
 // Isolated reports whether this node has joined none of the speakers its
 // last snapshot expects (lbstack_speaker_membership_isolated).
@@ -322,6 +328,7 @@ func (c *Core) join(snap *Snapshot, now time.Time) {
 		return
 	}
 	c.joined = true
+	c.joinedFlag.Store(true)
 	c.Log.Info("Joined: electing", "reason", why, "waited", waited.Round(time.Millisecond), "expectedPeers", len(snap.ExpectedPeers))
 }
 
@@ -533,7 +540,7 @@ func (c *Core) reportMove(g L2Group, prev string, live map[string]membership.Mem
 	_, prevLive := live[prev]
 	switch {
 	case prev == "":
-		m.Reason, m.Message = MoveAssigned, fmt.Sprintf("%s announces %s", c.Node, ipList(g.IPs))
+		m.Reason, m.Message = MoveAssigned, fmt.Sprintf("%s announces %s", c.Node, FormatIPs(g.IPs))
 	case !prevLive:
 		m.Reason = MoveNodeFailed
 		if d, ok := c.departure(prev); ok && d.Graceful {
@@ -550,9 +557,9 @@ func (c *Core) reportMove(g L2Group, prev string, live map[string]membership.Mem
 	case hasKey(g.Candidates, prev) && !healthyFor(live[prev].Meta, g.Candidates[prev]):
 		m.Reason, m.Message = MoveInterfaceDown, fmt.Sprintf("the announcing interfaces of %s lost carrier; %s took over", prev, c.Node)
 	case !hasKey(g.Candidates, prev):
-		m.Reason, m.Message = MoveNotEligible, fmt.Sprintf("%s is no longer eligible to announce %s; %s took over", prev, ipList(g.IPs), c.Node)
+		m.Reason, m.Message = MoveNotEligible, fmt.Sprintf("%s is no longer eligible to announce %s; %s took over", prev, FormatIPs(g.IPs), c.Node)
 	default:
-		m.Reason, m.Message = MoveRebalanced, fmt.Sprintf("the election gave %s %s (from %s, which is still live: it gave the addresses up to this node)", c.Node, ipList(g.IPs), prev)
+		m.Reason, m.Message = MoveRebalanced, fmt.Sprintf("the election gave %s %s (from %s, which is still live: it gave the addresses up to this node)", c.Node, FormatIPs(g.IPs), prev)
 	}
 	c.Log.Info("Taking over addresses", "ips", g.IPs, "from", prev, "reason", m.Reason, "detectionTime", m.DetectionTime)
 	if c.OnMove != nil {
@@ -572,7 +579,8 @@ func hasKey[V any](m map[string]V, k string) bool {
 	return ok
 }
 
-func ipList(ips []netip.Addr) string {
+// FormatIPs lists addresses for people: "a, b, c".
+func FormatIPs(ips []netip.Addr) string {
 	s := ""
 	for i, ip := range ips {
 		if i > 0 {

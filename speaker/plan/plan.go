@@ -1,4 +1,4 @@
-package speaker
+package plan
 
 import (
 	"net/netip"
@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/speaker/dataplane"
 )
 
 // ServiceState is what the speaker needs to know of one Service: its
@@ -38,32 +39,7 @@ type NodeState struct {
 	NetworkUnavailable bool
 }
 
-// L2Group is a set of addresses announced together, from one node: the
-// addresses of Services that share addresses are joined into one group, so
-// a shared address is never announced by two nodes.
-type L2Group struct {
-	// Key is the election key, the group's lowest address.
-	Key netip.Addr
-	// IPs are the group's addresses, sorted.
-	IPs []netip.Addr
-	// Services are the Services announced through the group, sorted.
-	Services []types.NamespacedName
-	// Candidates are the eligible nodes and, per node, the interfaces it
-	// may announce on (nil: every eligible interface).
-	Candidates map[string][]string
-}
-
-// CandidateNames returns the candidates' names, sorted.
-func (g *L2Group) CandidateNames() []string {
-	out := make([]string, 0, len(g.Candidates))
-	for n := range g.Candidates {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// PlanL2 computes the layer-2 groups: which addresses are announced over
+// L2 computes the layer-2 groups: which addresses are announced over
 // ARP/NDP, and which nodes may announce each. It is pure: every speaker
 // computes the same plan from the same objects, and the election over the
 // live members then picks one owner per group.
@@ -75,12 +51,12 @@ func (g *L2Group) CandidateNames() []string {
 // ready endpoint of the Service. For an address shared by several Services
 // the candidates are the nodes eligible for all of them (or, if none is,
 // for any of them, so the address is still answered).
-func PlanL2(cfg *config.Config, services []ServiceState, nodes []NodeState) []L2Group {
+func L2(cfg *config.Config, services []ServiceState, nodes []NodeState) []dataplane.L2Group {
 	if cfg == nil {
 		return nil
 	}
 	type perIP struct {
-		services []types.NamespacedName
+		services []dataplane.ServiceRef
 		eligible []map[string][]string // one per Service
 	}
 	ips := map[netip.Addr]*perIP{}
@@ -98,7 +74,7 @@ func PlanL2(cfg *config.Config, services []ServiceState, nodes []NodeState) []L2
 				p = &perIP{}
 				ips[ip] = p
 			}
-			p.services = append(p.services, s.Key)
+			p.services = append(p.services, dataplane.ServiceRef(s.Key))
 			p.eligible = append(p.eligible, el)
 			uf.add(ip)
 			if first.IsValid() {
@@ -108,29 +84,29 @@ func PlanL2(cfg *config.Config, services []ServiceState, nodes []NodeState) []L2
 			}
 		}
 	}
-	groups := map[netip.Addr]*L2Group{}
+	groups := map[netip.Addr]*dataplane.L2Group{}
 	var eligibleOf = map[netip.Addr][]map[string][]string{}
 	for ip, p := range ips {
 		root := uf.find(ip)
 		g := groups[root]
 		if g == nil {
-			g = &L2Group{}
+			g = &dataplane.L2Group{}
 			groups[root] = g
 		}
 		g.IPs = append(g.IPs, ip)
 		g.Services = append(g.Services, p.services...)
 		eligibleOf[root] = append(eligibleOf[root], p.eligible...)
 	}
-	out := make([]L2Group, 0, len(groups))
+	out := make([]dataplane.L2Group, 0, len(groups))
 	for root, g := range groups {
 		slices.SortFunc(g.IPs, func(a, b netip.Addr) int { return a.Compare(b) })
 		g.Key = g.IPs[0]
-		slices.SortFunc(g.Services, func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+		slices.SortFunc(g.Services, func(a, b dataplane.ServiceRef) int { return strings.Compare(a.String(), b.String()) })
 		g.Services = slices.Compact(g.Services)
 		g.Candidates = combine(eligibleOf[root])
 		out = append(out, *g)
 	}
-	slices.SortFunc(out, func(a, b L2Group) int { return a.Key.Compare(b.Key) })
+	slices.SortFunc(out, func(a, b dataplane.L2Group) int { return a.Key.Compare(b.Key) })
 	return out
 }
 

@@ -1,4 +1,4 @@
-package speaker
+package dataplane
 
 import (
 	"maps"
@@ -514,10 +514,10 @@ func TestAloneYieldsToForeignAnswer(t *testing.T) {
 func TestOfferLatestAndWakeup(t *testing.T) {
 	ch := make(chan int, 1)
 	for i := range 5 {
-		offerLatest(ch, i)
+		OfferLatest(ch, i)
 	}
 	if got := <-ch; got != 4 {
-		t.Errorf("offerLatest kept %d, want the newest 4", got)
+		t.Errorf("OfferLatest kept %d, want the newest 4", got)
 	}
 	var w wakeup
 	w.Notify()
@@ -529,3 +529,5 @@ func TestOfferLatestAndWakeup(t *testing.T) {
 	default:
 	}
 }
+
+func ip(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -1,4 +1,4 @@
-package speaker
+package plan
 
 import (
 	"net/netip"
@@ -11,6 +11,7 @@ import (
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/speaker/bgp"
 )
 
 func bgpConfig(t *testing.T) *config.Config {
@@ -42,12 +43,17 @@ func TestPlanBGP(t *testing.T) {
 	local.Local, local.EndpointNodes = true, map[string]bool{"b": true}
 	services := []ServiceState{svc("web", "198.51.100.5", "2001:db8:1::5"), local, svc("l2", "192.0.2.3")}
 
-	a := PlanBGP(cfg, services, nodes, "a")
+	a := BGP(cfg, services, nodes, "a")
 	if got := peerNames(a); !slices.Equal(got, []string{"edge", "tor"}) {
 		t.Errorf("a peers %v", got)
 	}
-	if a.Passwords["tor"].Name != "md5" || a.BFD["tor"] == nil || a.BFD["edge"] != nil {
+	torBFD, hasTor := a.BFD["tor"]
+	_, hasEdge := a.BFD["edge"]
+	if a.Passwords["tor"].Name != "md5" || !hasTor || hasEdge {
 		t.Errorf("passwords %v bfd %v", a.Passwords, a.BFD)
+	}
+	if i := slices.IndexFunc(a.Peers, func(p bgp.Peer) bool { return p.Name == "tor" }); i < 0 || torBFD.Peer != a.Peers[i].Address || torBFD.DetectMultiplier == 0 {
+		t.Errorf("tor's BFD session %+v does not follow its peer and profile", torBFD)
 	}
 	want := []string{"198.51.100.0/24", "198.51.100.5/32", "2001:db8:1::5/128"}
 	if got := prefixes(a); !slices.Equal(got, want) {
@@ -66,7 +72,7 @@ func TestPlanBGP(t *testing.T) {
 		}
 	}
 
-	b := PlanBGP(cfg, services, nodes, "b")
+	b := BGP(cfg, services, nodes, "b")
 	if got := peerNames(b); !slices.Equal(got, []string{"tor"}) {
 		t.Errorf("b peers %v", got)
 	}
@@ -78,10 +84,10 @@ func TestPlanBGP(t *testing.T) {
 		t.Errorf("services of the local prefix: %v", svcs)
 	}
 
-	if x := PlanBGP(cfg, services, nodes, "x"); len(x.Paths) != 0 || len(x.Peers) != 1 {
+	if x := BGP(cfg, services, nodes, "x"); len(x.Paths) != 0 || len(x.Peers) != 1 {
 		t.Errorf("an excluded node keeps its sessions but advertises nothing: %+v", x)
 	}
-	if y := PlanBGP(cfg, services, nodes, "unknown"); len(y.Peers) != 0 {
+	if y := BGP(cfg, services, nodes, "unknown"); len(y.Peers) != 0 {
 		t.Errorf("an unknown node has sessions: %+v", y.Peers)
 	}
 }

@@ -1,4 +1,4 @@
-package speaker
+package plan
 
 import (
 	"net/netip"
@@ -98,7 +98,7 @@ func TestPlanL2Eligibility(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			groups := PlanL2(cfg, []ServiceState{tc.svc}, planNodes())
+			groups := L2(cfg, []ServiceState{tc.svc}, planNodes())
 			if tc.want == nil {
 				if len(groups) != 0 {
 					t.Fatalf("announced: %+v", groups)
@@ -122,7 +122,7 @@ func TestPlanL2SharedAddressesGroup(t *testing.T) {
 	cfg := planConfig(t)
 	local := svc("local", "192.0.2.2")
 	local.Local, local.EndpointNodes = true, map[string]bool{"e": true}
-	groups := PlanL2(cfg, []ServiceState{
+	groups := L2(cfg, []ServiceState{
 		svc("dual", "192.0.2.3", "2001:db8::3"),
 		svc("v6-sharer", "2001:db8::3"),
 		svc("alone", "192.0.2.9"),
@@ -153,9 +153,9 @@ func TestPlanL2SharedAddressesGroup(t *testing.T) {
 func TestPlanL2Deterministic(t *testing.T) {
 	cfg := planConfig(t)
 	svcs := []ServiceState{svc("x", "192.0.2.5", "2001:db8::9"), svc("y", "2001:db8::9"), svc("z", "192.0.2.6")}
-	first := PlanL2(cfg, svcs, planNodes())
+	first := L2(cfg, svcs, planNodes())
 	for range 20 {
-		if d := cmp.Diff(first, PlanL2(cfg, svcs, planNodes()), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+		if d := cmp.Diff(first, L2(cfg, svcs, planNodes()), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
 			t.Fatalf("plan differs between runs:\n%s", d)
 		}
 	}

@@ -1,35 +1,26 @@
-package speaker
+package plan
 
 import (
 	"net/netip"
 	"slices"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/types"
-
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/speaker/bfd"
 	"github.com/lbstack/lbstack/speaker/bgp"
+	"github.com/lbstack/lbstack/speaker/dataplane"
 )
 
-// BGPPlan is what this node does over BGP: its sessions and the paths it
-// advertises. Every eligible node advertises every Service address it may
-// (the routers spread traffic over them: ECMP), so there is no election.
+// BGPPlan is this node's BGP plan for the data plane, and what only the
+// Kubernetes side can resolve: the peers' password Secrets.
 type BGPPlan struct {
-	// Peers are the sessions of this node (peers whose nodeSelectors match
-	// it), sorted by name, without passwords.
-	Peers []bgp.Peer
+	dataplane.BGPPlan
 	// Passwords are the password Secrets of the peers that have one.
 	Passwords map[string]lbv1.SecretReference
-	// BFD are the BFD profiles of the peers that have one.
-	BFD map[string]*config.BFDProfile
-	// Paths are the paths this node advertises, sorted by prefix.
-	Paths []bgp.Path
-	// Services are the Services behind each advertised prefix.
-	Services map[netip.Prefix][]types.NamespacedName
 }
 
-// PlanBGP computes the BGP plan of node self. A Service address is
+// BGP computes the BGP plan of node self. A Service address is
 // advertised from self when a BGPAdvertisement covers its pool and the
 // Service and selects self, self is not excluded or NetworkUnavailable,
 // and — for externalTrafficPolicy: Local — self has a ready endpoint (so
@@ -37,8 +28,11 @@ type BGPPlan struct {
 // aggregation length, local preference, communities and peers go into the
 // path; paths for the same prefix from several advertisements are merged
 // by speaker/bgp.
-func PlanBGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self string) BGPPlan {
-	plan := BGPPlan{Passwords: map[string]lbv1.SecretReference{}, BFD: map[string]*config.BFDProfile{}, Services: map[netip.Prefix][]types.NamespacedName{}}
+func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self string) BGPPlan {
+	plan := BGPPlan{
+		BGPPlan:   dataplane.BGPPlan{BFD: map[string]bfd.SessionConfig{}, Services: map[netip.Prefix][]dataplane.ServiceRef{}},
+		Passwords: map[string]lbv1.SecretReference{},
+	}
 	if cfg == nil {
 		return plan
 	}
@@ -72,7 +66,8 @@ func PlanBGP(cfg *config.Config, services []ServiceState, nodes []NodeState, sel
 		}
 		if p.BFDProfile != "" {
 			if prof, ok := cfg.BFDProfiles[p.BFDProfile]; ok {
-				plan.BFD[p.Name] = prof
+				plan.BFD[p.Name] = bfd.SessionConfig{Peer: p.Address, Local: p.SourceAddress, DesiredMinTx: prof.TransmitInterval,
+					RequiredMinRx: prof.ReceiveInterval, DetectMultiplier: prof.DetectMultiplier, Passive: prof.PassiveMode}
 			}
 		}
 	}
@@ -113,8 +108,8 @@ func PlanBGP(cfg *config.Config, services []ServiceState, nodes []NodeState, sel
 					}
 				}
 				plan.Paths = append(plan.Paths, path)
-				if !slices.Contains(plan.Services[prefix], s.Key) {
-					plan.Services[prefix] = append(plan.Services[prefix], s.Key)
+				if ref := dataplane.ServiceRef(s.Key); !slices.Contains(plan.Services[prefix], ref) {
+					plan.Services[prefix] = append(plan.Services[prefix], ref)
 				}
 			}
 		}
@@ -126,7 +121,18 @@ func PlanBGP(cfg *config.Config, services []ServiceState, nodes []NodeState, sel
 		return a.Prefix.Bits() - b.Prefix.Bits()
 	})
 	for p := range plan.Services {
-		slices.SortFunc(plan.Services[p], func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+		slices.SortFunc(plan.Services[p], func(a, b dataplane.ServiceRef) int { return strings.Compare(a.String(), b.String()) })
 	}
 	return plan
+}
+
+// RouterID returns the BGP router ID of the node: the routerID of the first
+// of its peers (by name) that sets one, else self, the node's IPv4 address.
+func RouterID(cfg *config.Config, p BGPPlan, self netip.Addr) netip.Addr {
+	for _, peer := range p.Peers {
+		if rid := cfg.Peers[peer.Name].RouterID; rid.IsValid() {
+			return rid
+		}
+	}
+	return self
 }

@@ -1,0 +1,116 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/testenv"
+)
+
+// TestMembershipReporterWritesSpeakerProblems runs the membership reporters
+// of two nodes against a real API server: a key mismatch is reported at
+// once, isolation only once it lasted isolatedGrace; each node owns its own
+// entry, the operator's status writes leave them alone, an entry goes when
+// its problem ends, and a restarted speaker removes what its previous run
+// left.
+func TestMembershipReporterWritesSpeakerProblems(t *testing.T) {
+	env, err := testenv.Start(testenv.Options{})
+	if errors.Is(err, testenv.ErrNoAssets) {
+		testenv.Skip(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	kube := env.Client
+	stack := &lbv1.LoadBalancerStack{ObjectMeta: metav1.ObjectMeta{Name: "lbstack"}}
+	if err := kube.Create(ctx, stack); err != nil {
+		t.Fatal(err)
+	}
+
+	clk := clocktesting.NewFakeClock(time.Unix(1_800_000_000, 0))
+	facts := map[string]*MembershipFacts{
+		"a": {Stack: "lbstack", Expected: 2},
+		"b": {Stack: "lbstack", Expected: 2},
+	}
+	reporter := func(node string) *MembershipReporter {
+		r := &MembershipReporter{Client: kube, Node: node, Clock: clk, Facts: func() MembershipFacts { return *facts[node] }}
+		r.dirty = true // as Run starts
+		return r
+	}
+	a, b := reporter("a"), reporter("b")
+	problems := func() map[string]lbv1.SpeakerProblemReason {
+		t.Helper()
+		var s lbv1.LoadBalancerStack
+		if err := kube.Get(ctx, client.ObjectKey{Name: "lbstack"}, &s); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]lbv1.SpeakerProblemReason{}
+		for _, p := range s.Status.SpeakerProblems {
+			if p.Message == "" || p.Since.IsZero() {
+				t.Errorf("entry %+v has no message or since", p)
+			}
+			out[p.Node] = p.Reason
+		}
+		return out
+	}
+	expect := func(what string, want map[string]lbv1.SpeakerProblemReason) {
+		t.Helper()
+		a.pass(ctx)
+		b.pass(ctx)
+		if got := problems(); !maps.Equal(got, want) {
+			t.Fatalf("%s: speakerProblems %v, want %v", what, got, want)
+		}
+	}
+
+	expect("healthy", map[string]lbv1.SpeakerProblemReason{})
+	facts["a"].Undecryptable, facts["a"].Isolated = 3, true
+	facts["b"].Isolated = true
+	expect("a hears another key: reported at once; b just isolated", map[string]lbv1.SpeakerProblemReason{"a": lbv1.SpeakerMembershipKeyMismatch})
+	if !a.KeyMismatch() || b.KeyMismatch() {
+		t.Errorf("KeyMismatch a=%v b=%v, want a only", a.KeyMismatch(), b.KeyMismatch())
+	}
+	clk.Step(isolatedGrace)
+	expect("b isolated for the grace", map[string]lbv1.SpeakerProblemReason{"a": lbv1.SpeakerMembershipKeyMismatch, "b": lbv1.SpeakerIsolated})
+
+	// The operator's status write (a merge patch of its conditions) keeps
+	// the speakers' entries.
+	var s lbv1.LoadBalancerStack
+	if err := kube.Get(ctx, client.ObjectKey{Name: "lbstack"}, &s); err != nil {
+		t.Fatal(err)
+	}
+	before := s.DeepCopy()
+	meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: lbv1.ConditionAvailable, Status: metav1.ConditionTrue, Reason: "AsExpected", Message: "test"})
+	if err := kube.Status().Patch(ctx, &s, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+	if got := problems(); len(got) != 2 {
+		t.Fatalf("after the operator's status write: %v", got)
+	}
+
+	// a's key problem ends (no new undecryptable packet for foreignWindow)
+	// and it has joined: its entry goes, b's stays.
+	facts["a"].Isolated = false
+	clk.Step(foreignWindow)
+	expect("a healed", map[string]lbv1.SpeakerProblemReason{"b": lbv1.SpeakerIsolated})
+	if a.KeyMismatch() {
+		t.Error("a still reports a key mismatch")
+	}
+
+	// b's speaker restarts healthy: its first pass removes the entry its
+	// previous run wrote.
+	facts["b"].Isolated = false
+	b = reporter("b")
+	expect("b restarted", map[string]lbv1.SpeakerProblemReason{})
+}
