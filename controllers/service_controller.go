@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
@@ -66,12 +68,18 @@ type ServiceReconciler struct {
 	// Service, so a reconcile that sees a stale cached copy does not
 	// write it again.
 	annotated map[string]string
+	// queue is the controller's work queue (set when it starts): Services
+	// whose allocation failed are queued again when addresses free up.
+	queue workqueue.TypedRateLimitingInterface[reconcile.Request]
+	// unclassed remembers the Services already logged as left alone
+	// because no stack names the served class.
+	unclassed map[string]bool
 }
 
 // NewServiceReconciler returns a reconciler with an empty allocator.
 func NewServiceReconciler(c client.Client, rec events.EventRecorder, pools *PoolStatusWriter) *ServiceReconciler {
 	return &ServiceReconciler{Client: c, Recorder: rec, Pools: pools, alloc: ipam.New(), cfgDirty: true,
-		lastError: map[string]string{}, orphaned: map[string]bool{}, annotated: map[string]string{}}
+		lastError: map[string]string{}, orphaned: map[string]bool{}, annotated: map[string]string{}, unclassed: map[string]bool{}}
 }
 
 // SetupWithManager registers the controller: Services, and every lbstack
@@ -91,7 +99,13 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 	b := ctrl.NewControllerManagedBy(mgr).Named("service").
 		For(&corev1.Service{}).
 		Watches(&corev1.Namespace{}, namespaceChanged, builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers})
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		WatchesRawSource(source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+			r.mu.Lock()
+			r.queue = q
+			r.mu.Unlock()
+			return nil
+		}))
 	for _, o := range []client.Object{&lbv1.LoadBalancerStack{}, &lbv1.IPAddressPool{}, &lbv1.L2Advertisement{},
 		&lbv1.BGPAdvertisement{}, &lbv1.BGPPeer{}, &lbv1.BFDProfile{}, &lbv1.Community{}} {
 		// Status writes (the pool counters this controller writes every
@@ -135,9 +149,23 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	r.mu.Lock()
-	class := r.class()
+	cfg := r.cfg
 	r.mu.Unlock()
-	if !ours(&svc, class) {
+	if cfg == nil {
+		// Which Services lbstack serves is unknown until a valid
+		// configuration is seen: release and clear nothing.
+		if ours(&svc, "") && len(svc.Status.LoadBalancer.Ingress) == 0 {
+			r.fail(ctx, &svc, errors.New("no valid lbstack configuration (no LoadBalancerStack or IPAddressPool, or the configuration is invalid)"))
+		}
+		return ctrl.Result{}, nil
+	}
+	if !ours(&svc, cfg.LoadBalancerClass) {
+		if cfg.Stack == "" && svc.Annotations[lbv1.AnnotationAllocatedFromPool] != "" {
+			// No stack names the served class (the stack was deleted, or is
+			// being replaced): a Service of another class may be ours.
+			r.leaveUnclassed(ctx, key)
+			return ctrl.Result{}, nil
+		}
 		r.release(key)
 		return ctrl.Result{}, r.clear(ctx, &svc)
 	}
@@ -148,11 +176,6 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 
 	r.mu.Lock()
-	if r.cfg == nil {
-		r.mu.Unlock()
-		r.fail(ctx, &svc, errors.New("no valid lbstack configuration (no LoadBalancerStack or IPAddressPool, or the configuration is invalid)"))
-		return ctrl.Result{}, nil
-	}
 	before, _ := r.alloc.Assigned(key)
 	res, err := r.alloc.Assign(in)
 	orphan := false
@@ -215,9 +238,11 @@ func (r *ServiceReconciler) prepare(ctx context.Context) error {
 		if !ours(s, r.class()) || len(ips) == 0 {
 			continue
 		}
+		// A request that no longer parses still holds the addresses in
+		// its status: restored with no request, so nobody else gets them.
 		in, err := r.describe(ctx, s)
 		if err != nil {
-			continue
+			ctrl.LoggerFrom(ctx).Info("Restoring the addresses of a Service whose request does not parse; it keeps them until the request is fixed", "Service", klog.KObj(s), "reason", err.Error())
 		}
 		if err := r.alloc.Restore(in, ips); err != nil {
 			ctrl.LoggerFrom(ctx).Info("Not restoring a conflicting address; the Service will get another", "Service", klog.KObj(s), "reason", err.Error())
@@ -249,9 +274,37 @@ func (r *ServiceReconciler) release(key string) {
 	delete(r.lastError, key)
 	delete(r.orphaned, key)
 	delete(r.annotated, key)
+	delete(r.unclassed, key)
+	if ok {
+		r.retryPendingLocked()
+	}
 	r.mu.Unlock()
 	if ok {
 		r.Pools.Touch(before.Pool)
+	}
+}
+
+// retryPendingLocked queues again every Service whose allocation failed:
+// addresses were freed, one of them may now fit. The caller holds r.mu.
+func (r *ServiceReconciler) retryPendingLocked() {
+	if r.queue == nil {
+		return
+	}
+	for key := range r.lastError {
+		ns, name, _ := strings.Cut(key, "/")
+		r.queue.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}})
+	}
+}
+
+// leaveUnclassed logs, once per Service, that a Service holding an address
+// from lbstack is left alone while no stack names the served class.
+func (r *ServiceReconciler) leaveUnclassed(ctx context.Context, key string) {
+	r.mu.Lock()
+	seen := r.unclassed[key]
+	r.unclassed[key] = true
+	r.mu.Unlock()
+	if !seen {
+		ctrl.LoggerFrom(ctx).Info("Leaving a Service of another loadBalancerClass alone: no LoadBalancerStack names the class lbstack serves, and the Service holds an address from lbstack")
 	}
 }
 
@@ -280,12 +333,11 @@ func (r *ServiceReconciler) describe(ctx context.Context, svc *corev1.Service) (
 	return describeService(ctx, r.Client, svc)
 }
 
-// describeService turns a Service into the allocator's view of it.
+// describeService turns a Service into the allocator's view of it. When
+// the Service's request does not parse it returns the error and the
+// description without the request (Restore still records its addresses).
 func describeService(ctx context.Context, c client.Reader, svc *corev1.Service) (ipam.Service, error) {
-	req, err := config.ParseServiceRequest(svc)
-	if err != nil {
-		return ipam.Service{}, err
-	}
+	req, reqErr := config.ParseServiceRequest(svc)
 	in := ipam.Service{
 		Key:       svc.Namespace + "/" + svc.Name,
 		Namespace: svc.Namespace,
@@ -315,7 +367,7 @@ func describeService(ctx context.Context, c client.Reader, svc *corev1.Service) 
 	if err := c.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns); err == nil {
 		in.NamespaceLabels = labels.Set(ns.Labels)
 	}
-	return in, nil
+	return in, reqErr
 }
 
 // fail reports an allocation failure once per distinct reason.

@@ -1,0 +1,160 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+)
+
+// These tests pin the controller's promise: an assigned address is never
+// lost, moved or handed out twice — across restarts, with a configuration
+// that is invalid or missing at start-up, and with requests that no longer
+// parse.
+
+// getService reads a Service.
+func getService(t *testing.T, ns, name string) *corev1.Service {
+	t.Helper()
+	var s corev1.Service
+	if err := env.Client.Get(ctx(t), client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+// holdsFor checks, for d, that the Service keeps exactly ip and its pool
+// annotation.
+func holdsFor(t *testing.T, ns, name, ip, pool string, d time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		s := getService(t, ns, name)
+		ing := s.Status.LoadBalancer.Ingress
+		if len(ing) != 1 || ing[0].IP != ip || s.Annotations[lbv1.AnnotationAllocatedFromPool] != pool {
+			t.Fatalf("%s/%s lost its address: ingress %v, pool annotation %q; want %s from %q", ns, name, ing, s.Annotations[lbv1.AnnotationAllocatedFromPool], ip, pool)
+		}
+	}
+}
+
+// waitAssigned waits until the Service has one IP and its pool annotation
+// (written after the status), and returns the IP.
+func waitAssigned(t *testing.T, ns, name, pool string) string {
+	t.Helper()
+	ip := waitIPs(t, ns, name, 1)[0]
+	eventually(t, "the pool annotation of "+ns+"/"+name, func() bool {
+		return getService(t, ns, name).Annotations[lbv1.AnnotationAllocatedFromPool] == pool
+	})
+	return ip
+}
+
+// TestStartWithInvalidOrMissingConfigClearsNothing: a controller that
+// starts (restart, leader change, upgrade) while the configuration is
+// invalid, or while the stack that names the served class is gone, does not
+// know which Services it serves; it must clear and release nothing, and when
+// the configuration is fixed every Service has kept its address.
+func TestStartWithInvalidOrMissingConfigClearsNothing(t *testing.T) {
+	const class = "example.com/lbstack"
+	stack := &lbv1.LoadBalancerStack{ObjectMeta: metav1.ObjectMeta{Name: "promise"}, Spec: lbv1.LoadBalancerStackSpec{LoadBalancerClass: class}}
+	createKeep(t, stack)
+	t.Cleanup(func() {
+		// The stack of the last step, whichever it is: other tests serve the default class.
+		_ = env.Client.Delete(context.Background(), &lbv1.LoadBalancerStack{ObjectMeta: metav1.ObjectMeta{Name: "promise"}})
+	})
+	create(t, pool("promise", "203.0.113.200/30"))
+	ns := namespace(t, nil)
+	svc := service(ns, "classy")
+	svc.Spec.LoadBalancerClass = ptr.To(class)
+	create(t, svc)
+	stop := startController(t, false, "promise-1")
+	ip := waitAssigned(t, ns, "classy", "promise")
+	stop()
+
+	// Invalid: a second pool overlapping the first (no webhook here).
+	overlap := pool("promise-overlap", "203.0.113.201/32")
+	create(t, overlap)
+	stop = startController(t, false, "promise-2")
+	create(t, service(ns, "nudge")) // something to reconcile
+	holdsFor(t, ns, "classy", ip, "promise", 3*time.Second)
+	stop()
+	if err := env.Client.Delete(ctx(t), overlap); err != nil {
+		t.Fatal(err)
+	}
+
+	// Missing: the stack that names the class is gone.
+	if err := env.Client.Delete(ctx(t), stack); err != nil {
+		t.Fatal(err)
+	}
+	stop = startController(t, false, "promise-3")
+	create(t, service(ns, "nudge-2"))
+	holdsFor(t, ns, "classy", ip, "promise", 3*time.Second)
+	stop()
+
+	// Fixed: the stack is back; the Service keeps its address.
+	createKeep(t, &lbv1.LoadBalancerStack{ObjectMeta: metav1.ObjectMeta{Name: "promise"}, Spec: lbv1.LoadBalancerStackSpec{LoadBalancerClass: class}})
+	startController(t, false, "promise-4")
+	holdsFor(t, ns, "classy", ip, "promise", 2*time.Second)
+}
+
+// TestRestoreHoldsAddressOfUnparseableRequest: a Service whose request no
+// longer parses (its owner wrote a bad annotation; the Service webhook only
+// warns) keeps its address across a restart, and nobody else gets it.
+func TestRestoreHoldsAddressOfUnparseableRequest(t *testing.T) {
+	create(t, pool("unparse", "203.0.113.210/32"))
+	ns := namespace(t, nil)
+	create(t, service(ns, "first", ann(lbv1.AnnotationLoadBalancerIPs, "203.0.113.210")))
+	stop := startController(t, false, "unparse-1")
+	ip := waitAssigned(t, ns, "first", "unparse")
+	stop()
+	s := getService(t, ns, "first")
+	patch := client.MergeFrom(s.DeepCopy())
+	s.Annotations[lbv1.AnnotationLoadBalancerIPs] = "not-an-ip"
+	if err := env.Client.Patch(ctx(t), s, patch); err != nil {
+		t.Fatal(err)
+	}
+	startController(t, false, "unparse-2")
+	create(t, service(ns, "second", ann(lbv1.AnnotationAddressPool, "unparse")))
+	waitEvent(t, ns, "second", "AllocationFailed", "")
+	if got := getService(t, ns, "second").Status.LoadBalancer.Ingress; len(got) != 0 {
+		t.Fatalf("second got %v, which first holds", got)
+	}
+	holdsFor(t, ns, "first", ip, "unparse", time.Second)
+}
+
+// TestPendingServiceGetsFreedAddress: a Service that failed because its pool
+// was exhausted gets the address another Service frees, without a change of
+// its own.
+func TestPendingServiceGetsFreedAddress(t *testing.T) {
+	startController(t, false, "pending")
+	create(t, pool("pending", "203.0.113.220/32"))
+	ns := namespace(t, nil)
+	first := service(ns, "first", ann(lbv1.AnnotationAddressPool, "pending"))
+	createKeep(t, first)
+	ip := waitIPs(t, ns, "first", 1)[0]
+	create(t, service(ns, "second", ann(lbv1.AnnotationAddressPool, "pending")))
+	waitEvent(t, ns, "second", "AllocationFailed", "")
+	if err := env.Client.Delete(ctx(t), first); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitIPs(t, ns, "second", 1)[0]; got != ip {
+		t.Errorf("second got %s, want the freed %s", got, ip)
+	}
+	// The same when a pool grows.
+	create(t, service(ns, "third", ann(lbv1.AnnotationAddressPool, "pending")))
+	waitEvent(t, ns, "third", "AllocationFailed", "")
+	var p lbv1.IPAddressPool
+	if err := env.Client.Get(ctx(t), client.ObjectKey{Name: "pending"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Addresses = append(p.Spec.Addresses, "203.0.113.221/32")
+	if err := env.Client.Update(ctx(t), &p); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitIPs(t, ns, "third", 1)[0]; got != "203.0.113.221" {
+		t.Errorf("third got %s, want the pool's new address", got)
+	}
+}
