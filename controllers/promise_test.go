@@ -158,3 +158,30 @@ func TestPendingServiceGetsFreedAddress(t *testing.T) {
 		t.Errorf("third got %s, want the pool's new address", got)
 	}
 }
+
+// TestRestoreConflictClearsYoungerClaim: two Services claim one explicitly
+// requested address in their status (a leader that lost its lease wrote the
+// second after the new leader restored). At the next restore the older
+// keeps it; the younger's status is cleared, with an event naming the older.
+func TestRestoreConflictClearsYoungerClaim(t *testing.T) {
+	create(t, pool("claim", "203.0.113.230/32"))
+	ns := namespace(t, nil)
+	create(t, service(ns, "older", ann(lbv1.AnnotationLoadBalancerIPs, "203.0.113.230")))
+	stop := startController(t, false, "claim-1")
+	ip := waitAssigned(t, ns, "older", "claim")
+	stop()
+	// The younger Service, with the late write of a stale leader.
+	create(t, service(ns, "younger", ann(lbv1.AnnotationLoadBalancerIPs, "203.0.113.230")))
+	y := getService(t, ns, "younger")
+	y.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+	if err := env.Client.Status().Update(ctx(t), y); err != nil {
+		t.Fatal(err)
+	}
+	startController(t, false, "claim-2")
+	note := waitEvent(t, ns, "younger", "AddressConflict", ns+"/older")
+	eventually(t, "the younger Service's status is cleared", func() bool {
+		return len(getService(t, ns, "younger").Status.LoadBalancer.Ingress) == 0
+	})
+	holdsFor(t, ns, "older", ip, "claim", time.Second)
+	t.Logf("event: %s", note)
+}

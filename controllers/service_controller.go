@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -40,6 +41,9 @@ const (
 	ReasonAllocationFailed = "AllocationFailed"
 	ReasonIPReleased       = "IPReleased"
 	ReasonOutsidePool      = "AddressOutsidePool"
+	// ReasonAddressConflict: the Service's status named an address another
+	// Service holds (a restore found two claims; the younger loses).
+	ReasonAddressConflict = "AddressConflict"
 	// ConditionAddressInPool is False on a Service whose address is no
 	// longer in any pool; it keeps the address until it is changed.
 	ConditionAddressInPool = "lbstack.io/AddressInPool"
@@ -187,11 +191,21 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	r.mu.Unlock()
 	if err != nil {
 		r.fail(ctx, &svc, err)
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.clearUnbacked(ctx, &svc)
 	}
 	r.Pools.Touch(before.Pool, res.Pool)
-	return ctrl.Result{}, r.write(ctx, &svc, res, sameIPs(before.IPs, res.IPs) && before.Pool != "", orphan)
+	err = r.write(ctx, &svc, res, sameIPs(before.IPs, res.IPs) && before.Pool != "", orphan)
+	if apierrors.IsConflict(err) {
+		// Written from a stale copy (see fenced): read it again and redo.
+		log.V(1).Info("The Service changed while its assignment was written; reconciling again")
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return ctrl.Result{}, err
 }
+
+// conflictRetry is how soon a Service whose write met a newer version is
+// reconciled again (the cache has the newer version by then, as a rule).
+const conflictRetry = 100 * time.Millisecond
 
 // prepare loads the configuration when it changed and, once after
 // start-up (or a leader change), learns every address already assigned.
@@ -308,19 +322,79 @@ func (r *ServiceReconciler) leaveUnclassed(ctx context.Context, key string) {
 	}
 }
 
+// fenced is the patch of every write to a Service: a merge patch that
+// carries the resourceVersion it was computed from, so a write computed
+// from a stale copy (a leader that lost its lease while its writes were in
+// flight, an old cache) fails with a conflict instead of undoing what
+// another writer did.
+func fenced(before *corev1.Service) client.Patch {
+	return client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+}
+
+// clearUnbacked removes from the status of a Service that could not be
+// given an address the addresses the allocator does not hold for it: the
+// allocator is the truth after a restore, so such an address belongs to
+// another Service (the older claim won the restore) and the status would
+// otherwise promise it to two Services for good.
+func (r *ServiceReconciler) clearUnbacked(ctx context.Context, svc *corev1.Service) error {
+	ips := ingressIPs(svc)
+	if len(ips) == 0 {
+		return nil
+	}
+	key := svc.Namespace + "/" + svc.Name
+	var holders []string
+	r.mu.Lock()
+	_, held := r.alloc.Assigned(key)
+	if !held {
+		for _, ip := range ips {
+			for _, h := range r.alloc.Holders(ip) {
+				holders = append(holders, fmt.Sprintf("%s (Service %s)", ip, h))
+			}
+		}
+	}
+	r.mu.Unlock()
+	if held {
+		return nil
+	}
+	before := svc.DeepCopy()
+	svc.Status.LoadBalancer.Ingress = nil
+	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionAddressInPool)
+	if err := r.Client.Status().Patch(ctx, svc, fenced(before)); err != nil {
+		return fmt.Errorf("clearing the status of %s: %w", klog.KObj(svc), err)
+	}
+	if _, ok := svc.Annotations[lbv1.AnnotationAllocatedFromPool]; ok {
+		before := svc.DeepCopy()
+		delete(svc.Annotations, lbv1.AnnotationAllocatedFromPool)
+		if err := r.Client.Patch(ctx, svc, fenced(before)); err != nil {
+			return fmt.Errorf("removing the pool annotation of %s: %w", klog.KObj(svc), err)
+		}
+	}
+	r.mu.Lock()
+	delete(r.annotated, key)
+	r.mu.Unlock()
+	msg := fmt.Sprintf("The status named %s, which this Service does not hold", joinIPs(ips))
+	if len(holders) > 0 {
+		msg += ": held by " + strings.Join(holders, ", ") + ", which claimed it first"
+	}
+	msg += "; cleared, the Service waits for an address"
+	ctrl.LoggerFrom(ctx).Info("Clearing addresses the Service does not hold", "ips", joinIPs(ips), "holders", holders)
+	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonAddressConflict, "Allocate", "%s", msg)
+	return nil
+}
+
 // clear removes lbstack's address from a Service it no longer serves.
 func (r *ServiceReconciler) clear(ctx context.Context, svc *corev1.Service) error {
 	if _, ok := svc.Annotations[lbv1.AnnotationAllocatedFromPool]; !ok {
 		return nil
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer || len(svc.Status.LoadBalancer.Ingress) > 0 {
-		patch := client.MergeFrom(svc.DeepCopy())
+		patch := fenced(svc.DeepCopy())
 		svc.Status.LoadBalancer.Ingress = nil
 		if err := r.Client.Status().Patch(ctx, svc, patch); err != nil {
 			return fmt.Errorf("clearing status of %s: %w", klog.KObj(svc), err)
 		}
 	}
-	patch := client.MergeFrom(svc.DeepCopy())
+	patch := fenced(svc.DeepCopy())
 	delete(svc.Annotations, lbv1.AnnotationAllocatedFromPool)
 	if err := r.Client.Patch(ctx, svc, patch); err != nil {
 		return fmt.Errorf("removing annotation of %s: %w", klog.KObj(svc), err)
@@ -411,7 +485,7 @@ func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, res 
 		meta.SetStatusCondition(&svc.Status.Conditions, cond)
 	}
 	if !equality.Semantic.DeepEqual(statusBefore.Status, svc.Status) {
-		if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(statusBefore)); err != nil {
+		if err := r.Client.Status().Patch(ctx, svc, fenced(statusBefore)); err != nil {
 			return fmt.Errorf("writing status: %w", err)
 		}
 	}
@@ -424,7 +498,7 @@ func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, res 
 			svc.Annotations = map[string]string{}
 		}
 		svc.Annotations[lbv1.AnnotationAllocatedFromPool] = res.Pool
-		if err := r.Client.Patch(ctx, svc, client.MergeFrom(before)); err != nil {
+		if err := r.Client.Patch(ctx, svc, fenced(before)); err != nil {
 			return fmt.Errorf("writing annotation: %w", err)
 		}
 		r.mu.Lock()

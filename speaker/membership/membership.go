@@ -689,7 +689,11 @@ func (m *Membership) heartbeat(ml *memberlist.Memberlist, now time.Time) {
 		// path heals it notices at once, and while only our direction
 		// works it learns that we cannot hear it.
 		dead := m.det.Dead(name)
-		if !eligible[name] && !watcher && !dead {
+		// A peer that says it cannot hear us gets heartbeats too, though
+		// we do not watch it: it may have stopped watching us after it
+		// declared us dead, and only a heartbeat from us revives us there.
+		_, suspectsUs := m.suspects[name]
+		if !eligible[name] && !watcher && !dead && !suspectsUs {
 			continue
 		}
 		targets = append(targets, target{addr: addr, watching: eligible[name], suspects: dead})

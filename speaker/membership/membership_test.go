@@ -594,3 +594,24 @@ func TestUnwatchedDeadStaysDead(t *testing.T) {
 		t.Fatalf("a crashed node came back to life when it stopped being watched: %s", a.debug())
 	}
 }
+
+// TestUnwatchedDeadRevivedWhenPathHeals: a declared b dead while it watched
+// it (a's path from b lost packets), then stopped watching it. b watches
+// other nodes, so only a's marked heartbeats tell it that a takes it for
+// dead: b must answer them, or a keeps b dead for as long as memberlist
+// keeps it — a live node that can never be elected.
+func TestUnwatchedDeadRevivedWhenPathHeals(t *testing.T) {
+	nodes := startCluster(t, testKey, "a", "b", "c")
+	a, b := nodes[0], nodes[1]
+	a.m.SetWatched([]string{"b"})
+	b.m.SetWatched([]string{"c"})
+	drop := func(name string) bool { return name == "b" }
+	a.m.dropFrom.Store(&drop)
+	waitFor(t, 3*time.Second, "a declares b dead", func() bool { return !a.sees("b") })
+	a.m.SetWatched([]string{"c"})
+	// Longer than b's reply window for a's earlier watching heartbeats.
+	time.Sleep(time.Duration(replyTimeouts*DefaultMissedHeartbeats)*DefaultHeartbeatInterval + 500*time.Millisecond)
+	a.m.dropFrom.Store(nil)
+	took := waitFor(t, 2*time.Second, "a sees b again once the path heals", func() bool { return a.sees("b") })
+	t.Logf("a saw b again %s after the heal", took)
+}
