@@ -164,7 +164,8 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, nil
 	}
 	if !ours(&svc, cfg.LoadBalancerClass) {
-		if cfg.Stack == "" && svc.Annotations[lbv1.AnnotationAllocatedFromPool] != "" {
+		if cfg.Stack == "" && svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass != nil &&
+			svc.Annotations[lbv1.AnnotationAllocatedFromPool] != "" {
 			// No stack names the served class (the stack was deleted, or is
 			// being replaced): a Service of another class may be ours.
 			r.leaveUnclassed(ctx, key)
