@@ -12,7 +12,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/ipam"
 )
+
+// UsageReader reports a pool's address counters; ok is false for a pool
+// the allocator does not know.
+type UsageReader interface {
+	Usage(pool string) (u ipam.Usage, ok bool)
+}
 
 // PoolStatusWriter keeps IPAddressPool status counters current. Changes
 // are coalesced: each pool is written at most once per Interval, and only
@@ -21,8 +28,10 @@ import (
 type PoolStatusWriter struct {
 	Client   client.Client
 	Interval time.Duration
+	// Usage reads the pools' counters (the allocator's, through the
+	// Service reconciler's assigner).
+	Usage UsageReader
 
-	alloc *ServiceReconciler
 	mu    sync.Mutex
 	dirty map[string]bool
 	all   bool
@@ -112,10 +121,10 @@ func (w *PoolStatusWriter) retry(dirty map[string]bool, all bool) {
 }
 
 func (w *PoolStatusWriter) usage(pool string) (lbv1.PoolUsage, bool) {
-	r := w.alloc
-	r.mu.Lock()
-	u, ok := r.alloc.Usage(pool)
-	r.mu.Unlock()
+	if w.Usage == nil {
+		return lbv1.PoolUsage{}, false
+	}
+	u, ok := w.Usage.Usage(pool)
 	if !ok {
 		return lbv1.PoolUsage{}, false
 	}

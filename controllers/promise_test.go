@@ -2,15 +2,18 @@ package controllers_test
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/controllers"
 )
 
 // These tests pin the controller's promise: an assigned address is never
@@ -184,4 +187,42 @@ func TestRestoreConflictClearsYoungerClaim(t *testing.T) {
 	})
 	holdsFor(t, ns, "older", ip, "claim", time.Second)
 	t.Logf("event: %s", note)
+}
+
+// TestWriteFromStaleCopyConflicts pins the fencing of status writes: a
+// write computed from a copy of the Service older than the one stored (a
+// leader that lost its lease while its write was in flight, a stale cache)
+// fails with a conflict and leaves what the newer writer wrote.
+func TestWriteFromStaleCopyConflicts(t *testing.T) {
+	ns := namespace(t, nil)
+	create(t, service(ns, "fenced"))
+	stale := getService(t, ns, "fenced")
+
+	// Another writer (the new leader) assigns an address first.
+	fresh := stale.DeepCopy()
+	fresh.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.7"}}
+	if err := env.Client.Status().Update(ctx(t), fresh); err != nil {
+		t.Fatal(err)
+	}
+
+	err := controllers.WriteAssignment(ctx(t), env.Client, stale, "old-leader", netip.MustParseAddr("198.51.100.9"))
+	if !apierrors.IsConflict(err) {
+		t.Fatalf("a write from a stale copy returned %v, want a conflict", err)
+	}
+	got := getService(t, ns, "fenced")
+	if ing := got.Status.LoadBalancer.Ingress; len(ing) != 1 || ing[0].IP != "198.51.100.7" {
+		t.Fatalf("the stale write replaced the newer status: %v", ing)
+	}
+	if got.Annotations[lbv1.AnnotationAllocatedFromPool] != "" {
+		t.Fatalf("the stale write set the pool annotation %q", got.Annotations[lbv1.AnnotationAllocatedFromPool])
+	}
+
+	// From the current copy the same write goes through.
+	if err := controllers.WriteAssignment(ctx(t), env.Client, got, "new", netip.MustParseAddr("198.51.100.9")); err != nil {
+		t.Fatal(err)
+	}
+	got = getService(t, ns, "fenced")
+	if ing := got.Status.LoadBalancer.Ingress; len(ing) != 1 || ing[0].IP != "198.51.100.9" || got.Annotations[lbv1.AnnotationAllocatedFromPool] != "new" {
+		t.Fatalf("a write from the current copy did not land: %v, annotation %q", ing, got.Annotations[lbv1.AnnotationAllocatedFromPool])
+	}
 }

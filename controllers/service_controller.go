@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,8 +30,8 @@ import (
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
-	"github.com/lbstack/lbstack/internal/configload"
 	"github.com/lbstack/lbstack/internal/ipam"
+	"github.com/lbstack/lbstack/internal/lbservice"
 )
 
 // Event reasons and the Service condition the controller writes.
@@ -53,47 +52,35 @@ const (
 
 // ServiceReconciler assigns addresses to Services of type LoadBalancer.
 //
-// Allocation is serialized on the allocator's lock; the API writes that
-// follow run concurrently across workers.
+// A reconcile is a list of phases: get the Service, prepare the assigner
+// (configuration, restore), classify the Service, describe it, assign its
+// addresses, write them, record events. Allocation is serialized inside
+// the assigner; the API writes that follow run concurrently across
+// workers, each fenced by the Service's resourceVersion.
 type ServiceReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
-	// Pools is told which pools' counters changed.
-	Pools *PoolStatusWriter
 
-	mu        sync.Mutex
-	alloc     *ipam.Allocator
-	cfg       *config.Config
-	cfgDirty  bool
-	restored  bool
-	lastError map[string]string
-	orphaned  map[string]bool
-	// annotated remembers the pool annotation already written per
-	// Service, so a reconcile that sees a stale cached copy does not
-	// write it again.
-	annotated map[string]string
-	// queue is the controller's work queue (set when it starts): Services
-	// whose allocation failed are queued again when addresses free up.
-	queue workqueue.TypedRateLimitingInterface[reconcile.Request]
-	// unclassed remembers the Services already logged as left alone
-	// because no stack names the served class.
-	unclassed map[string]bool
+	assign *assigner
 }
 
-// NewServiceReconciler returns a reconciler with an empty allocator.
+// NewServiceReconciler returns a reconciler with an empty allocator; the
+// pool status writer reads the allocator's usage and is told which pools
+// changed.
 func NewServiceReconciler(c client.Client, rec events.EventRecorder, pools *PoolStatusWriter) *ServiceReconciler {
-	return &ServiceReconciler{Client: c, Recorder: rec, Pools: pools, alloc: ipam.New(), cfgDirty: true,
-		lastError: map[string]string{}, orphaned: map[string]bool{}, annotated: map[string]string{}, unclassed: map[string]bool{}}
+	a := newAssigner()
+	if pools != nil {
+		pools.Usage = a
+		a.touched, a.touchedAll = pools.Touch, pools.TouchAll
+	}
+	return &ServiceReconciler{Client: c, Recorder: rec, assign: a}
 }
 
 // SetupWithManager registers the controller: Services, and every lbstack
 // configuration kind (a change re-evaluates every LoadBalancer Service).
 func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
-	r.Pools.alloc = r
 	configChanged := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		r.mu.Lock()
-		r.cfgDirty = true
-		r.mu.Unlock()
+		r.assign.configChanged()
 		return r.loadBalancerServices(ctx)
 	})
 	// Pools may select Services by their namespace's labels.
@@ -104,10 +91,10 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		For(&corev1.Service{}).
 		Watches(&corev1.Namespace{}, namespaceChanged, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		// Services that failed to get an address are queued again when
+		// addresses free up: the assigner needs the queue.
 		WatchesRawSource(source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
-			r.mu.Lock()
-			r.queue = q
-			r.mu.Unlock()
+			r.assign.setQueue(q)
 			return nil
 		}))
 	for _, o := range []client.Object{&lbv1.LoadBalancerStack{}, &lbv1.IPAddressPool{}, &lbv1.L2Advertisement{},
@@ -136,69 +123,110 @@ func (r *ServiceReconciler) loadBalancerServices(ctx context.Context, opts ...cl
 	return out
 }
 
+// class is what the classify phase decides about a Service.
+type class int
+
+const (
+	// gone: the Service was deleted; its addresses are released.
+	gone class = iota
+	// unknown: no valid configuration was seen yet, so which Services
+	// lbstack serves is unknown; nothing is released or cleared.
+	unknown
+	// foreign: lbstack does not serve the Service (another class, not a
+	// LoadBalancer); addresses it got from lbstack are released and cleared.
+	foreign
+	// unclassed: a LoadBalancer Service of another class that holds an
+	// address from lbstack while no stack names the served class (the
+	// stack was deleted or is being replaced): left alone.
+	unclassed
+	// served: lbstack assigns its addresses.
+	served
+)
+
 // Reconcile assigns, keeps or releases one Service's addresses.
 func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := req.String()
 	log := ctrl.LoggerFrom(ctx).WithValues("Service", klog.KRef(req.Namespace, req.Name))
 	ctx = ctrl.LoggerInto(ctx, log)
 
-	if err := r.prepare(ctx); err != nil {
+	svc, err := r.get(ctx, req)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.assign.prepare(ctx, r.Client); err != nil {
+		return ctrl.Result{}, err
+	}
+	cfg := r.assign.config()
+	switch classify(svc, cfg) {
+	case gone:
+		r.assign.release(key)
+		return ctrl.Result{}, nil
+	case unknown:
+		if lbservice.Serves(svc, "") && len(svc.Status.LoadBalancer.Ingress) == 0 {
+			r.fail(ctx, svc, errors.New("no valid lbstack configuration (no LoadBalancerStack or IPAddressPool, or the configuration is invalid)"))
+		}
+		return ctrl.Result{}, nil
+	case unclassed:
+		if r.assign.firstUnclassed(key) {
+			log.Info("Leaving a Service of another loadBalancerClass alone: no LoadBalancerStack names the class lbstack serves, and the Service holds an address from lbstack")
+		}
+		return ctrl.Result{}, nil
+	case foreign:
+		r.assign.release(key)
+		return r.result(ctx, r.clear(ctx, svc))
+	}
+	in, err := describeService(ctx, r.Client, svc)
+	if err != nil {
+		r.fail(ctx, svc, err)
+		return ctrl.Result{}, nil
+	}
+	got, err := r.assign.assign(in)
+	if err != nil {
+		r.fail(ctx, svc, err)
+		return r.result(ctx, r.clearUnbacked(ctx, svc))
+	}
+	before := svc.DeepCopy()
+	if err := r.write(ctx, svc, got); err != nil {
+		return r.result(ctx, err)
+	}
+	r.events(ctx, before, svc, got)
+	return ctrl.Result{}, nil
+}
+
+// get reads the Service; nil when it is gone.
+func (r *ServiceReconciler) get(ctx context.Context, req ctrl.Request) (*corev1.Service, error) {
 	var svc corev1.Service
 	if err := r.Client.Get(ctx, req.NamespacedName, &svc); apierrors.IsNotFound(err) {
-		r.release(key)
-		return ctrl.Result{}, nil
+		return nil, nil
 	} else if err != nil {
-		return ctrl.Result{}, err
+		return nil, err
 	}
-	r.mu.Lock()
-	cfg := r.cfg
-	r.mu.Unlock()
-	if cfg == nil {
-		// Which Services lbstack serves is unknown until a valid
-		// configuration is seen: release and clear nothing.
-		if ours(&svc, "") && len(svc.Status.LoadBalancer.Ingress) == 0 {
-			r.fail(ctx, &svc, errors.New("no valid lbstack configuration (no LoadBalancerStack or IPAddressPool, or the configuration is invalid)"))
-		}
-		return ctrl.Result{}, nil
-	}
-	if !ours(&svc, cfg.LoadBalancerClass) {
-		if cfg.Stack == "" && svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass != nil &&
-			svc.Annotations[lbv1.AnnotationAllocatedFromPool] != "" {
-			// No stack names the served class (the stack was deleted, or is
-			// being replaced): a Service of another class may be ours.
-			r.leaveUnclassed(ctx, key)
-			return ctrl.Result{}, nil
-		}
-		r.release(key)
-		return ctrl.Result{}, r.clear(ctx, &svc)
-	}
-	in, err := r.describe(ctx, &svc)
-	if err != nil {
-		r.fail(ctx, &svc, err)
-		return ctrl.Result{}, nil
-	}
+	return &svc, nil
+}
 
-	r.mu.Lock()
-	before, _ := r.alloc.Assigned(key)
-	res, err := r.alloc.Assign(in)
-	orphan := false
-	for _, ip := range res.IPs {
-		if r.cfg.PoolOf(ip) == "" {
-			orphan = true
-		}
+// classify decides what the controller does with svc under cfg (nil
+// before a valid configuration was seen).
+func classify(svc *corev1.Service, cfg *config.Config) class {
+	switch {
+	case svc == nil:
+		return gone
+	case cfg == nil:
+		return unknown
+	case lbservice.Serves(svc, cfg.LoadBalancerClass):
+		return served
+	case cfg.Stack == "" && svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass != nil &&
+		svc.Annotations[lbv1.AnnotationAllocatedFromPool] != "":
+		return unclassed
 	}
-	r.mu.Unlock()
-	if err != nil {
-		r.fail(ctx, &svc, err)
-		return ctrl.Result{}, r.clearUnbacked(ctx, &svc)
-	}
-	r.Pools.Touch(before.Pool, res.Pool)
-	err = r.write(ctx, &svc, res, sameIPs(before.IPs, res.IPs) && before.Pool != "", orphan)
+	return foreign
+}
+
+// result turns the error of a write into the reconcile's result: a write
+// computed from a stale copy (see fenced) is redone after the cache caught
+// up instead of failing with backoff.
+func (r *ServiceReconciler) result(ctx context.Context, err error) (ctrl.Result, error) {
 	if apierrors.IsConflict(err) {
-		// Written from a stale copy (see fenced): read it again and redo.
-		log.V(1).Info("The Service changed while its assignment was written; reconciling again")
+		ctrl.LoggerFrom(ctx).V(1).Info("The Service changed while it was written; reconciling again")
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
 	return ctrl.Result{}, err
@@ -207,121 +235,6 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 // conflictRetry is how soon a Service whose write met a newer version is
 // reconciled again (the cache has the newer version by then, as a rule).
 const conflictRetry = 100 * time.Millisecond
-
-// prepare loads the configuration when it changed and, once after
-// start-up (or a leader change), learns every address already assigned.
-func (r *ServiceReconciler) prepare(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cfgDirty {
-		objs, err := listConfig(ctx, r.Client)
-		if err != nil {
-			return err
-		}
-		cfg, _, errs := config.Build(objs)
-		r.cfgDirty = false
-		switch {
-		case len(errs) > 0 && r.cfg != nil:
-			ctrl.LoggerFrom(ctx).Error(errs.ToAggregate(), "Configuration is invalid; keeping the last valid one")
-		case len(errs) > 0:
-			ctrl.LoggerFrom(ctx).Error(errs.ToAggregate(), "Configuration is invalid; no addresses are assigned until it is fixed")
-		default:
-			r.cfg = cfg
-			r.alloc.SetConfig(cfg)
-			r.Pools.TouchAll()
-		}
-	}
-	if r.restored || r.cfg == nil {
-		return nil
-	}
-	var svcs corev1.ServiceList
-	if err := r.Client.List(ctx, &svcs); err != nil {
-		return fmt.Errorf("listing Services to restore assignments: %w", err)
-	}
-	// Oldest first: when two Services claim one address, the older keeps it.
-	sort.Slice(svcs.Items, func(i, j int) bool {
-		a, b := &svcs.Items[i], &svcs.Items[j]
-		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-			return a.CreationTimestamp.Before(&b.CreationTimestamp)
-		}
-		return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
-	})
-	restored := 0
-	for i := range svcs.Items {
-		s := &svcs.Items[i]
-		ips := ingressIPs(s)
-		if !ours(s, r.class()) || len(ips) == 0 {
-			continue
-		}
-		// A request that no longer parses still holds the addresses in
-		// its status: restored with no request, so nobody else gets them.
-		in, err := r.describe(ctx, s)
-		if err != nil {
-			ctrl.LoggerFrom(ctx).Info("Restoring the addresses of a Service whose request does not parse; it keeps them until the request is fixed", "Service", klog.KObj(s), "reason", err.Error())
-		}
-		if err := r.alloc.Restore(in, ips); err != nil {
-			ctrl.LoggerFrom(ctx).Info("Not restoring a conflicting address; the Service will get another", "Service", klog.KObj(s), "reason", err.Error())
-			continue
-		}
-		restored++
-	}
-	r.restored = true
-	r.Pools.TouchAll()
-	ctrl.LoggerFrom(ctx).Info("Restored assigned addresses", "services", restored)
-	return nil
-}
-
-// ours reports whether lbstack, serving loadBalancerClass class, serves s.
-func ours(s *corev1.Service, class string) bool { return config.Serves(s, class) }
-
-// class is the served loadBalancerClass; the caller holds r.mu.
-func (r *ServiceReconciler) class() string {
-	if r.cfg == nil {
-		return ""
-	}
-	return r.cfg.LoadBalancerClass
-}
-
-func (r *ServiceReconciler) release(key string) {
-	r.mu.Lock()
-	before, ok := r.alloc.Assigned(key)
-	r.alloc.Release(key)
-	delete(r.lastError, key)
-	delete(r.orphaned, key)
-	delete(r.annotated, key)
-	delete(r.unclassed, key)
-	if ok {
-		r.retryPendingLocked()
-	}
-	r.mu.Unlock()
-	if ok {
-		r.Pools.Touch(before.Pool)
-	}
-}
-
-// retryPendingLocked queues again every Service whose allocation failed:
-// addresses were freed, one of them may now fit. The caller holds r.mu.
-func (r *ServiceReconciler) retryPendingLocked() {
-	if r.queue == nil {
-		return
-	}
-	for key := range r.lastError {
-		ns, name, _ := strings.Cut(key, "/")
-		r.queue.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}})
-	}
-}
-
-// leaveUnclassed logs, once per Service, that a Service holding an address
-// from lbstack is left alone while no stack names the served class.
-func (r *ServiceReconciler) leaveUnclassed(ctx context.Context, key string) {
-	r.mu.Lock()
-	seen := r.unclassed[key]
-	r.unclassed[key] = true
-	r.mu.Unlock()
-	if !seen {
-		ctrl.LoggerFrom(ctx).Info("Leaving a Service of another loadBalancerClass alone: no LoadBalancerStack names the class lbstack serves, and the Service holds an address from lbstack")
-	}
-}
 
 // fenced is the patch of every write to a Service: a merge patch that
 // carries the resourceVersion it was computed from, so a write computed
@@ -338,23 +251,13 @@ func fenced(before *corev1.Service) client.Patch {
 // another Service (the older claim won the restore) and the status would
 // otherwise promise it to two Services for good.
 func (r *ServiceReconciler) clearUnbacked(ctx context.Context, svc *corev1.Service) error {
-	ips := ingressIPs(svc)
+	ips := lbservice.IngressIPs(svc)
 	if len(ips) == 0 {
 		return nil
 	}
 	key := svc.Namespace + "/" + svc.Name
-	var holders []string
-	r.mu.Lock()
-	_, held := r.alloc.Assigned(key)
-	if !held {
-		for _, ip := range ips {
-			for _, h := range r.alloc.Holders(ip) {
-				holders = append(holders, fmt.Sprintf("%s (Service %s)", ip, h))
-			}
-		}
-	}
-	r.mu.Unlock()
-	if held {
+	holders, unbacked := r.assign.unbacked(key, ips)
+	if !unbacked {
 		return nil
 	}
 	before := svc.DeepCopy()
@@ -370,9 +273,7 @@ func (r *ServiceReconciler) clearUnbacked(ctx context.Context, svc *corev1.Servi
 			return fmt.Errorf("removing the pool annotation of %s: %w", klog.KObj(svc), err)
 		}
 	}
-	r.mu.Lock()
-	delete(r.annotated, key)
-	r.mu.Unlock()
+	r.assign.setAnnotation(key, "")
 	msg := fmt.Sprintf("The status named %s, which this Service does not hold", joinIPs(ips))
 	if len(holders) > 0 {
 		msg += ": held by " + strings.Join(holders, ", ") + ", which claimed it first"
@@ -404,21 +305,19 @@ func (r *ServiceReconciler) clear(ctx context.Context, svc *corev1.Service) erro
 	return nil
 }
 
-func (r *ServiceReconciler) describe(ctx context.Context, svc *corev1.Service) (ipam.Service, error) {
-	return describeService(ctx, r.Client, svc)
-}
-
-// describeService turns a Service into the allocator's view of it. When
-// the Service's request does not parse it returns the error and the
-// description without the request (Restore still records its addresses).
+// describeService turns a Service into the allocator's view of it, by the
+// rules of lbservice. When the Service's request does not parse it returns
+// the error and the description without the request (a restore still
+// records its addresses).
 func describeService(ctx context.Context, c client.Reader, svc *corev1.Service) (ipam.Service, error) {
-	req, reqErr := config.ParseServiceRequest(svc)
+	req, reqErr := lbservice.ParseRequest(svc)
 	in := ipam.Service{
 		Key:       svc.Namespace + "/" + svc.Name,
 		Namespace: svc.Namespace,
 		Labels:    labels.Set(svc.Labels),
 		IPv4First: len(svc.Spec.IPFamilies) == 0 || svc.Spec.IPFamilies[0] == corev1.IPv4Protocol,
 		Request:   req,
+		Sharing:   lbservice.SharingOf(svc),
 	}
 	if p := svc.Spec.IPFamilyPolicy; p != nil {
 		switch *p {
@@ -427,16 +326,6 @@ func describeService(ctx context.Context, c client.Reader, svc *corev1.Service) 
 		case corev1.IPFamilyPolicyRequireDualStack:
 			in.Policy = ipam.RequireDualStack
 		}
-	}
-	for _, p := range svc.Spec.Ports {
-		proto := string(p.Protocol)
-		if proto == "" {
-			proto = string(corev1.ProtocolTCP)
-		}
-		in.Ports = append(in.Ports, ipam.Port{Port: p.Port, Protocol: proto})
-	}
-	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-		in.Backend = "local:" + labels.SelectorFromSet(svc.Spec.Selector).String()
 	}
 	var ns corev1.Namespace
 	if err := c.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns); err == nil {
@@ -447,42 +336,20 @@ func describeService(ctx context.Context, c client.Reader, svc *corev1.Service) 
 
 // fail reports an allocation failure once per distinct reason.
 func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, err error) {
-	key := svc.Namespace + "/" + svc.Name
-	r.mu.Lock()
-	repeated := r.lastError[key] == err.Error()
-	r.lastError[key] = err.Error()
-	r.mu.Unlock()
-	if repeated {
+	if r.assign.failed(svc.Namespace+"/"+svc.Name, err.Error()) {
 		return
 	}
 	ctrl.LoggerFrom(ctx).Info("Cannot assign an address", "reason", err.Error())
 	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonAllocationFailed, "Allocate", "Cannot assign an address: %s", err.Error())
 }
 
-// write records the assignment in the Service: status (one write), the
-// pool annotation, an event when the addresses changed.
-func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, res ipam.Result, unchanged, orphan bool) error {
+// write records the assignment in the Service: its status (one write when
+// it changed) and the pool annotation (one write when it changed).
+func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, got assignment) error {
 	key := svc.Namespace + "/" + svc.Name
-	r.mu.Lock()
-	delete(r.lastError, key)
-	wasOrphan := r.orphaned[key]
-	r.orphaned[key] = orphan
-	r.mu.Unlock()
-
-	want := make([]corev1.LoadBalancerIngress, len(res.IPs))
-	vip := corev1.LoadBalancerIPModeVIP
-	for i, ip := range res.IPs {
-		want[i] = corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &vip}
-	}
 	statusBefore := svc.DeepCopy()
-	svc.Status.LoadBalancer.Ingress = want
-	cond := metav1.Condition{Type: ConditionAddressInPool, Status: metav1.ConditionTrue, Reason: "InPool",
-		Message: fmt.Sprintf("Address(es) from IPAddressPool %q", res.Pool), ObservedGeneration: svc.Generation}
-	if orphan {
-		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonOutsidePool
-		cond.Message = fmt.Sprintf("Address(es) %s are no longer in any IPAddressPool; the Service keeps them until it is changed", joinIPs(res.IPs))
-	}
-	if orphan || meta.FindStatusCondition(svc.Status.Conditions, ConditionAddressInPool) != nil {
+	svc.Status.LoadBalancer.Ingress = ingress(got.res.IPs)
+	if cond := inPool(svc, got); got.orphan || meta.FindStatusCondition(svc.Status.Conditions, ConditionAddressInPool) != nil {
 		meta.SetStatusCondition(&svc.Status.Conditions, cond)
 	}
 	if !equality.Semantic.DeepEqual(statusBefore.Status, svc.Status) {
@@ -490,52 +357,53 @@ func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, res 
 			return fmt.Errorf("writing status: %w", err)
 		}
 	}
-	r.mu.Lock()
-	written := r.annotated[key] == res.Pool
-	r.mu.Unlock()
-	if svc.Annotations[lbv1.AnnotationAllocatedFromPool] != res.Pool && res.Pool != "" && !written {
+	pool := got.res.Pool
+	if svc.Annotations[lbv1.AnnotationAllocatedFromPool] != pool && pool != "" && r.assign.annotation(key) != pool {
 		before := svc.DeepCopy()
 		if svc.Annotations == nil {
 			svc.Annotations = map[string]string{}
 		}
-		svc.Annotations[lbv1.AnnotationAllocatedFromPool] = res.Pool
+		svc.Annotations[lbv1.AnnotationAllocatedFromPool] = pool
 		if err := r.Client.Patch(ctx, svc, fenced(before)); err != nil {
 			return fmt.Errorf("writing annotation: %w", err)
 		}
-		r.mu.Lock()
-		r.annotated[key] = res.Pool
-		r.mu.Unlock()
-	}
-	if orphan && !wasOrphan {
-		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonOutsidePool, "Allocate", "%s", cond.Message)
-	}
-	if !unchanged || !sameIngress(statusBefore.Status.LoadBalancer.Ingress, res.IPs) {
-		ctrl.LoggerFrom(ctx).Info("Assigned address", "ips", joinIPs(res.IPs), "pool", res.Pool)
-		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonIPAllocated, "Allocate", "Assigned IP(s) %s from IPAddressPool %q", joinIPs(res.IPs), res.Pool)
+		r.assign.setAnnotation(key, pool)
 	}
 	return nil
 }
 
-func ingressIPs(s *corev1.Service) []netip.Addr {
-	var out []netip.Addr
-	for _, ing := range s.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(ing.IP); err == nil {
-			out = append(out, a)
-		}
+// events records what a successful write changed: an address assigned
+// (or moved), an address that left every pool.
+func (r *ServiceReconciler) events(ctx context.Context, before, svc *corev1.Service, got assignment) {
+	wasOrphan := r.assign.succeeded(svc.Namespace+"/"+svc.Name, got.orphan)
+	if got.orphan && !wasOrphan {
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonOutsidePool, "Allocate", "%s", inPool(svc, got).Message)
 	}
-	return out
+	unchanged := slices.Equal(got.before.IPs, got.res.IPs) && got.before.Pool != ""
+	if !unchanged || !sameIngress(before.Status.LoadBalancer.Ingress, got.res.IPs) {
+		ctrl.LoggerFrom(ctx).Info("Assigned address", "ips", joinIPs(got.res.IPs), "pool", got.res.Pool)
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonIPAllocated, "Allocate", "Assigned IP(s) %s from IPAddressPool %q", joinIPs(got.res.IPs), got.res.Pool)
+	}
 }
 
-func sameIPs(a, b []netip.Addr) bool {
-	if len(a) != len(b) {
-		return false
+// inPool is the Service's AddressInPool condition for an assignment.
+func inPool(svc *corev1.Service, got assignment) metav1.Condition {
+	if got.orphan {
+		return metav1.Condition{Type: ConditionAddressInPool, Status: metav1.ConditionFalse, Reason: ReasonOutsidePool, ObservedGeneration: svc.Generation,
+			Message: fmt.Sprintf("Address(es) %s are no longer in any IPAddressPool; the Service keeps them until it is changed", joinIPs(got.res.IPs))}
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
+	return metav1.Condition{Type: ConditionAddressInPool, Status: metav1.ConditionTrue, Reason: "InPool", ObservedGeneration: svc.Generation,
+		Message: fmt.Sprintf("Address(es) from IPAddressPool %q", got.res.Pool)}
+}
+
+// ingress is the status.loadBalancer.ingress that names ips.
+func ingress(ips []netip.Addr) []corev1.LoadBalancerIngress {
+	vip := corev1.LoadBalancerIPModeVIP
+	out := make([]corev1.LoadBalancerIngress, len(ips))
+	for i, ip := range ips {
+		out[i] = corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &vip}
 	}
-	return true
+	return out
 }
 
 func sameIngress(ing []corev1.LoadBalancerIngress, ips []netip.Addr) bool {
@@ -556,9 +424,4 @@ func joinIPs(ips []netip.Addr) string {
 		s[i] = ip.String()
 	}
 	return strings.Join(s, ",")
-}
-
-// listConfig reads the lbstack configuration objects.
-func listConfig(ctx context.Context, c client.Reader) (config.Objects, error) {
-	return configload.List(ctx, c)
 }

@@ -296,9 +296,14 @@ func TestPoolShrinkKeepsAddressAndWarns(t *testing.T) {
 	ns := namespace(t, nil)
 	create(t, service(ns, "kept", ann(lbv1.AnnotationLoadBalancerIPs, "203.0.113.70")))
 	waitIPs(t, ns, "kept", 1)
-	_ = env.Client.Get(ctx(t), client.ObjectKey{Name: "shrinking"}, p)
-	p.Spec.Addresses = []lbv1.PoolAddress{"203.0.113.64/30"}
-	if err := env.Client.Update(ctx(t), p); err != nil {
+	// The controller writes the pool's status counters meanwhile.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(ctx(t), client.ObjectKey{Name: "shrinking"}, p); err != nil {
+			return err
+		}
+		p.Spec.Addresses = []lbv1.PoolAddress{"203.0.113.64/30"}
+		return env.Client.Update(ctx(t), p)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, ns, "kept", controllers.ReasonOutsidePool, "203.0.113.70 are no longer in any IPAddressPool")

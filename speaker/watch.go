@@ -26,6 +26,7 @@ import (
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
 	"github.com/lbstack/lbstack/internal/configload"
+	"github.com/lbstack/lbstack/internal/lbservice"
 	"github.com/lbstack/lbstack/internal/render"
 	"github.com/lbstack/lbstack/speaker/dataplane"
 	"github.com/lbstack/lbstack/speaker/plan"
@@ -205,7 +206,7 @@ func (w *Watcher) services(ctx context.Context, cfg *config.Config) ([]plan.Serv
 	var out []plan.ServiceState
 	for i := range list.Items {
 		s := &list.Items[i]
-		if !config.Serves(s, cfg.LoadBalancerClass) {
+		if !lbservice.Serves(s, cfg.LoadBalancerClass) {
 			continue
 		}
 		st := plan.ServiceState{
@@ -214,11 +215,7 @@ func (w *Watcher) services(ctx context.Context, cfg *config.Config) ([]plan.Serv
 			Pool:   s.Annotations[lbv1.AnnotationAllocatedFromPool],
 			Local:  s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 		}
-		for _, in := range s.Status.LoadBalancer.Ingress {
-			if a, err := netip.ParseAddr(in.IP); err == nil {
-				st.IPs = append(st.IPs, a.Unmap())
-			}
-		}
+		st.IPs = lbservice.IngressIPs(s)
 		if len(st.IPs) == 0 {
 			continue
 		}

@@ -3,7 +3,7 @@ package webhooks
 import (
 	"context"
 	"fmt"
-	"net/netip"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -11,6 +11,7 @@ import (
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/internal/lbservice"
 )
 
 // ServiceValidator warns about Service requests lbstack cannot honour. It
@@ -54,11 +55,11 @@ func (v *ServiceValidator) warnings(ctx context.Context, svc *corev1.Service) ad
 		}
 		return nil
 	}
-	if class := svc.Spec.LoadBalancerClass; (class != nil && *class != cfg.LoadBalancerClass) || (class == nil && cfg.LoadBalancerClass != "") {
+	if !lbservice.Serves(svc, cfg.LoadBalancerClass) {
 		return nil // another load balancer's Service
 	}
 	var w admission.Warnings
-	req, err := config.ParseServiceRequest(svc)
+	req, err := lbservice.ParseRequest(svc)
 	if err != nil {
 		return admission.Warnings{fmt.Sprintf("lbstack: %v", err)}
 	}
@@ -81,35 +82,32 @@ func (v *ServiceValidator) warnings(ctx context.Context, svc *corev1.Service) ad
 	if err := v.Reader.List(ctx, &svcs); err != nil {
 		return append(w, fmt.Sprintf("lbstack could not list Services to check sharing: %v", err))
 	}
+	// The allocator's sharing rule (lbservice.Sharing.Conflict), checked
+	// against the Services that hold an address now.
+	mine := lbservice.SharingOf(svc)
 	for i := range svcs.Items {
 		other := &svcs.Items[i]
-		if other.Namespace == svc.Namespace && other.Name == svc.Name || other.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		if other.Namespace == svc.Namespace && other.Name == svc.Name || !lbservice.Serves(other, cfg.LoadBalancerClass) {
 			continue
 		}
-		otherReq, _ := config.ParseServiceRequest(other)
-		shared := req.SharingKey != "" && req.SharingKey == otherReq.SharingKey
+		held := lbservice.IngressIPs(other)
+		if len(held) == 0 {
+			continue
+		}
+		reason := mine.Conflict(lbservice.SharingOf(other))
+		if reason == "" {
+			continue
+		}
+		requested := false
 		for _, ip := range req.IPs {
-			if !holds(other, ip) {
-				continue
-			}
-			if !shared {
-				w = append(w, fmt.Sprintf("lbstack: the requested IP %s is already held by Service %s/%s; to share it, give both Services the same %s annotation", ip, other.Namespace, other.Name, lbv1.AnnotationAllowSharedIP))
+			if slices.Contains(held, ip) {
+				requested = true
+				w = append(w, fmt.Sprintf("lbstack: the requested IP %s is held by Service %s/%s and cannot be shared: %s; this Service gets no IP until that one releases it", ip, other.Namespace, other.Name, reason))
 			}
 		}
-		if shared {
-			if port, clash := config.PortClash(svc, other); clash {
-				w = append(w, fmt.Sprintf("lbstack: sharing key %q: port %s is also used by Service %s/%s, so the two cannot share an IP", req.SharingKey, port, other.Namespace, other.Name))
-			}
+		if !requested && mine.Key != "" && mine.Key == other.Annotations[lbv1.AnnotationAllowSharedIP] {
+			w = append(w, fmt.Sprintf("lbstack: sharing key %q: this Service cannot share an IP with Service %s/%s (%s), so the two get different IPs", mine.Key, other.Namespace, other.Name, reason))
 		}
 	}
 	return w
-}
-
-func holds(svc *corev1.Service, ip netip.Addr) bool {
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(ing.IP); err == nil && a == ip {
-			return true
-		}
-	}
-	return false
 }

@@ -492,16 +492,19 @@ func TestWarnings(t *testing.T) {
 	}
 
 	cases := map[string]struct {
-		ann  map[string]string
-		port int32
-		want string
+		ann   map[string]string
+		port  int32
+		local bool // externalTrafficPolicy Local, selecting app=x
+		want  string
 	}{
-		"IP in no pool":        {map[string]string{"lbstack.io/loadBalancerIPs": "192.0.2.99"}, 80, "the requested IP 192.0.2.99 is in no IPAddressPool"},
-		"missing pool":         {map[string]string{"lbstack.io/address-pool": "nope"}, 80, `the requested IPAddressPool "nope" does not exist`},
-		"IP already taken":     {map[string]string{"lbstack.io/loadBalancerIPs": "198.51.100.5"}, 80, "the requested IP 198.51.100.5 is already held by Service default/holder"},
-		"sharing ports clash":  {map[string]string{"lbstack.io/allow-shared-ip": "k", "lbstack.io/loadBalancerIPs": "198.51.100.5"}, 443, `sharing key "k": port 443/TCP is also used by Service default/holder`},
-		"two IPs of a family":  {map[string]string{"lbstack.io/loadBalancerIPs": "198.51.100.1,198.51.100.2"}, 80, "requests two IPs of one family"},
-		"unparsable requested": {map[string]string{"lbstack.io/loadBalancerIPs": "not-an-ip"}, 80, `"not-an-ip" is not an IP address`},
+		"IP in no pool":        {map[string]string{"lbstack.io/loadBalancerIPs": "192.0.2.99"}, 80, false, "the requested IP 192.0.2.99 is in no IPAddressPool"},
+		"missing pool":         {map[string]string{"lbstack.io/address-pool": "nope"}, 80, false, `the requested IPAddressPool "nope" does not exist`},
+		"IP already taken":     {map[string]string{"lbstack.io/loadBalancerIPs": "198.51.100.5"}, 80, false, "the requested IP 198.51.100.5 is held by Service default/holder and cannot be shared: no common lbstack.io/allow-shared-ip key"},
+		"sharing ports clash":  {map[string]string{"lbstack.io/allow-shared-ip": "k", "lbstack.io/loadBalancerIPs": "198.51.100.5"}, 443, false, "the requested IP 198.51.100.5 is held by Service default/holder and cannot be shared: both use port 443/TCP"},
+		"sharing backends":     {map[string]string{"lbstack.io/allow-shared-ip": "k", "lbstack.io/loadBalancerIPs": "198.51.100.5"}, 80, true, "cannot be shared: externalTrafficPolicy Local needs the same selector"},
+		"sharing key no IP":    {map[string]string{"lbstack.io/allow-shared-ip": "k"}, 443, false, `sharing key "k": this Service cannot share an IP with Service default/holder (both use port 443/TCP), so the two get different IPs`},
+		"two IPs of a family":  {map[string]string{"lbstack.io/loadBalancerIPs": "198.51.100.1,198.51.100.2"}, 80, false, "requests two IPs of one family"},
+		"unparsable requested": {map[string]string{"lbstack.io/loadBalancerIPs": "not-an-ip"}, 80, false, `"not-an-ip" is not an IP address`},
 	}
 	i := 0
 	for name, tc := range cases {
@@ -509,6 +512,10 @@ func TestWarnings(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("warn-%d", i), Namespace: "default", Annotations: tc.ann},
 				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: tc.port}}}}
+			if tc.local {
+				svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+				svc.Spec.Selector = map[string]string{"app": "x"}
+			}
 			if err := c.Create(ctx(t), svc); err != nil {
 				t.Fatalf("a Service is never rejected, got %v", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/lbservice"
 )
 
 // benchServices returns n single-stack Services of one family.
@@ -13,7 +14,7 @@ func benchServices(prefix string, n int, v4 bool) []Service {
 	out := make([]Service, n)
 	for i := range out {
 		out[i] = Service{Key: fmt.Sprintf("bench/%s-%d", prefix, i), Namespace: "bench", IPv4First: v4,
-			Ports: []Port{{Port: 80, Protocol: "TCP"}}}
+			Sharing: lbservice.Sharing{Ports: []lbservice.Port{{Port: 80, Protocol: "TCP"}}}}
 	}
 	return out
 }
@@ -70,8 +71,8 @@ func BenchmarkAssignReleaseShared(b *testing.B) {
 	a := newAllocator(b, pool("p", []string{"2001:db8::/64"}))
 	old := benchServices("old", 4*keys, false)
 	for i := range old {
-		old[i].Request.SharingKey = fmt.Sprintf("key-%d", i%keys)
-		old[i].Ports = []Port{{Port: int32(80 + i/keys), Protocol: "TCP"}}
+		old[i].Sharing.Key = fmt.Sprintf("key-%d", i%keys)
+		old[i].Sharing.Ports = []lbservice.Port{{Port: int32(80 + i/keys), Protocol: "TCP"}}
 		if _, err := a.Assign(old[i]); err != nil {
 			b.Fatal(err)
 		}
@@ -81,8 +82,8 @@ func BenchmarkAssignReleaseShared(b *testing.B) {
 	}
 	fresh := benchServices("new", 1024, false)
 	for i := range fresh {
-		fresh[i].Request.SharingKey = fmt.Sprintf("key-%d", i*7%keys)
-		fresh[i].Ports = []Port{{Port: 443, Protocol: "TCP"}}
+		fresh[i].Sharing.Key = fmt.Sprintf("key-%d", i*7%keys)
+		fresh[i].Sharing.Ports = []lbservice.Port{{Port: 443, Protocol: "TCP"}}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

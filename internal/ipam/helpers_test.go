@@ -13,6 +13,7 @@ import (
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/internal/lbservice"
 )
 
 // Helpers that build pools (through the real configuration parser) and
@@ -91,7 +92,7 @@ type svcOpt func(*Service)
 // externalTrafficPolicy Cluster, no request.
 func svc(key string, opts ...svcOpt) Service {
 	ns, _, _ := strings.Cut(key, "/")
-	s := Service{Key: key, Namespace: ns, IPv4First: true, Ports: []Port{{Port: 80, Protocol: "TCP"}}}
+	s := Service{Key: key, Namespace: ns, IPv4First: true, Sharing: lbservice.Sharing{Ports: []lbservice.Port{{Port: 80, Protocol: "TCP"}}}}
 	for _, o := range opts {
 		o(&s)
 	}
@@ -102,16 +103,16 @@ func wantIPs(ips ...string) svcOpt {
 	return func(s *Service) { s.Request.IPs = addrs(ips...) }
 }
 func wantPool(p string) svcOpt     { return func(s *Service) { s.Request.Pool = p } }
-func sharing(k string) svcOpt      { return func(s *Service) { s.Request.SharingKey = k } }
-func backend(b string) svcOpt      { return func(s *Service) { s.Backend = b } }
+func sharing(k string) svcOpt      { return func(s *Service) { s.Sharing.Key = k } }
+func backend(b string) svcOpt      { return func(s *Service) { s.Sharing.Backend = b } }
 func policy(p FamilyPolicy) svcOpt { return func(s *Service) { s.Policy = p } }
 func v6First(s *Service)           { s.IPv4First = false }
 
-func ports(ps ...Port) svcOpt {
-	return func(s *Service) { s.Ports = ps }
+func ports(ps ...lbservice.Port) svcOpt {
+	return func(s *Service) { s.Sharing.Ports = ps }
 }
-func tcp(n int32) Port { return Port{Port: n, Protocol: "TCP"} }
-func udp(n int32) Port { return Port{Port: n, Protocol: "UDP"} }
+func tcp(n int32) lbservice.Port { return lbservice.Port{Port: n, Protocol: "TCP"} }
+func udp(n int32) lbservice.Port { return lbservice.Port{Port: n, Protocol: "UDP"} }
 
 func svcLabels(kv ...string) svcOpt {
 	return func(s *Service) { s.Labels = kvSet(kv) }

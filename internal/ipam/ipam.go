@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/internal/lbservice"
 )
 
 // FamilyPolicy is a Service's spec.ipFamilyPolicy.
@@ -38,12 +39,6 @@ const (
 	RequireDualStack
 )
 
-// Port is one port of a Service, for the sharing rule.
-type Port struct {
-	Port     int32
-	Protocol string
-}
-
 // Service is what the allocator needs to know about a Service.
 type Service struct {
 	// Key is "namespace/name".
@@ -55,14 +50,11 @@ type Service struct {
 	// IPv4First says the first family in spec.ipFamilies is IPv4 (the default).
 	IPv4First bool
 	Policy    FamilyPolicy
-	// Request holds requested IPs, pool and sharing key.
-	Request config.ServiceRequest
-	// Ports are the Service's ports.
-	Ports []Port
-	// Backend is "" for externalTrafficPolicy Cluster; otherwise a string
-	// identifying the selector. Services sharing an IP need equal backends
-	// unless both are Cluster.
-	Backend string
+	// Request holds the requested IPs and pool.
+	Request lbservice.Request
+	// Sharing holds what decides whether the Service may share an IP:
+	// sharing key, ports and backend (lbservice.Sharing.Conflict).
+	Sharing lbservice.Sharing
 }
 
 // Errors that explain why a Service got no address. Use errors.As.
@@ -116,10 +108,8 @@ type Result struct {
 
 // holder is one Service holding an address.
 type holder struct {
-	key        string
-	sharingKey string
-	ports      []Port
-	backend    string
+	key     string
+	sharing lbservice.Sharing
 }
 
 type addrState struct {
@@ -144,18 +134,19 @@ type inputs struct {
 	nsLabels, labels labels.Set
 	ipv4First        bool
 	policy           FamilyPolicy
-	req              config.ServiceRequest
+	req              lbservice.Request
+	sharingKey       string
 }
 
 func inputsOf(svc Service) inputs {
 	return inputs{namespace: svc.Namespace, nsLabels: svc.NamespaceLabels, labels: svc.Labels,
-		ipv4First: svc.IPv4First, policy: svc.Policy, req: svc.Request}
+		ipv4First: svc.IPv4First, policy: svc.Policy, req: svc.Request, sharingKey: svc.Sharing.Key}
 }
 
 func (x *inputs) same(y inputs) bool {
 	return x.namespace == y.namespace && maps.Equal(x.nsLabels, y.nsLabels) && maps.Equal(x.labels, y.labels) &&
 		x.ipv4First == y.ipv4First && x.policy == y.policy && x.req.Pool == y.req.Pool &&
-		x.req.SharingKey == y.req.SharingKey && slices.Equal(x.req.IPs, y.req.IPs)
+		x.sharingKey == y.sharingKey && slices.Equal(x.req.IPs, y.req.IPs)
 }
 
 // Allocator assigns addresses. It is not safe for concurrent use; the
@@ -384,7 +375,7 @@ func (a *Allocator) Release(key string) {
 }
 
 func newHolder(svc Service) *holder {
-	return &holder{key: svc.Key, sharingKey: svc.Request.SharingKey, ports: svc.Ports, backend: svc.Backend}
+	return &holder{key: svc.Key, sharing: svc.Sharing}
 }
 
 func (a *Allocator) hold(h *holder, pool string, ips []netip.Addr) *svcState {
@@ -438,29 +429,11 @@ func (a *Allocator) canHold(h *holder, ip netip.Addr) error {
 		if o.key == h.key {
 			continue
 		}
-		if h.sharingKey == "" || o.sharingKey != h.sharingKey {
-			reason := "no common lbstack.io/allow-shared-ip key"
+		if reason := h.sharing.Conflict(o.sharing); reason != "" {
 			return &IPInUseError{IP: ip, Holder: o.key, Reason: reason}
-		}
-		if port, clash := portClash(h.ports, o.ports); clash {
-			return &IPInUseError{IP: ip, Holder: o.key, Reason: "both use port " + port}
-		}
-		if (h.backend != "" || o.backend != "") && h.backend != o.backend {
-			return &IPInUseError{IP: ip, Holder: o.key, Reason: "externalTrafficPolicy Local needs the same selector on Services sharing an IP"}
 		}
 	}
 	return nil
-}
-
-func portClash(a, b []Port) (string, bool) {
-	for _, pa := range a {
-		for _, pb := range b {
-			if pa.Port == pb.Port && pa.Protocol == pb.Protocol {
-				return fmt.Sprintf("%d/%s", pa.Port, pa.Protocol), true
-			}
-		}
-	}
-	return "", false
 }
 
 // allowed says whether pool p may serve svc by its allocation rules.
@@ -640,10 +613,10 @@ func (a *Allocator) choose(svc Service, h *holder) (Result, error) {
 // share finds an address held by Services with the same sharing key that
 // svc may join, in pool ps.
 func (a *Allocator) share(svc Service, h *holder, ps *poolState, fams []bool) (Result, bool) {
-	if h.sharingKey == "" {
+	if h.sharing.Key == "" {
 		return Result{}, false
 	}
-	sharers := a.sortedSharing(h.sharingKey)
+	sharers := a.sortedSharing(h.sharing.Key)
 	var ips []netip.Addr
 	for _, f := range fams {
 		var found netip.Addr
@@ -670,7 +643,7 @@ func (a *Allocator) share(svc Service, h *holder, ps *poolState, fams []bool) (R
 func (a *Allocator) sortedSharing(key string) []*svcState { return a.sharing[key] }
 
 func (a *Allocator) index(s *svcState) {
-	k := s.h.sharingKey
+	k := s.h.sharing.Key
 	if k == "" {
 		return
 	}
@@ -684,7 +657,7 @@ func (a *Allocator) index(s *svcState) {
 }
 
 func (a *Allocator) unindex(s *svcState) {
-	k := s.h.sharingKey
+	k := s.h.sharing.Key
 	group := a.sharing[k]
 	i, found := slices.BinarySearchFunc(group, s.h.key, func(x *svcState, key string) int { return strings.Compare(x.h.key, key) })
 	if !found {

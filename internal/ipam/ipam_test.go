@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/lbservice"
 )
 
 // assignCase assigns the Services in before (each must succeed), then svc,
@@ -532,7 +533,7 @@ func TestFailedDualStackLeaksNothing(t *testing.T) {
 
 func TestSharingMatrix(t *testing.T) {
 	keys := map[string][2]string{"same key": {"k", "k"}, "different keys": {"k", "l"}, "no key": {"", ""}, "one key": {"k", ""}}
-	portSets := map[string][2][]Port{
+	portSets := map[string][2][]lbservice.Port{
 		"no clash": {{tcp(80)}, {tcp(443), udp(80)}},
 		"clash":    {{tcp(80), tcp(8080)}, {tcp(443), tcp(8080)}},
 	}

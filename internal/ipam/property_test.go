@@ -15,6 +15,7 @@ import (
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/internal/lbservice"
 )
 
 // The property test and the fuzz target run the same model: a script of
@@ -75,7 +76,7 @@ var (
 		"fd00:a::1", "fd00:c::1", "fd00:d::1", "fd00:e::1", "192.0.2.1", "2001:db8::1"}
 	modelIPPairs = [][]string{{"10.0.1.1", "fd00:a::1"}, {"10.0.5.1", "fd00:d::1"}, {"10.0.6.0", "fd00:e::1"},
 		{"fd00:e::1", "10.0.6.1"}, {"10.0.1.2", "fd00:c::1"}}
-	modelPorts = [][]Port{{tcp(80)}, {tcp(443)}, {udp(80)}, {tcp(53), udp(53)}, {tcp(8080), tcp(443)}}
+	modelPorts = [][]lbservice.Port{{tcp(80)}, {tcp(443)}, {udp(80)}, {tcp(53), udp(53)}, {tcp(8080), tcp(443)}}
 	modelKeys  = func() []string {
 		var out []string
 		for i := range 10 {
@@ -219,9 +220,9 @@ func (m *model) genSpec(key string) Service {
 		s.Request.Pool = modelPoolNames[m.s.n(len(modelPoolNames))]
 		s.Request.IPs = addrs(modelIPs[m.s.n(len(modelIPs))])
 	}
-	s.Request.SharingKey = []string{"", "", "k1", "k2"}[m.s.n(4)]
-	s.Ports = modelPorts[m.s.n(len(modelPorts))]
-	s.Backend = []string{"", "", "local:x", "local:y"}[m.s.n(4)]
+	s.Sharing.Key = []string{"", "", "k1", "k2"}[m.s.n(4)]
+	s.Sharing.Ports = modelPorts[m.s.n(len(modelPorts))]
+	s.Sharing.Backend = []string{"", "", "local:x", "local:y"}[m.s.n(4)]
 	if m.s.n(2) == 0 {
 		s.Labels = kvSet([]string{"tier", "web"})
 	}
@@ -254,7 +255,7 @@ func (m *model) assign(key string, fresh bool) {
 	heldBefore := m.heldBy()
 	res, err := m.a.Assign(s)
 	m.logf("Assign %s policy=%d v4first=%v req=%v/%s/%q ports=%v backend=%q labels=%v -> %v %v",
-		key, s.Policy, s.IPv4First, s.Request.IPs, s.Request.Pool, s.Request.SharingKey, s.Ports, s.Backend, s.Labels, res, err)
+		key, s.Policy, s.IPv4First, s.Request.IPs, s.Request.Pool, s.Sharing.Key, s.Sharing.Ports, s.Sharing.Backend, s.Labels, res, err)
 	unchanged := had && reflect.DeepEqual(prev.spec, s)
 	if err != nil {
 		if unchanged {
@@ -274,7 +275,7 @@ func (m *model) assign(key string, fresh bool) {
 }
 
 func sameInputs(a, b Service) bool {
-	a.Ports, b.Ports, a.Backend, b.Backend = nil, nil, "", ""
+	a.Sharing.Ports, b.Sharing.Ports, a.Sharing.Backend, b.Sharing.Backend = nil, nil, "", ""
 	return reflect.DeepEqual(a, b)
 }
 
@@ -310,15 +311,15 @@ func modelAllowed(p *config.Pool, s Service) bool {
 }
 
 func compatible(a, b Service) bool {
-	if a.Request.SharingKey == "" || a.Request.SharingKey != b.Request.SharingKey {
+	if a.Sharing.Key == "" || a.Sharing.Key != b.Sharing.Key {
 		return false
 	}
-	for _, pa := range a.Ports {
-		if slices.Contains(b.Ports, pa) {
+	for _, pa := range a.Sharing.Ports {
+		if slices.Contains(b.Sharing.Ports, pa) {
 			return false
 		}
 	}
-	return a.Backend == b.Backend
+	return a.Sharing.Backend == b.Sharing.Backend
 }
 
 func isBuggy(ip netip.Addr) bool {
@@ -558,7 +559,7 @@ func (m *model) checkWorld() {
 	indexed := 0
 	for k, group := range m.a.sharing {
 		for i, st := range group {
-			if m.a.svcs[st.h.key] != st || st.h.sharingKey != k || (i > 0 && group[i-1].h.key >= st.h.key) {
+			if m.a.svcs[st.h.key] != st || st.h.sharing.Key != k || (i > 0 && group[i-1].h.key >= st.h.key) {
 				m.fatalf("sharing index: %s under %q is stale or out of order", st.h.key, k)
 			}
 			indexed++
@@ -566,7 +567,7 @@ func (m *model) checkWorld() {
 	}
 	withKey := 0
 	for _, st := range m.a.svcs {
-		if st.h.sharingKey != "" {
+		if st.h.sharing.Key != "" {
 			withKey++
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/internal/lbservice"
 	"github.com/lbstack/lbstack/speaker/dataplane"
 )
 
@@ -156,10 +157,7 @@ func mergeInterfaces(a, b []string) []string {
 // eligibleL2 returns the nodes that may announce ip of s over layer 2,
 // with their interfaces; ok is false when no L2Advertisement covers it.
 func eligibleL2(cfg *config.Config, s *ServiceState, ip netip.Addr, nodes []NodeState) (map[string][]string, bool) {
-	pool := s.Pool
-	if p, ok := cfg.Pools[pool]; !ok || !p.Contains(ip) {
-		pool = cfg.PoolOf(ip)
-	}
+	pool := lbservice.PoolOf(cfg, s.Pool, ip)
 	if pool == "" {
 		return nil, false
 	}

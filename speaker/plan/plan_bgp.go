@@ -7,6 +7,7 @@ import (
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
+	"github.com/lbstack/lbstack/internal/lbservice"
 	"github.com/lbstack/lbstack/speaker/bfd"
 	"github.com/lbstack/lbstack/speaker/bgp"
 	"github.com/lbstack/lbstack/speaker/dataplane"
@@ -80,10 +81,7 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 			continue
 		}
 		for _, ip := range s.IPs {
-			pool := s.Pool
-			if p, ok := cfg.Pools[pool]; !ok || !p.Contains(ip) {
-				pool = cfg.PoolOf(ip)
-			}
+			pool := lbservice.PoolOf(cfg, s.Pool, ip)
 			if pool == "" {
 				continue
 			}
