@@ -98,8 +98,11 @@ func (a *assigner) prepare(ctx context.Context, c client.Reader) error {
 		if err != nil {
 			return err
 		}
-		cfg, _, errs := config.Build(objs)
+		cfg, ignored, _, errs := config.InForce(objs)
 		a.cfgDirty = false
+		for _, ig := range ignored {
+			ctrl.LoggerFrom(ctx).Info("Ignoring an item that conflicts with an earlier one", "item", ig.Item, "reason", ig.Errors.ToAggregate().Error())
+		}
 		switch {
 		case cfg == nil && a.cfg != nil:
 			ctrl.LoggerFrom(ctx).Error(errs.ToAggregate(), "Configuration is invalid; keeping the last valid one")

@@ -44,6 +44,9 @@ const (
 	ReasonInvalidConfiguration = "InvalidConfiguration"
 	ReasonApplyFailed          = "ApplyFailed"
 	ReasonNotInForce           = "NotInForce"
+	// ReasonConflictingObjects: objects conflicting with earlier ones are
+	// left out of the configuration in force (condition ConflictsIgnored).
+	ReasonConflictingObjects = "ConflictingObjects"
 )
 
 // StackReconciler is the operator: it renders the LoadBalancerStack in
@@ -140,6 +143,9 @@ type stackState struct {
 	config   config.Objects
 	cfg      *config.Config    // the valid configuration; nil when not
 	degraded *metav1.Condition // nil: not degraded
+	// ignored are the items left out of the configuration in force
+	// because they conflict with earlier ones.
+	ignored []config.Ignored
 }
 
 // configure validates the configuration with the stack in it, the same
@@ -155,8 +161,8 @@ func (r *StackReconciler) configure(ctx context.Context, st *stackState) error {
 			Message: fmt.Sprintf("only one LoadBalancerStack may exist in a cluster and %q is in force; this one is ignored", inForce.Name)}
 		return nil
 	}
-	cfg, _, errs := config.Build(objs)
-	st.cfg = cfg
+	cfg, ignored, _, errs := config.InForce(objs)
+	st.cfg, st.ignored = cfg, ignored
 	if len(errs) > 0 {
 		msgs := make([]string, 0, 3)
 		for i, e := range errs {
@@ -404,6 +410,11 @@ func (r *StackReconciler) observe(ctx context.Context, st *stackState) error {
 	} else {
 		setCondition(s, lbv1.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "The configuration is valid and every child is applied", gen)
 	}
+	if len(st.ignored) > 0 {
+		setCondition(s, lbv1.ConditionConflictsIgnored, metav1.ConditionTrue, ReasonConflictingObjects, ignoredMessage(st.ignored), gen)
+	} else if st.cfg != nil {
+		meta.RemoveStatusCondition(&s.Status.Conditions, lbv1.ConditionConflictsIgnored)
+	}
 	s.Status.ObservedGeneration = gen
 	return nil
 }
@@ -477,8 +488,61 @@ func (r *StackReconciler) writeStatus(ctx context.Context, before *lbv1.LoadBala
 		}
 		r.Recorder.Eventf(s, nil, kind, now.Reason, "Reconcile", "%s is %s (%s): %s", typ, now.Status, now.Reason, now.Message)
 	}
+	if now := meta.FindStatusCondition(s.Status.Conditions, lbv1.ConditionConflictsIgnored); now != nil {
+		if old := meta.FindStatusCondition(before.Status.Conditions, lbv1.ConditionConflictsIgnored); old == nil || old.Message != now.Message {
+			r.Recorder.Eventf(s, nil, corev1.EventTypeWarning, ReasonConflictingObjects, "Reconcile", "%s", now.Message)
+			for _, ig := range st.ignored {
+				if o := standalone(st.config, ig); o != nil {
+					r.Recorder.Eventf(o, s, corev1.EventTypeWarning, ReasonConflictingObjects, "Reconcile",
+						"Ignored: it conflicts with an earlier object: %s", ig.Errors.ToAggregate().Error())
+				}
+			}
+		}
+	}
 	if err := r.Client.Status().Patch(ctx, s, client.MergeFrom(before)); err != nil {
 		return fmt.Errorf("writing status: %w", err)
+	}
+	return nil
+}
+
+// ignoredMessage says which items are left out and why.
+func ignoredMessage(ignored []config.Ignored) string {
+	parts := make([]string, 0, len(ignored))
+	for _, ig := range ignored {
+		parts = append(parts, fmt.Sprintf("%s is ignored: %s", ig.Item, ig.Errors.ToAggregate().Error()))
+	}
+	return "Objects that conflict with earlier ones got in anyway; the later of each pair is left out and the rest is in force: " + strings.Join(parts, "; ")
+}
+
+// standalone returns the standalone object an ignored item is, or nil
+// (an inline item, or a stack: the event on the stack names it).
+func standalone(objs config.Objects, ig config.Ignored) client.Object {
+	find := func(name string) bool { return name == ig.Name }
+	switch ig.Kind {
+	case "IPAddressPool":
+		if i := slices.IndexFunc(objs.Pools, func(o lbv1.IPAddressPool) bool { return find(o.Name) }); i >= 0 {
+			return &objs.Pools[i]
+		}
+	case "BGPPeer":
+		if i := slices.IndexFunc(objs.Peers, func(o lbv1.BGPPeer) bool { return find(o.Name) }); i >= 0 {
+			return &objs.Peers[i]
+		}
+	case "Community":
+		if i := slices.IndexFunc(objs.Communities, func(o lbv1.Community) bool { return find(o.Name) }); i >= 0 {
+			return &objs.Communities[i]
+		}
+	case "BGPAdvertisement":
+		if i := slices.IndexFunc(objs.BGPAdvertisements, func(o lbv1.BGPAdvertisement) bool { return find(o.Name) }); i >= 0 {
+			return &objs.BGPAdvertisements[i]
+		}
+	case "L2Advertisement":
+		if i := slices.IndexFunc(objs.L2Advertisements, func(o lbv1.L2Advertisement) bool { return find(o.Name) }); i >= 0 {
+			return &objs.L2Advertisements[i]
+		}
+	case "BFDProfile":
+		if i := slices.IndexFunc(objs.BFDProfiles, func(o lbv1.BFDProfile) bool { return find(o.Name) }); i >= 0 {
+			return &objs.BFDProfiles[i]
+		}
 	}
 	return nil
 }

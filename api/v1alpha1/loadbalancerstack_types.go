@@ -250,6 +250,12 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionDegraded is True when the configuration is invalid or cannot be applied.
 	ConditionDegraded = "Degraded"
+	// ConditionConflictsIgnored is True when objects that conflict with
+	// earlier ones got in anyway (admitted at the same moment, so neither
+	// webhook call saw the other): the later of each pair is left out of
+	// the configuration in force, and the message names them. The rest of
+	// the configuration is in force.
+	ConditionConflictsIgnored = "ConflictsIgnored"
 )
 
 // NamedPoolUsage is the usage of one pool, by name.

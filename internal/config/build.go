@@ -46,10 +46,14 @@ type item[T any] struct {
 }
 
 type builder struct {
-	objs     Objects
-	errs     field.ErrorList
-	warnings Warnings
-	cfg      *Config
+	objs Objects
+	errs field.ErrorList
+	// conflicts are the errors that blame the later of two items that
+	// cannot both be in force (overlapping pools, one peer address on
+	// the same nodes, ...): at run time the later item is ignored.
+	conflicts map[*field.Error]bool
+	warnings  Warnings
+	cfg       *Config
 
 	// badAliases are community aliases defined with an invalid value.
 	badAliases map[string]bool
@@ -63,7 +67,15 @@ type builder struct {
 // configuration, the warnings, and every error found. The Config is nil
 // when there is an error.
 func Build(objs Objects) (*Config, Warnings, field.ErrorList) {
-	b := &builder{objs: objs, badAliases: map[string]bool{}, cfg: &Config{
+	b := build(objs)
+	if len(b.errs) > 0 {
+		return nil, b.warnings, b.errs
+	}
+	return b.cfg, b.warnings, nil
+}
+
+func build(objs Objects) *builder {
+	b := &builder{objs: objs, badAliases: map[string]bool{}, conflicts: map[*field.Error]bool{}, cfg: &Config{
 		Pools:            map[string]*Pool{},
 		Peers:            map[string]*Peer{},
 		BFDProfiles:      map[string]*BFDProfile{},
@@ -133,11 +145,13 @@ func Build(objs Objects) (*Config, Warnings, field.ErrorList) {
 		b.bgpAdvertisement(a)
 	}
 	b.localPrefConflicts()
+	return b
+}
 
-	if len(b.errs) > 0 {
-		return nil, b.warnings, b.errs
-	}
-	return b.cfg, b.warnings, nil
+// conflict records err as a conflict that blames the later of two items.
+func (b *builder) conflict(err *field.Error) {
+	b.errs = append(b.errs, err)
+	b.conflicts[err] = true
 }
 
 // stack picks the LoadBalancerStack in force. Every other stack is an
@@ -149,7 +163,7 @@ func (b *builder) stack() *lbv1.LoadBalancerStack {
 	}
 	for i := range b.objs.Stacks {
 		if o := &b.objs.Stacks[i]; o != s {
-			b.errs = append(b.errs, field.Forbidden(ObjectPath("LoadBalancerStack", o.Name),
+			b.conflict(field.Forbidden(ObjectPath("LoadBalancerStack", o.Name),
 				fmt.Sprintf("only one LoadBalancerStack may exist in a cluster and %q is already in force; put the configuration into it, or into standalone objects", s.Name)))
 		}
 	}
@@ -226,19 +240,19 @@ func collect[O any, T any](b *builder, stack *lbv1.LoadBalancerStack, kind, stac
 		}
 		standalone[m.Name] = true
 		out = append(out, item[T]{name: m.Name, labels: m.Labels, spec: spec(o),
-			path: ObjectPath(kind, m.Name).Child("spec"), src: Source{Kind: kind, Name: m.Name}})
+			path: ObjectPath(kind, m.Name).Child("spec"), src: Source{Kind: kind, Name: m.Name, Created: m.CreationTimestamp}})
 	}
 	if stack != nil {
 		base := ObjectPath("LoadBalancerStack", stack.Name).Child("spec", stackField)
 		for i, in := range fromStack(stack) {
 			p := base.Index(i)
 			if standalone[in.meta.Name] {
-				b.errs = append(b.errs, duplicate(p.Child("name"), in.meta.Name,
+				b.conflict(duplicate(p.Child("name"), in.meta.Name,
 					fmt.Sprintf("a standalone %s of this name already exists and is not owned by this stack; rename the item or delete the standalone object", kind)))
 				continue
 			}
 			out = append(out, item[T]{name: in.meta.Name, labels: in.meta.Labels, spec: in.spec, path: p,
-				src: Source{Kind: "LoadBalancerStack", Name: stack.Name, Owner: stack.UID}})
+				src: Source{Kind: "LoadBalancerStack", Name: stack.Name, Owner: stack.UID, Created: stack.CreationTimestamp}})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].name < out[j].name })

@@ -7,7 +7,7 @@
 // Every error's field path starts at the object it is about, written as
 // Kind[name], for example
 //
-//	IPAddressPool[prod].spec.addresses[1]: Invalid value: "192.0.2.128/25": overlaps IPAddressPool "test" at IPAddressPool[test].spec.addresses[0] (192.0.2.0/24); pools must not share addresses
+//	IPAddressPool[test].spec.addresses[0]: Invalid value: "192.0.2.0/24": overlaps IPAddressPool "prod" at IPAddressPool[prod].spec.addresses[1] (192.0.2.128/25); pools must not share addresses
 //	LoadBalancerStack[lbstack].spec.bgpPeers[0].holdTime: Invalid value: "2s": must be 0s or between 3s and 65535s (RFC 4271)
 //
 // References: a BGPPeer's bfdProfile and a community alias that do not
@@ -30,8 +30,9 @@ import (
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 )
 
-// Objects is everything Build reads. Nodes is optional: with it, two peers
-// with the same address conflict only when some node matches both.
+// Objects is everything Build reads. Validity never depends on Node
+// labels: two peers with one address and port whose node selectors differ
+// are valid, and a node that both select keeps the older one at run time.
 type Objects struct {
 	Stacks            []lbv1.LoadBalancerStack
 	Pools             []lbv1.IPAddressPool
@@ -40,7 +41,6 @@ type Objects struct {
 	Peers             []lbv1.BGPPeer
 	BFDProfiles       []lbv1.BFDProfile
 	Communities       []lbv1.Community
-	Nodes             []metav1.ObjectMeta
 }
 
 // Config is the validated configuration.
@@ -69,6 +69,28 @@ type Source struct {
 	Kind, Name string
 	// Owner is the UID of the stack that owns a standalone child, if any.
 	Owner types.UID
+	// Created is the object's creation time (the stack's for an inline
+	// item); zero for an object being admitted. It decides which of two
+	// conflicting items is the later one.
+	Created metav1.Time
+}
+
+// Before reports whether the item a (named an) was declared before b
+// (named bn): created earlier, or at the same time and named first. An
+// object not yet created comes last. Of two conflicting items, the one
+// not Before the other is the later one, ignored at run time.
+func Before(a Source, an string, b Source, bn string) bool {
+	ta, tb := a.Created, b.Created
+	if !ta.Equal(&tb) {
+		if ta.IsZero() || tb.IsZero() {
+			return tb.IsZero()
+		}
+		return ta.Before(&tb)
+	}
+	if an != bn {
+		return an < bn
+	}
+	return a.Kind+"/"+a.Name < b.Kind+"/"+b.Name
 }
 
 // Pool is a validated IPAddressPool.
@@ -155,6 +177,7 @@ type L2Advertisement struct {
 // and communities resolved.
 type BGPAdvertisement struct {
 	Name                string
+	Source              Source
 	Pools               []string
 	AggregationLength   int
 	AggregationLengthV6 int

@@ -220,9 +220,13 @@ func labeled(p lbv1.IPAddressPool, pairs ...string) lbv1.IPAddressPool {
 	return p
 }
 
-// node is a Node's metadata with labels given as key, value pairs.
-func node(name string, pairs ...string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Labels: kv(pairs...)}
+// created sets an object's creation time to second sec of a fixed day.
+func created[T any, P interface {
+	*T
+	SetCreationTimestamp(metav1.Time)
+}](o T, sec int) T {
+	P(&o).SetCreationTimestamp(metav1.NewTime(time.Date(2026, 1, 1, 0, 0, sec, 0, time.UTC)))
+	return o
 }
 
 // sel is a selector matching labels given as key, value pairs.
@@ -237,7 +241,7 @@ var (
 	selBadKey      = metav1.LabelSelector{MatchLabels: map[string]string{"bad key!": "x"}}
 )
 
-// objects sorts lbstack objects and nodes into an Objects.
+// objects sorts lbstack objects into an Objects.
 func objects(items ...any) Objects {
 	var o Objects
 	for _, it := range items {
@@ -256,11 +260,12 @@ func objects(items ...any) Objects {
 			o.BFDProfiles = append(o.BFDProfiles, it)
 		case lbv1.Community:
 			o.Communities = append(o.Communities, it)
-		case metav1.ObjectMeta:
-			o.Nodes = append(o.Nodes, it)
 		default:
 			panic(fmt.Sprintf("objects: unexpected %T", it))
 		}
 	}
 	return o
 }
+
+// stackCreated is the creation time of the stack stack() returns.
+var stackCreated = metav1.NewTime(t0)

@@ -83,12 +83,19 @@ func (b *builder) poolOverlaps() {
 				break
 			}
 			if rs[j].r.Overlaps(rs[i].r) {
-				what, rule := "another address of the same pool", "a pool's addresses must not overlap"
-				if rs[j].pool != rs[i].pool {
-					what, rule = fmt.Sprintf("IPAddressPool %q", rs[j].pool), "pools must not share addresses"
+				if rs[j].pool == rs[i].pool {
+					b.errs = append(b.errs, field.Invalid(rs[i].path, rs[i].r.String(),
+						fmt.Sprintf("overlaps another address of the same pool at %s (%s); a pool's addresses must not overlap", rs[j].path, rs[j].r)))
+					break
 				}
-				b.errs = append(b.errs, field.Invalid(rs[i].path, rs[i].r.String(),
-					fmt.Sprintf("overlaps %s at %s (%s); %s", what, rs[j].path, rs[j].r, rule)))
+				// Blame the later pool: at run time it is the one ignored.
+				later, earlier := rs[i], rs[j]
+				pl, pe := b.cfg.Pools[later.pool], b.cfg.Pools[earlier.pool]
+				if Before(pl.Source, pl.Name, pe.Source, pe.Name) {
+					later, earlier = earlier, later
+				}
+				b.conflict(field.Invalid(later.path, later.r.String(),
+					fmt.Sprintf("overlaps IPAddressPool %q at %s (%s); pools must not share addresses", earlier.pool, earlier.path, earlier.r)))
 				break
 			}
 		}
@@ -136,7 +143,11 @@ func (b *builder) bfdProfile(it item[lbv1.BFDProfileSpec]) {
 }
 
 func (b *builder) communities(items []item[lbv1.CommunitySpec]) {
-	defined := map[string]*field.Path{}
+	type definition struct {
+		path *field.Path
+		it   item[lbv1.CommunitySpec]
+	}
+	defined := map[string]definition{}
 	for _, it := range items {
 		for i, a := range it.spec.Communities {
 			p := it.path.Child("communities").Index(i)
@@ -145,11 +156,18 @@ func (b *builder) communities(items []item[lbv1.CommunitySpec]) {
 				continue
 			}
 			if prev, dup := defined[a.Name]; dup {
-				b.errs = append(b.errs, duplicate(p.Child("name"), a.Name,
-					fmt.Sprintf("already defined at %s; an alias name must be unique across all Community objects", prev)))
-				continue
+				// Blame the later definition: at run time it is ignored.
+				if prev.it.name == it.name || !Before(it.src, it.name, prev.it.src, prev.it.name) {
+					b.conflict(duplicate(p.Child("name"), a.Name,
+						fmt.Sprintf("already defined at %s; an alias name must be unique across all Community objects", prev.path)))
+					continue
+				}
+				b.conflict(duplicate(prev.path.Child("name"), a.Name,
+					fmt.Sprintf("already defined at %s; an alias name must be unique across all Community objects", p)))
+				delete(b.cfg.CommunityAliases, a.Name)
+				delete(b.badAliases, a.Name)
 			}
-			defined[a.Name] = p
+			defined[a.Name] = definition{path: p, it: it}
 			c, err := ParseCommunity(string(a.Value))
 			if err != nil {
 				b.errs = append(b.errs, field.Invalid(p.Child("value"), string(a.Value), err.Error()))
@@ -292,33 +310,53 @@ func (b *builder) peerConflicts() {
 		list := byKey[k]
 		for i := 1; i < len(list); i++ {
 			for j := 0; j < i; j++ {
-				if node, ok := b.nodesOverlap(list[i].peer.NodeSelectors, list[j].peer.NodeSelectors); ok {
-					where := "every node"
-					if node != "" {
-						where = "node " + node
-					}
-					b.errs = append(b.errs, duplicate(list[i].path.Child("peerAddress"), k.addr.String(),
-						fmt.Sprintf("BGPPeer %q (%s) has the same address and port %d, and %s would open both sessions; one node cannot hold two sessions to one router address and port", list[j].peer.Name, list[j].path, k.port, where)))
-					break
+				where, ok := nodesOverlap(list[i].peer.NodeSelectors, list[j].peer.NodeSelectors)
+				if !ok {
+					continue
 				}
+				later, earlier := list[i], list[j]
+				if Before(later.peer.Source, later.peer.Name, earlier.peer.Source, earlier.peer.Name) {
+					later, earlier = earlier, later
+				}
+				b.conflict(duplicate(later.path.Child("peerAddress"), k.addr.String(),
+					fmt.Sprintf("BGPPeer %q (%s) has the same address and port %d, and %s would open both sessions; one node cannot hold two sessions to one router address and port", earlier.peer.Name, earlier.path, k.port, where)))
+				break
 			}
 		}
 	}
 }
 
-// nodesOverlap reports whether some node matches both selector lists (an
-// empty list matches every node), and one such node's name. Without the
-// node list, two lists overlap when either is empty.
-func (b *builder) nodesOverlap(a, c []labels.Selector) (string, bool) {
-	if len(b.objs.Nodes) == 0 {
-		return "", len(a) == 0 || len(c) == 0
+// nodesOverlap reports whether two peers' node selector lists (an empty
+// list selects every node) select a common node whatever the Nodes'
+// labels are — either list is empty, or both hold the same selector — and
+// says which nodes. Whether lists that differ overlap depends on the
+// labels, which change without admission: a node that both select keeps
+// the earlier peer at run time (see speaker/plan).
+func nodesOverlap(a, c []labels.Selector) (string, bool) {
+	switch {
+	case len(a) == 0 && len(c) == 0:
+		return "every node", true
+	case len(a) == 0:
+		return "every node that " + selectorList(c) + " selects", true
+	case len(c) == 0:
+		return "every node that " + selectorList(a) + " selects", true
 	}
-	for _, n := range b.objs.Nodes {
-		if MatchesAny(a, n.Labels) && MatchesAny(c, n.Labels) {
-			return n.Name, true
+	for _, x := range a {
+		for _, y := range c {
+			if x.String() == y.String() {
+				return fmt.Sprintf("every node that %q selects", x.String()), true
+			}
 		}
 	}
 	return "", false
+}
+
+func selectorList(sels []labels.Selector) string {
+	out := make([]string, len(sels))
+	for i, s := range sels {
+		out[i] = fmt.Sprintf("%q", s.String())
+	}
+	return strings.Join(out, " or ")
 }
 
 // MatchesAny reports whether set matches any of sels; no selectors match everything.
@@ -394,6 +432,7 @@ func (b *builder) bgpAdvertisement(it item[lbv1.BGPAdvertisementSpec]) {
 	s, path := it.spec, it.path
 	a := &BGPAdvertisement{
 		Name:                it.name,
+		Source:              it.src,
 		AggregationLength:   32,
 		AggregationLengthV6: 128,
 		NodeSelectors:       b.selectors(path.Child("nodeSelectors"), s.NodeSelectors),
@@ -534,8 +573,13 @@ func (b *builder) localPrefConflicts() {
 							continue
 						}
 						reported[k] = true
-						b.errs = append(b.errs, field.Invalid(ap.path.Child("localPref"), *a.LocalPref,
-							fmt.Sprintf("conflicts with localPref %d of BGPAdvertisement %q (%s): both announce %s to a common peer", *prev.adv.LocalPref, prev.adv.Name, prev.path, pfx)))
+						// Blame the later advertisement: at run time it is ignored.
+						later, earlier := owner{a, ap.path}, prev
+						if Before(a.Source, a.Name, prev.adv.Source, prev.adv.Name) {
+							later, earlier = earlier, later
+						}
+						b.conflict(field.Invalid(later.path.Child("localPref"), *later.adv.LocalPref,
+							fmt.Sprintf("conflicts with localPref %d of BGPAdvertisement %q (%s): both announce %s to a common peer", *earlier.adv.LocalPref, earlier.adv.Name, earlier.path, pfx)))
 					}
 					if !mine {
 						seen[pfx] = append(owners, owner{a, ap.path})

@@ -6,15 +6,14 @@ import (
 	"context"
 	"fmt"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
 )
 
-// List reads every lbstack configuration object and the nodes'
-// metadata: the input of config.Build.
+// List reads every lbstack configuration object: the input of
+// config.Build (validity never depends on Nodes, so they are not read).
 func List(ctx context.Context, r client.Reader) (config.Objects, error) {
 	var (
 		objs   config.Objects
@@ -25,19 +24,13 @@ func List(ctx context.Context, r client.Reader) (config.Objects, error) {
 		peers  lbv1.BGPPeerList
 		bfds   lbv1.BFDProfileList
 		comms  lbv1.CommunityList
-		nodes  metav1.PartialObjectMetadataList
 	)
-	nodes.SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("NodeList"))
-	nodes.APIVersion, nodes.Kind = "v1", "NodeList"
-	for _, l := range []client.ObjectList{&stacks, &pools, &l2s, &bgps, &peers, &bfds, &comms, &nodes} {
+	for _, l := range []client.ObjectList{&stacks, &pools, &l2s, &bgps, &peers, &bfds, &comms} {
 		if err := r.List(ctx, l); err != nil {
 			return objs, fmt.Errorf("listing %T: %w", l, err)
 		}
 	}
 	objs.Stacks, objs.Pools, objs.L2Advertisements, objs.BGPAdvertisements = stacks.Items, pools.Items, l2s.Items, bgps.Items
 	objs.Peers, objs.BFDProfiles, objs.Communities = peers.Items, bfds.Items, comms.Items
-	for _, n := range nodes.Items {
-		objs.Nodes = append(objs.Nodes, n.ObjectMeta)
-	}
 	return objs, nil
 }

@@ -516,13 +516,14 @@ func TestStackLifecycle(t *testing.T) {
 	})
 
 	t.Run("invalid configuration makes the stack Degraded and changes nothing", func(t *testing.T) {
-		overlap := &lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "overlapping"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"192.0.2.8/29"}}}
-		if err := env.Client.Create(tctx(t), overlap); err != nil {
+		// A peer naming a BFDProfile that does not exist (no webhook runs here).
+		bad := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "no-profile"}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, PeerAddress: "192.0.2.200", BFDProfile: "missing"}}
+		if err := env.Client.Create(tctx(t), bad); err != nil {
 			t.Fatal(err)
 		}
 		patchStack(t, func(s *lbv1.LoadBalancerStack) { s.Spec.Speaker.Image = "registry.example/lbstack:v3" })
 		s := wantCondition(t, lbv1.ConditionDegraded, metav1.ConditionTrue, controllers.ReasonInvalidConfiguration)
-		if msg := condition(s, lbv1.ConditionDegraded).Message; !strings.Contains(msg, "IPAddressPool[") {
+		if msg := condition(s, lbv1.ConditionDegraded).Message; !strings.Contains(msg, "BGPPeer[no-profile]") {
 			t.Errorf("message does not name the object: %s", msg)
 		}
 		var ds appsv1.DaemonSet
@@ -533,7 +534,7 @@ func TestStackLifecycle(t *testing.T) {
 			t.Errorf("an invalid configuration was applied: image %s", img)
 		}
 		eventually(t, "Degraded event", func() error { return findEvent(t, controllers.ReasonInvalidConfiguration) })
-		if err := env.Client.Delete(tctx(t), overlap); err != nil {
+		if err := env.Client.Delete(tctx(t), bad); err != nil {
 			t.Fatal(err)
 		}
 		wantCondition(t, lbv1.ConditionDegraded, metav1.ConditionFalse, controllers.ReasonAsExpected)
@@ -543,6 +544,54 @@ func TestStackLifecycle(t *testing.T) {
 			}
 			if img := ds.Spec.Template.Spec.Containers[0].Image; img != "registry.example/lbstack:v3" {
 				return fmt.Errorf("image %s", img)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a conflicting object that got in is ignored, the rest stays in force", func(t *testing.T) {
+		overlap := &lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "overlapping"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"192.0.2.8/29"}}}
+		if err := env.Client.Create(tctx(t), overlap); err != nil {
+			t.Fatal(err)
+		}
+		patchStack(t, func(s *lbv1.LoadBalancerStack) { s.Spec.Speaker.Image = "registry.example/lbstack:v4" })
+		s := wantCondition(t, lbv1.ConditionConflictsIgnored, metav1.ConditionTrue, controllers.ReasonConflictingObjects)
+		if msg := condition(s, lbv1.ConditionConflictsIgnored).Message; !strings.Contains(msg, "IPAddressPool[overlapping] is ignored") {
+			t.Errorf("message does not name the ignored pool: %s", msg)
+		}
+		wantCondition(t, lbv1.ConditionDegraded, metav1.ConditionFalse, controllers.ReasonAsExpected)
+		var ds appsv1.DaemonSet
+		eventually(t, "the change is applied", func() error {
+			if err := get(t, &ds, ns, render.SpeakerName); err != nil {
+				return err
+			}
+			if img := ds.Spec.Template.Spec.Containers[0].Image; img != "registry.example/lbstack:v4" {
+				return fmt.Errorf("image %s", img)
+			}
+			return nil
+		})
+		eventually(t, "an event on the ignored pool", func() error {
+			var l eventsv1.EventList
+			if err := env.Client.List(tctx(t), &l); err != nil {
+				return err
+			}
+			for _, e := range l.Items {
+				if e.Regarding.Kind == "IPAddressPool" && e.Regarding.Name == "overlapping" && e.Reason == controllers.ReasonConflictingObjects {
+					return nil
+				}
+			}
+			return errors.New("none yet")
+		})
+		if err := env.Client.Delete(tctx(t), overlap); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the condition goes", func() error {
+			var st lbv1.LoadBalancerStack
+			if err := get(t, &st, "", "lbstack"); err != nil {
+				return err
+			}
+			if c := condition(&st, lbv1.ConditionConflictsIgnored); c != nil {
+				return fmt.Errorf("still %s: %s", c.Status, c.Message)
 			}
 			return nil
 		})

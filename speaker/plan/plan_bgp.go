@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -19,6 +20,11 @@ type BGPPlan struct {
 	dataplane.BGPPlan
 	// Passwords are the password Secrets of the peers that have one.
 	Passwords map[string]lbv1.SecretReference
+	// Skipped are the peers selected for this node that it leaves out, by
+	// name, with the reason: a peer with the address and port of an
+	// earlier peer (config.Before) that also selects this node. Admission
+	// cannot refuse that, as it depends on Node labels.
+	Skipped map[string]string
 }
 
 // BGP computes the BGP plan of node self. A Service address is
@@ -33,6 +39,7 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 	plan := BGPPlan{
 		BGPPlan:   dataplane.BGPPlan{BFD: map[string]bfd.SessionConfig{}, Services: map[netip.Prefix][]dataplane.ServiceRef{}},
 		Passwords: map[string]lbv1.SecretReference{},
+		Skipped:   map[string]string{},
 	}
 	if cfg == nil {
 		return plan
@@ -46,16 +53,34 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 	if me == nil {
 		return plan
 	}
+	// Earliest first, so that of two peers with one address and port the
+	// earlier one is kept on every node that selects both.
 	names := make([]string, 0, len(cfg.Peers))
 	for n := range cfg.Peers {
 		names = append(names, n)
 	}
-	slices.Sort(names)
+	slices.SortFunc(names, func(a, b string) int {
+		if config.Before(cfg.Peers[a].Source, a, cfg.Peers[b].Source, b) {
+			return -1
+		}
+		return 1
+	})
+	type addrPort struct {
+		addr netip.Addr
+		port uint16
+	}
+	taken := map[addrPort]string{}
 	for _, n := range names {
 		p := cfg.Peers[n]
 		if !anySelects(p.NodeSelectors, me.Labels) {
 			continue
 		}
+		k := addrPort{p.Address, p.Port}
+		if first, dup := taken[k]; dup {
+			plan.Skipped[p.Name] = fmt.Sprintf("BGPPeer %q, created earlier, has the same address and port (%s) and also selects node %s; one node cannot hold two sessions to one router address and port", first, netip.AddrPortFrom(p.Address, p.Port), self)
+			continue
+		}
+		taken[k] = p.Name
 		plan.Peers = append(plan.Peers, bgp.Peer{
 			Name: p.Name, Address: p.Address, Port: p.Port, LocalASN: p.MyASN, PeerASN: p.PeerASN,
 			SourceAddress: p.SourceAddress, EBGPMultiHop: p.EBGPMultiHop,

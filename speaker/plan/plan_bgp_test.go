@@ -3,7 +3,9 @@ package plan
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -108,4 +110,32 @@ func prefixes(p BGPPlan) []string {
 		}
 	}
 	return out
+}
+
+// TestPlanBGPResolvesOnePeerAddressPerNode: two peers with one address and
+// port whose node selectors differ are valid (validity never depends on
+// Node labels); a node that both select keeps the earlier one and says
+// which it skipped, a node that one selects keeps that one.
+func TestPlanBGPResolvesOnePeerAddressPerNode(t *testing.T) {
+	at := func(sec int) metav1.Time { return metav1.NewTime(time.Date(2026, 1, 1, 0, 0, sec, 0, time.UTC)) }
+	cfg := mustConfig(t, config.Objects{
+		Peers: []lbv1.BGPPeer{
+			{ObjectMeta: metav1.ObjectMeta{Name: "a-later", CreationTimestamp: at(2)}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, PeerAddress: "203.0.113.1",
+				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "a"}}}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "z-earlier", CreationTimestamp: at(1)}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, PeerAddress: "203.0.113.1",
+				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"edge": "true"}}}}},
+		},
+	})
+	nodes := []NodeState{{Name: "both", Labels: labels.Set{"rack": "a", "edge": "true"}}, {Name: "rack-a", Labels: labels.Set{"rack": "a"}}}
+	both := BGP(cfg, nil, nodes, "both")
+	if got := peerNames(both); !slices.Equal(got, []string{"z-earlier"}) {
+		t.Errorf("node both configures %v, want only the earlier peer", got)
+	}
+	if why := both.Skipped["a-later"]; !strings.Contains(why, `"z-earlier"`) || !strings.Contains(why, "203.0.113.1:179") {
+		t.Errorf("the skipped peer's reason %q does not name the earlier peer and the address", why)
+	}
+	rackA := BGP(cfg, nil, nodes, "rack-a")
+	if got := peerNames(rackA); !slices.Equal(got, []string{"a-later"}) || len(rackA.Skipped) != 0 {
+		t.Errorf("node rack-a configures %v (skipped %v), want a-later", got, rackA.Skipped)
+	}
 }
