@@ -88,13 +88,18 @@ func (r *BGPReporter) Status(st dataplane.BGPStatus) {
 		if s.State == lbv1.BGPSessionEstablished {
 			established[name] = true
 		}
-		prev, ok := r.sessions[name]
-		s.LastTransitionTime = prev.LastTransitionTime
-		if !ok || prev.State != s.State {
-			s.LastTransitionTime = metav1.NewTime(now.Truncate(time.Second))
-		}
-		if !ok || !equality.Semantic.DeepEqual(prev, s) {
-			r.sessions[name] = s
+		r.setSession(name, s, now)
+	}
+	// Peers this node left out: an entry that says so and why.
+	for name, why := range st.Plan.Skipped {
+		s := lbv1.BGPNodeSession{Node: r.Node, State: lbv1.BGPSessionNotConfigured, LastError: why}
+		r.setSession(name, s, now)
+	}
+	// A peer this node no longer has: its entry goes.
+	for name := range r.sessions {
+		_, skipped := st.Plan.Skipped[name]
+		if !skipped && !slices.ContainsFunc(st.Sessions, func(ps dataplane.PeerSession) bool { return ps.Name == name }) {
+			delete(r.sessions, name)
 			r.queue.Add(bgpKey{peer: true, NamespacedName: types.NamespacedName{Name: name}})
 		}
 	}
@@ -145,6 +150,21 @@ func (r *BGPReporter) Status(st dataplane.BGPStatus) {
 			delete(r.services, svc)
 			r.queue.Add(bgpKey{NamespacedName: svc}) // writes an empty entry: removes ours
 		}
+	}
+}
+
+// setSession records this node's entry for a peer, keeping the time of
+// the last state change, and queues its write when it changed. The
+// caller holds r.mu.
+func (r *BGPReporter) setSession(name string, s lbv1.BGPNodeSession, now time.Time) {
+	prev, ok := r.sessions[name]
+	s.LastTransitionTime = prev.LastTransitionTime
+	if !ok || prev.State != s.State {
+		s.LastTransitionTime = metav1.NewTime(now.Truncate(time.Second))
+	}
+	if !ok || !equality.Semantic.DeepEqual(prev, s) {
+		r.sessions[name] = s
+		r.queue.Add(bgpKey{peer: true, NamespacedName: types.NamespacedName{Name: name}})
 	}
 }
 
@@ -201,17 +221,16 @@ func (r *BGPReporter) write(ctx context.Context, key bgpKey) error {
 	r.mu.Lock()
 	var entry any
 	if key.peer {
-		s, ok := r.sessions[key.Name]
-		if !ok {
-			r.mu.Unlock()
-			return nil
+		if s, ok := r.sessions[key.Name]; ok {
+			entry = &s
 		}
-		entry = &s
 	} else if e, ok := r.services[key.NamespacedName]; ok {
 		entry = &e
 	}
 	r.mu.Unlock()
-	status := map[string]any{} // no entry: applying nothing removes ours
+	// No entry: applying an empty list removes ours (an empty status
+	// would be sent as null, which the API server refuses).
+	status := map[string]any{"nodes": []any{}}
 	if entry != nil {
 		body, err := runtime.DefaultUnstructuredConverter.ToUnstructured(entry)
 		if err != nil {

@@ -2,7 +2,6 @@ package speaker
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"testing"
 	"time"
@@ -23,14 +22,7 @@ import (
 // its problem ends, and a restarted speaker removes what its previous run
 // left.
 func TestMembershipReporterWritesSpeakerProblems(t *testing.T) {
-	env, err := testenv.Start(testenv.Options{})
-	if errors.Is(err, testenv.ErrNoAssets) {
-		testenv.Skip(t, "%v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
+	env := testenv.StartT(t, testenv.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	kube := env.Client

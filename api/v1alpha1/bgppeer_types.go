@@ -50,7 +50,8 @@ type BGPPeerSpec struct {
 	RouterID string `json:"routerID,omitempty"`
 
 	// holdTime is the BGP hold time proposed to the peer: 0s (no keepalives)
-	// or at least 3s (RFC 4271). Defaults to 90s.
+	// or at least 3s (RFC 4271), a whole number of seconds (BGP carries its
+	// timers in seconds; the webhook refuses a fraction). Defaults to 90s.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
@@ -59,7 +60,8 @@ type BGPPeerSpec struct {
 	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
 
 	// keepaliveTime is the interval between keepalive messages. It must be
-	// shorter than holdTime. Defaults to a third of the hold time.
+	// shorter than holdTime and a whole number of seconds. Defaults to a
+	// third of the hold time.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
@@ -67,8 +69,8 @@ type BGPPeerSpec struct {
 	// +optional
 	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
 
-	// connectTime is how long to wait between attempts to open the session.
-	// Defaults to 5s.
+	// connectTime is how long to wait between attempts to open the session,
+	// a whole number of seconds. Defaults to 5s.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
@@ -113,7 +115,7 @@ type BGPPeerSpec struct {
 }
 
 // BGPSessionState is the state of a BGP session (RFC 4271 finite state machine).
-// +kubebuilder:validation:Enum=Idle;Connect;Active;OpenSent;OpenConfirm;Established;Unknown
+// +kubebuilder:validation:Enum=Idle;Connect;Active;OpenSent;OpenConfirm;Established;Unknown;NotConfigured
 type BGPSessionState string
 
 // BGP session states.
@@ -125,6 +127,10 @@ const (
 	BGPSessionOpenConfirm BGPSessionState = "OpenConfirm"
 	BGPSessionEstablished BGPSessionState = "Established"
 	BGPSessionUnknown     BGPSessionState = "Unknown"
+	// BGPSessionNotConfigured: the node left the peer out (lastError says
+	// why: another peer with its address selects the node, or the speaker
+	// cannot configure it); the node's other peers are unaffected.
+	BGPSessionNotConfigured BGPSessionState = "NotConfigured"
 )
 
 // BGPNodeSession is the state of the session between one node and the peer.

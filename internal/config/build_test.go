@@ -260,6 +260,18 @@ func TestBuildRejects(t *testing.T) {
 			objs:  objects(peer("a", "192.0.2.1", peerNodes(selBadOperator))),
 			field: "BGPPeer[a].spec.nodeSelectors[0].matchExpressions[0].operator", msg: `Invalid value: "Equals": not a valid selector operator`,
 		},
+		"peer: holdTime not whole seconds": {
+			objs:  objects(peer("a", "192.0.2.1", holdTime("4500ms"))),
+			field: "BGPPeer[a].spec.holdTime", msg: `Invalid value: "4.5s": must be a whole number of seconds`,
+		},
+		"peer: keepaliveTime not whole seconds": {
+			objs:  objects(peer("a", "192.0.2.1", keepalive("2500ms"))),
+			field: "BGPPeer[a].spec.keepaliveTime", msg: "must be a whole number of seconds",
+		},
+		"peer: connectTime not whole seconds": {
+			objs:  objects(peer("a", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.ConnectTime = &metav1.Duration{Duration: 1500 * time.Millisecond} })),
+			field: "BGPPeer[a].spec.connectTime", msg: "must be a whole number of seconds",
+		},
 		"peer: inline holdTime 2s": {
 			objs:  objects(stack(inPeers(peer("tor", "192.0.2.1", holdTime("2s"))))),
 			field: "LoadBalancerStack[lbstack].spec.bgpPeers[0].holdTime", msg: "must be 0s or between 3s and 65535s",
@@ -872,8 +884,6 @@ func TestBuildSkipsStackChildren(t *testing.T) {
 // TestBuildAccepts holds configurations that are close to an error but valid.
 func TestBuildAccepts(t *testing.T) {
 	cases := map[string]Objects{
-		"peers with one address and different ports": objects(
-			peer("a", "192.0.2.1"), peer("b", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.PeerPort = 1179 })),
 		// Validity never depends on Node labels: a node that both select
 		// keeps the earlier peer at run time.
 		"peers with one address and different node selectors": objects(
@@ -924,6 +934,10 @@ func TestBuildWarnings(t *testing.T) {
 		"BGPAdvertisement names a missing pool": {
 			objs: objects(stack(inBGPAdvs(bgpAdv("adv", advPools("gone"))))),
 			want: []string{`LoadBalancerStack[lbstack].spec.bgpAdvertisements[0].ipAddressPools[0]: IPAddressPool "gone" does not exist`},
+		},
+		"peers with one address and different ports": {
+			objs: objects(peer("a", "192.0.2.1"), peer("b", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.PeerPort = 1179 })),
+			want: []string{`BGPPeer[b].spec.peerPort: BGPPeer "a" (BGPPeer[a].spec) has the same address on port 179; a node holds one session per router address, so a node that selects both peers configures only the one created first`},
 		},
 		"BGPAdvertisement names a missing peer": {
 			objs: objects(peer("x", "192.0.2.1"), bgpAdv("adv", advPeers("x", "y"))),

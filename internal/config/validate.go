@@ -227,6 +227,16 @@ func (b *builder) peer(it item[lbv1.BGPPeerSpec]) {
 			p.RouterID = a
 		}
 	}
+	// BGP carries its timers in whole seconds (RFC 4271): a fraction
+	// cannot be honoured, so it is refused here rather than on the node.
+	for _, t := range []struct {
+		name string
+		v    *metav1.Duration
+	}{{"holdTime", s.HoldTime}, {"keepaliveTime", s.KeepaliveTime}, {"connectTime", s.ConnectTime}} {
+		if t.v != nil && t.v.Duration%time.Second != 0 {
+			b.errs = append(b.errs, field.Invalid(path.Child(t.name), t.v.Duration.String(), "must be a whole number of seconds: BGP carries its timers in seconds"))
+		}
+	}
 	p.HoldTime = duration(s.HoldTime, DefaultHoldTime)
 	if s.HoldTime != nil && p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second) {
 		b.errs = append(b.errs, field.Invalid(path.Child("holdTime"), s.HoldTime.Duration.String(), "must be 0s or between 3s and 65535s (RFC 4271)"))
@@ -291,7 +301,11 @@ type peerPath struct {
 }
 
 // peerConflicts refuses two peers with the same address and port whose
-// node sets overlap: one node would open two sessions to one router port.
+// node sets overlap whatever the Node labels: one node would open two
+// sessions to one router port. Two peers with one address on different
+// ports are valid (as in MetalLB), but the speaker keys its sessions by
+// address: a node that selects both keeps the earlier one, and a warning
+// says so.
 func (b *builder) peerConflicts() {
 	// Keys in the order peers were built (name order), so the errors come
 	// out in the same order every time.
@@ -306,6 +320,7 @@ func (b *builder) peerConflicts() {
 			byKey[k] = append(byKey[k], pp)
 		}
 	}
+	b.samePeerAddressWarnings(keys, byKey)
 	for _, k := range keys {
 		list := byKey[k]
 		for i := 1; i < len(list); i++ {
@@ -322,6 +337,23 @@ func (b *builder) peerConflicts() {
 					fmt.Sprintf("BGPPeer %q (%s) has the same address and port %d, and %s would open both sessions; one node cannot hold two sessions to one router address and port", earlier.peer.Name, earlier.path, k.port, where)))
 				break
 			}
+		}
+	}
+}
+
+// samePeerAddressWarnings warns about peers with one address on different
+// ports: whether a node selects both depends on Node labels.
+func (b *builder) samePeerAddressWarnings(keys []peerKey, byKey map[peerKey][]peerPath) {
+	first := map[netip.Addr]peerPath{}
+	for _, k := range keys {
+		pp := byKey[k][0]
+		prev, ok := first[k.addr]
+		if !ok {
+			first[k.addr] = pp
+			continue
+		}
+		if prev.peer.Port != pp.peer.Port {
+			b.warn(pp.path.Child("peerPort"), "BGPPeer %q (%s) has the same address on port %d; a node holds one session per router address, so a node that selects both peers configures only the one created first", prev.peer.Name, prev.path, prev.peer.Port)
 		}
 	}
 }

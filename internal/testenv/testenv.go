@@ -10,6 +10,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -155,4 +156,19 @@ func Main(m *testing.M, opts Options, setup func(*Env)) {
 		fmt.Fprintf(os.Stderr, "stopping control plane: %v\n", err)
 	}
 	os.Exit(code)
+}
+
+// StartT starts a test API server for one test and stops it when the test
+// ends; without the assets it skips (fails under CI=true, see Skip).
+func StartT(t testing.TB, opts Options) *Env {
+	t.Helper()
+	env, err := Start(opts)
+	if errors.Is(err, ErrNoAssets) {
+		Skip(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	return env
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -238,13 +239,13 @@ func (s *Speaker) onWatchEvent(r *api.WatchEventResponse) {
 
 // SetPeers replaces the set of peers. It adds new peers, deletes removed
 // ones and changes only the peers whose configuration changed; see the
-// package doc. An invalid list changes nothing. Before Run, the peers are
-// recorded and applied when Run starts.
+// package doc. A peer that cannot be configured (invalid, or a second peer
+// with a name or address already in the list) is left out and the others
+// are applied: the error is then a *SkippedPeersError naming each peer
+// left out and why. Before Run, the peers are recorded and applied when
+// Run starts.
 func (s *Speaker) SetPeers(peers []Peer) error {
-	want, err := validatePeers(peers)
-	if err != nil {
-		return err
-	}
+	want, skipped := validatePeers(peers)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.phase == phaseStopped {
@@ -257,35 +258,54 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 		}
 	}
 	s.updateSecrets()
-	if s.phase != phaseRunning {
-		return nil
+	var err error
+	if len(skipped) > 0 {
+		err = &SkippedPeersError{Peers: skipped}
 	}
-	return s.syncPeers(context.Background())
+	if s.phase != phaseRunning {
+		return err
+	}
+	return errors.Join(err, s.syncPeers(context.Background()))
 }
 
-func validatePeers(peers []Peer) (map[string]Peer, error) {
+// SkippedPeersError names the peers SetPeers left out, with the reason;
+// every other peer was applied.
+type SkippedPeersError struct {
+	// Peers maps a skipped peer's name to the reason.
+	Peers map[string]error
+}
+
+func (e *SkippedPeersError) Error() string {
+	names := slices.Sorted(maps.Keys(e.Peers))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("peer %q: %v", n, e.Peers[n])
+	}
+	return "BGP peers left out (the others are configured): " + strings.Join(parts, "; ")
+}
+
+// validatePeers returns the peers that can be configured, and the reason
+// for each that cannot: the first peer of a name or address wins.
+func validatePeers(peers []Peer) (map[string]Peer, map[string]error) {
 	want := make(map[string]Peer, len(peers))
+	skipped := map[string]error{}
 	addrs := map[netip.Addr]string{}
-	var errs []error
 	for _, p := range peers {
 		if err := p.validate(); err != nil {
-			errs = append(errs, fmt.Errorf("peer %q: %w", p.Name, err))
+			skipped[p.Name] = err
 			continue
 		}
 		if _, dup := want[p.Name]; dup {
-			errs = append(errs, fmt.Errorf("peer %q: duplicate name", p.Name))
+			skipped[p.Name] = errors.New("a second peer of this name")
 			continue
 		}
 		if other, dup := addrs[p.Address]; dup {
-			errs = append(errs, fmt.Errorf("peer %q: address %v is also peer %q's", p.Name, p.Address, other))
+			skipped[p.Name] = fmt.Errorf("address %v is also peer %q's; one session per router address", p.Address, other)
 			continue
 		}
 		want[p.Name], addrs[p.Address] = p, p.Name
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("invalid BGP peers: %w", err)
-	}
-	return want, nil
+	return want, skipped
 }
 
 // updateSecrets tells the log adapter every password gobgp may know.

@@ -81,13 +81,20 @@ func TestValidatePeers(t *testing.T) {
 		"short hold time":       {peers: []Peer{with(func(p *Peer) { p.HoldTime = 2 * time.Second })}, wantErr: "less than 3s"},
 		"negative connect time": {peers: []Peer{with(func(p *Peer) { p.ConnectTime = -time.Second })}, wantErr: "connect time"},
 		"keepalive too long":    {peers: []Peer{with(func(p *Peer) { p.HoldTime, p.KeepaliveTime = 9*time.Second, 9*time.Second })}, wantErr: "keepalive"},
-		"duplicate name":        {peers: []Peer{ok, with(func(p *Peer) { p.Address = netip.MustParseAddr("192.0.2.2") })}, wantErr: "duplicate name"},
+		"duplicate name":        {peers: []Peer{ok, with(func(p *Peer) { p.Address = netip.MustParseAddr("192.0.2.2") })}, wantErr: "a second peer of this name"},
 		"duplicate address":     {peers: []Peer{ok, with(func(p *Peer) { p.Name = "b" })}, wantErr: `also peer "a"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, err := validatePeers(tc.peers)
+			want, skipped := validatePeers(tc.peers)
+			var err error
+			if len(skipped) > 0 {
+				err = &SkippedPeersError{Peers: skipped}
+			}
 			checkErr(t, err, tc.wantErr)
+			if len(want)+len(skipped) != len(tc.peers) {
+				t.Errorf("%d peers kept and %d skipped of %d", len(want), len(skipped), len(tc.peers))
+			}
 		})
 	}
 }
@@ -420,7 +427,7 @@ func TestRunOnceAndStopped(t *testing.T) {
 	}
 }
 
-func TestSettersRejectInvalidInputWholesale(t *testing.T) {
+func TestSettersSkipInvalidPeersRejectInvalidPaths(t *testing.T) {
 	s, err := New(Config{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: 1, ListenPort: -1, Log: logr.Discard()})
 	if err != nil {
 		t.Fatal(err)
@@ -429,11 +436,20 @@ func TestSettersRejectInvalidInputWholesale(t *testing.T) {
 	if err := s.SetPeers([]Peer{good}); err != nil {
 		t.Fatalf("SetPeers: %v", err)
 	}
-	if err := s.SetPeers([]Peer{good, {Name: "b"}}); err == nil {
-		t.Fatalf("SetPeers with an invalid peer succeeded")
+	// One peer that cannot be configured is left out; the others are
+	// applied (one bad peer never takes the node's other sessions down).
+	other := Peer{Name: "c", Address: netip.MustParseAddr("192.0.2.3"), PeerASN: 2}
+	sameAddr := Peer{Name: "d", Address: netip.MustParseAddr("192.0.2.1"), PeerASN: 3}
+	err = s.SetPeers([]Peer{good, {Name: "b"}, other, sameAddr})
+	var skipped *SkippedPeersError
+	if !errors.As(err, &skipped) {
+		t.Fatalf("SetPeers with an invalid peer returned %v, want a *SkippedPeersError", err)
 	}
-	if _, ok := s.wantPeers["a"]; !ok || len(s.wantPeers) != 1 {
-		t.Errorf("An invalid SetPeers changed the peers to %v", s.wantPeers)
+	if len(skipped.Peers) != 2 || skipped.Peers["b"] == nil || skipped.Peers["d"] == nil {
+		t.Errorf("skipped %v, want b (invalid) and d (a's address)", skipped.Peers)
+	}
+	if _, ok := s.wantPeers["a"]; !ok || len(s.wantPeers) != 2 || s.wantPeers["c"] != other {
+		t.Errorf("peers after a SetPeers with one bad peer: %v, want a and c", s.wantPeers)
 	}
 	if err := s.SetPaths([]Path{{Prefix: netip.MustParsePrefix("192.0.2.0/24")}, {}}); err == nil {
 		t.Fatalf("SetPaths with an invalid path succeeded")

@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -29,6 +31,10 @@ type BGPPlan struct {
 	Paths []bgp.Path
 	// Services are the Services behind each advertised prefix.
 	Services map[netip.Prefix][]ServiceRef
+	// Skipped are the peers selected for this node that it leaves out,
+	// by name, with the reason (the planner's, and after Set those the
+	// speaker could not configure). The other peers run regardless.
+	Skipped map[string]string
 }
 
 // BGPDriver keeps this node's embedded BGP speaker and its BFD sessions in
@@ -179,14 +185,27 @@ func (d *BGPDriver) apply(ctx context.Context) {
 		})
 		d.wg.Go(func() { d.forwardEvents(sctx, spk) })
 	}
+	skipped := maps.Clone(w.plan.Skipped)
 	if err := d.spk.SetPeers(peers); err != nil {
+		// One peer that cannot be configured never stops the others.
+		var sk *bgp.SkippedPeersError
+		if errors.As(err, &sk) {
+			if skipped == nil {
+				skipped = map[string]string{}
+			}
+			for name, why := range sk.Peers {
+				skipped[name] = why.Error()
+			}
+		}
 		d.Log.Error(err, "Configuring BGP peers")
 	}
 	if err := d.spk.SetPaths(w.plan.Paths); err != nil {
 		d.Log.Error(err, "Advertising paths")
 	}
 	d.applyBFD(ctx, w.plan)
-	d.setApplied(w.plan)
+	applied := w.plan
+	applied.Skipped = skipped
+	d.setApplied(applied)
 }
 
 func (d *BGPDriver) setApplied(p BGPPlan) {

@@ -20,11 +20,6 @@ type BGPPlan struct {
 	dataplane.BGPPlan
 	// Passwords are the password Secrets of the peers that have one.
 	Passwords map[string]lbv1.SecretReference
-	// Skipped are the peers selected for this node that it leaves out, by
-	// name, with the reason: a peer with the address and port of an
-	// earlier peer (config.Before) that also selects this node. Admission
-	// cannot refuse that, as it depends on Node labels.
-	Skipped map[string]string
 }
 
 // BGP computes the BGP plan of node self. A Service address is
@@ -37,9 +32,12 @@ type BGPPlan struct {
 // by speaker/bgp.
 func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self string) BGPPlan {
 	plan := BGPPlan{
-		BGPPlan:   dataplane.BGPPlan{BFD: map[string]bfd.SessionConfig{}, Services: map[netip.Prefix][]dataplane.ServiceRef{}},
+		BGPPlan: dataplane.BGPPlan{BFD: map[string]bfd.SessionConfig{}, Services: map[netip.Prefix][]dataplane.ServiceRef{},
+			// A peer with the address of an earlier peer (config.Before)
+			// that also selects this node: admission cannot refuse that,
+			// as it depends on Node labels.
+			Skipped: map[string]string{}},
 		Passwords: map[string]lbv1.SecretReference{},
-		Skipped:   map[string]string{},
 	}
 	if cfg == nil {
 		return plan
@@ -65,22 +63,17 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 		}
 		return 1
 	})
-	type addrPort struct {
-		addr netip.Addr
-		port uint16
-	}
-	taken := map[addrPort]string{}
+	taken := map[netip.Addr]string{}
 	for _, n := range names {
 		p := cfg.Peers[n]
 		if !anySelects(p.NodeSelectors, me.Labels) {
 			continue
 		}
-		k := addrPort{p.Address, p.Port}
-		if first, dup := taken[k]; dup {
-			plan.Skipped[p.Name] = fmt.Sprintf("BGPPeer %q, created earlier, has the same address and port (%s) and also selects node %s; one node cannot hold two sessions to one router address and port", first, netip.AddrPortFrom(p.Address, p.Port), self)
+		if first, dup := taken[p.Address]; dup {
+			plan.Skipped[p.Name] = fmt.Sprintf("BGPPeer %q, created earlier, has the same address (%s) and also selects node %s; one node cannot hold two sessions to one router address", first, p.Address, self)
 			continue
 		}
-		taken[k] = p.Name
+		taken[p.Address] = p.Name
 		plan.Peers = append(plan.Peers, bgp.Peer{
 			Name: p.Name, Address: p.Address, Port: p.Port, LocalASN: p.MyASN, PeerASN: p.PeerASN,
 			SourceAddress: p.SourceAddress, EBGPMultiHop: p.EBGPMultiHop,
