@@ -101,7 +101,7 @@ func (a *assigner) prepare(ctx context.Context, c client.Reader) error {
 		cfg, ignored, _, errs := config.InForce(objs)
 		a.cfgDirty = false
 		for _, ig := range ignored {
-			ctrl.LoggerFrom(ctx).Info("Ignoring an item that conflicts with an earlier one", "item", ig.Item, "reason", ig.Errors.ToAggregate().Error())
+			ctrl.LoggerFrom(ctx).Info("Ignoring an item that conflicts with an earlier one", "item", ig.String(), "reason", ig.Errors.ToAggregate().Error())
 		}
 		switch {
 		case cfg == nil && a.cfg != nil:

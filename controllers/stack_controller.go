@@ -492,7 +492,9 @@ func (r *StackReconciler) writeStatus(ctx context.Context, before *lbv1.LoadBala
 		if old := meta.FindStatusCondition(before.Status.Conditions, lbv1.ConditionConflictsIgnored); old == nil || old.Message != now.Message {
 			r.Recorder.Eventf(s, nil, corev1.EventTypeWarning, ReasonConflictingObjects, "Reconcile", "%s", now.Message)
 			for _, ig := range st.ignored {
-				if o := standalone(st.config, ig); o != nil {
+				// An inline item has no object of its own: the event on
+				// the stack names it.
+				if o := st.config.Object(ig.Kind, ig.Name); o != nil && ig.Stack == "" {
 					r.Recorder.Eventf(o, s, corev1.EventTypeWarning, ReasonConflictingObjects, "Reconcile",
 						"Ignored: it conflicts with an earlier object: %s", ig.Errors.ToAggregate().Error())
 				}
@@ -509,40 +511,7 @@ func (r *StackReconciler) writeStatus(ctx context.Context, before *lbv1.LoadBala
 func ignoredMessage(ignored []config.Ignored) string {
 	parts := make([]string, 0, len(ignored))
 	for _, ig := range ignored {
-		parts = append(parts, fmt.Sprintf("%s is ignored: %s", ig.Item, ig.Errors.ToAggregate().Error()))
+		parts = append(parts, fmt.Sprintf("%s is ignored: %s", ig, ig.Errors.ToAggregate().Error()))
 	}
 	return "Objects that conflict with earlier ones got in anyway; the later of each pair is left out and the rest is in force: " + strings.Join(parts, "; ")
-}
-
-// standalone returns the standalone object an ignored item is, or nil
-// (an inline item, or a stack: the event on the stack names it).
-func standalone(objs config.Objects, ig config.Ignored) client.Object {
-	find := func(name string) bool { return name == ig.Name }
-	switch ig.Kind {
-	case "IPAddressPool":
-		if i := slices.IndexFunc(objs.Pools, func(o lbv1.IPAddressPool) bool { return find(o.Name) }); i >= 0 {
-			return &objs.Pools[i]
-		}
-	case "BGPPeer":
-		if i := slices.IndexFunc(objs.Peers, func(o lbv1.BGPPeer) bool { return find(o.Name) }); i >= 0 {
-			return &objs.Peers[i]
-		}
-	case "Community":
-		if i := slices.IndexFunc(objs.Communities, func(o lbv1.Community) bool { return find(o.Name) }); i >= 0 {
-			return &objs.Communities[i]
-		}
-	case "BGPAdvertisement":
-		if i := slices.IndexFunc(objs.BGPAdvertisements, func(o lbv1.BGPAdvertisement) bool { return find(o.Name) }); i >= 0 {
-			return &objs.BGPAdvertisements[i]
-		}
-	case "L2Advertisement":
-		if i := slices.IndexFunc(objs.L2Advertisements, func(o lbv1.L2Advertisement) bool { return find(o.Name) }); i >= 0 {
-			return &objs.L2Advertisements[i]
-		}
-	case "BFDProfile":
-		if i := slices.IndexFunc(objs.BFDProfiles, func(o lbv1.BFDProfile) bool { return find(o.Name) }); i >= 0 {
-			return &objs.BFDProfiles[i]
-		}
-	}
-	return nil
 }

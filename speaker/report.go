@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/lbservice"
 	"github.com/lbstack/lbstack/speaker/dataplane"
 )
 
@@ -235,13 +236,12 @@ func ensureAnnouncement(ctx context.Context, c client.Client, key types.Namespac
 	return &svc, nil
 }
 
-// ingressIPs are the addresses in the Service's status, sorted.
+// ingressIPs are the addresses in the Service's status (lbservice's
+// reading of it), sorted.
 func ingressIPs(svc *corev1.Service) []string {
 	var ips []string
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if in.IP != "" {
-			ips = append(ips, in.IP)
-		}
+	for _, a := range lbservice.IngressIPs(svc) {
+		ips = append(ips, a.String())
 	}
 	slices.Sort(ips)
 	return ips

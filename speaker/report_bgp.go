@@ -30,6 +30,9 @@ import (
 const (
 	ReasonSessionUp   = "SessionUp"
 	ReasonSessionDown = "SessionDown"
+	// ReasonPeerSkipped: the node left the peer out (its status entry is
+	// NotConfigured and says why).
+	ReasonPeerSkipped = "PeerSkipped"
 )
 
 // bgpKey is one object the BGP reporter writes: a BGPPeer's status entry
@@ -92,8 +95,10 @@ func (r *BGPReporter) Status(st dataplane.BGPStatus) {
 	}
 	// Peers this node left out: an entry that says so and why.
 	for name, why := range st.Plan.Skipped {
-		s := lbv1.BGPNodeSession{Node: r.Node, State: lbv1.BGPSessionNotConfigured, LastError: why}
-		r.setSession(name, s, now)
+		if prev, ok := r.sessions[name]; !ok || prev.State != lbv1.BGPSessionNotConfigured || prev.LastError != why {
+			r.skippedEvent(name, why)
+		}
+		r.setSession(name, lbv1.BGPNodeSession{Node: r.Node, State: lbv1.BGPSessionNotConfigured, LastError: why}, now)
 	}
 	// A peer this node no longer has: its entry goes.
 	for name := range r.sessions {
@@ -183,6 +188,17 @@ func mergeSorted(a, b []string) []string {
 	out := append(slices.Clone(a), b...)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// skippedEvent emits PeerSkipped on a BGPPeer this node leaves out.
+func (r *BGPReporter) skippedEvent(name, why string) {
+	r.events.add(func(ctx context.Context) {
+		var p lbv1.BGPPeer
+		if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, &p); err != nil {
+			return
+		}
+		r.Recorder.Eventf(&p, nil, corev1.EventTypeWarning, ReasonPeerSkipped, "Configure", "Not configured on node %s: %s", r.Node, why)
+	})
 }
 
 // Event emits a session up/down event on the BGPPeer.

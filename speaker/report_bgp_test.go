@@ -3,10 +3,12 @@ package speaker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -31,7 +33,8 @@ func TestBGPReporterNamesPeersTheNodeLeftOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := &BGPReporter{Client: env.Client, Node: "n1", Clock: clocktesting.NewFakeClock(time.Unix(1_800_000_000, 0))}
+	rec := events.NewFakeRecorder(10)
+	r := &BGPReporter{Client: env.Client, Recorder: rec, Node: "n1", Clock: clocktesting.NewFakeClock(time.Unix(1_800_000_000, 0))}
 	r.Status(dataplane.BGPStatus{}) // as the driver's first report
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(ctx) }()
@@ -66,6 +69,15 @@ func TestBGPReporterNamesPeersTheNodeLeftOut(t *testing.T) {
 		}
 		return nil
 	})
+
+	select {
+	case ev := <-rec.Events:
+		if !strings.Contains(ev, ReasonPeerSkipped) || !strings.Contains(ev, why) {
+			t.Errorf("event %q, want %s naming the reason", ev, ReasonPeerSkipped)
+		}
+	case <-ctx.Done():
+		t.Fatal("no PeerSkipped event")
+	}
 
 	// The node drops the peer (deleted, or no longer selecting it).
 	r.Status(dataplane.BGPStatus{

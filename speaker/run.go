@@ -209,7 +209,6 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	peers := make(chan []string, 1)
 	watcher := &Watcher{
 		Client: mgr.GetClient(), Node: o.NodeName, MemberlistPort: o.Port, Clock: clk,
-		Recorder:    mgr.GetEventRecorder("lbstack-speaker"),
 		MinInterval: 50 * time.Millisecond,
 		OnSnapshot:  core.SetSnapshot,
 		OnPeers:     func(p []string) { dataplane.OfferLatest(peers, p) },

@@ -17,7 +17,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,8 +41,6 @@ var aggregateKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: 
 type Watcher struct {
 	Client client.Client
 	Node   string
-	// Recorder records events (a BGPPeer this node leaves out); nil: none.
-	Recorder events.EventRecorder
 	// Clock times the passes and the password reads (nil: the real clock).
 	Clock clock.Clock
 	// MemberlistPort is the port other speakers listen on (for Join).
@@ -79,8 +76,6 @@ type Watcher struct {
 	stack     string
 	synced    bool
 	lastError string
-	// skipped are the peers this node leaves out, with the reason.
-	skipped map[string]string
 }
 
 func (w *Watcher) clock() clock.Clock {
@@ -192,7 +187,6 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 	}
 	if w.OnBGP != nil && cfg != nil {
 		bgpPlan := plan.BGP(cfg, services, nodes, w.Node)
-		w.reportSkipped(log, bgpPlan.Skipped, objs.Peers)
 		passwords, err := w.cachedPasswords(ctx, bgpPlan, objs.Peers)
 		if err != nil {
 			log.Error(err, "Reading BGP passwords; sessions with a password wait for it")
@@ -421,29 +415,3 @@ func tolerates(tolerations []corev1.Toleration, taints []corev1.Taint) bool {
 	}
 	return true
 }
-
-// reportSkipped logs, once per peer and reason, a peer this node leaves out.
-// A standalone peer also gets a Warning event naming the node.
-func (w *Watcher) reportSkipped(log logr.Logger, skipped map[string]string, peers []lbv1.BGPPeer) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for name, why := range skipped {
-		if w.skipped[name] == why {
-			continue
-		}
-		log.Info("Skipping a BGP peer on this node", "BGPPeer", name, "reason", why)
-		if w.Recorder == nil {
-			continue
-		}
-		for i := range peers {
-			if peers[i].Name == name && !config.OwnedByStack(&peers[i].ObjectMeta) {
-				w.Recorder.Eventf(&peers[i], nil, corev1.EventTypeWarning, ReasonPeerSkipped, "Configure", "Not configured on node %s: %s", w.Node, why)
-			}
-		}
-	}
-	w.skipped = skipped
-}
-
-// ReasonPeerSkipped is the reason of the event on a BGPPeer that a node
-// leaves out.
-const ReasonPeerSkipped = "PeerSkipped"

@@ -9,7 +9,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
 	"github.com/lbstack/lbstack/internal/lbservice"
 )
@@ -94,7 +93,8 @@ func (v *ServiceValidator) warnings(ctx context.Context, svc *corev1.Service) ad
 		if len(held) == 0 {
 			continue
 		}
-		reason := mine.Conflict(lbservice.SharingOf(other))
+		theirs := lbservice.SharingOf(other)
+		reason := mine.Conflict(theirs)
 		if reason == "" {
 			continue
 		}
@@ -105,7 +105,7 @@ func (v *ServiceValidator) warnings(ctx context.Context, svc *corev1.Service) ad
 				w = append(w, fmt.Sprintf("lbstack: the requested IP %s is held by Service %s/%s and cannot be shared: %s; this Service gets no IP until that one releases it", ip, other.Namespace, other.Name, reason))
 			}
 		}
-		if !requested && mine.Key != "" && mine.Key == other.Annotations[lbv1.AnnotationAllowSharedIP] {
+		if !requested && mine.Key != "" && mine.Key == theirs.Key {
 			w = append(w, fmt.Sprintf("lbstack: sharing key %q: this Service cannot share an IP with Service %s/%s (%s), so the two get different IPs", mine.Key, other.Namespace, other.Name, reason))
 		}
 	}

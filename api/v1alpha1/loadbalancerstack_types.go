@@ -89,6 +89,9 @@ type InlineMeta struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
+// InlineName returns the inline item's name.
+func (m *InlineMeta) InlineName() string { return m.Name }
+
 // InlineIPAddressPool is an IPAddressPool written inside a LoadBalancerStack.
 type InlineIPAddressPool struct {
 	InlineMeta        `json:",inline"`

@@ -50,8 +50,8 @@ type builder struct {
 	errs field.ErrorList
 	// conflicts are the errors that blame the later of two items that
 	// cannot both be in force (overlapping pools, one peer address on
-	// the same nodes, ...): at run time the later item is ignored.
-	conflicts map[*field.Error]bool
+	// the same nodes, ...), with that item: at run time it is ignored.
+	conflicts map[*field.Error]ItemRef
 	warnings  Warnings
 	cfg       *Config
 
@@ -75,7 +75,7 @@ func Build(objs Objects) (*Config, Warnings, field.ErrorList) {
 }
 
 func build(objs Objects) *builder {
-	b := &builder{objs: objs, badAliases: map[string]bool{}, conflicts: map[*field.Error]bool{}, cfg: &Config{
+	b := &builder{objs: objs, badAliases: map[string]bool{}, conflicts: map[*field.Error]ItemRef{}, cfg: &Config{
 		Pools:            map[string]*Pool{},
 		Peers:            map[string]*Peer{},
 		BFDProfiles:      map[string]*BFDProfile{},
@@ -148,10 +148,11 @@ func build(objs Objects) *builder {
 	return b
 }
 
-// conflict records err as a conflict that blames the later of two items.
-func (b *builder) conflict(err *field.Error) {
+// conflict records err as a conflict that blames later, the later of two
+// items.
+func (b *builder) conflict(later ItemRef, err *field.Error) {
 	b.errs = append(b.errs, err)
-	b.conflicts[err] = true
+	b.conflicts[err] = later
 }
 
 // stack picks the LoadBalancerStack in force. Every other stack is an
@@ -163,7 +164,7 @@ func (b *builder) stack() *lbv1.LoadBalancerStack {
 	}
 	for i := range b.objs.Stacks {
 		if o := &b.objs.Stacks[i]; o != s {
-			b.conflict(field.Forbidden(ObjectPath("LoadBalancerStack", o.Name),
+			b.conflict(ItemRef{Kind: "LoadBalancerStack", Name: o.Name}, field.Forbidden(ObjectPath("LoadBalancerStack", o.Name),
 				fmt.Sprintf("only one LoadBalancerStack may exist in a cluster and %q is already in force; put the configuration into it, or into standalone objects", s.Name)))
 		}
 	}
@@ -247,7 +248,7 @@ func collect[O any, T any](b *builder, stack *lbv1.LoadBalancerStack, kind, stac
 		for i, in := range fromStack(stack) {
 			p := base.Index(i)
 			if standalone[in.meta.Name] {
-				b.conflict(duplicate(p.Child("name"), in.meta.Name,
+				b.conflict(ItemRef{Kind: kind, Name: in.meta.Name, Stack: stack.Name}, duplicate(p.Child("name"), in.meta.Name,
 					fmt.Sprintf("a standalone %s of this name already exists and is not owned by this stack; rename the item or delete the standalone object", kind)))
 				continue
 			}

@@ -1,25 +1,51 @@
 package config
 
 import (
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 )
 
+// ItemRef names one configuration item: a standalone object (Kind and
+// name), or an item inline in LoadBalancerStack Stack (Kind is the kind
+// the item stands for, Name the item's name).
+type ItemRef struct {
+	Kind, Name string
+	// Stack is set for an inline item.
+	Stack string
+}
+
+// refOf is the reference of an item of kind declared at src.
+func refOf(kind, name string, src Source) ItemRef {
+	if src.Kind == "LoadBalancerStack" {
+		return ItemRef{Kind: kind, Name: name, Stack: src.Name}
+	}
+	return ItemRef{Kind: kind, Name: name}
+}
+
+// String is Kind[name], or LoadBalancerStack[s].spec.<list>[name] for an
+// inline item.
+func (r ItemRef) String() string {
+	if r.Stack != "" {
+		return "LoadBalancerStack[" + r.Stack + "].spec." + inlineField[r.Kind] + "[" + r.Name + "]"
+	}
+	return r.Kind + "[" + r.Name + "]"
+}
+
+// inlineField is the LoadBalancerStack list that holds inline items of a kind.
+var inlineField = map[string]string{
+	"IPAddressPool": "pools", "BFDProfile": "bfdProfiles", "Community": "communities", "BGPPeer": "bgpPeers",
+	"L2Advertisement": "l2Advertisements", "BGPAdvertisement": "bgpAdvertisements",
+}
+
 // Ignored is an item left out of the configuration in force because it
 // conflicts with an earlier one (see InForce).
 type Ignored struct {
-	// Kind and Name name the standalone object; for an item inline in the
-	// LoadBalancerStack, Kind is LoadBalancerStack and Name the stack's.
-	Kind, Name string
-	// Item is the ignored item's path: Kind[name], or
-	// LoadBalancerStack[s].spec.<list>[i] for an inline item.
-	Item string
+	ItemRef
 	// Errors say what it conflicts with.
 	Errors field.ErrorList
 }
@@ -34,162 +60,152 @@ type Ignored struct {
 // way on every node. Any other error makes the configuration invalid, as
 // Build does: the callers then keep the last valid configuration.
 func InForce(objs Objects) (cfg *Config, ignored []Ignored, warnings Warnings, errs field.ErrorList) {
-	// Each round removes at least one item, so this ends.
 	for {
 		b := build(objs)
 		if len(b.errs) == 0 {
 			return b.cfg, ignored, b.warnings, nil
 		}
-		var units []unit
+		losers := map[ItemRef]*Ignored{}
 		for _, e := range b.errs {
-			u, ok := unitOf(e.Field, b.cfg.Stack)
-			if !ok || !b.conflicts[e] {
+			ref, ok := b.conflicts[e]
+			if !ok {
 				return nil, ignored, b.warnings, b.errs
 			}
-			units = append(units, u)
-		}
-		// Standalone objects all at once; inline items one per round, as
-		// removing one shifts the indexes in the other errors' paths.
-		losers := map[string]*Ignored{}
-		inline := ""
-		for i, u := range units {
-			if u.list != "" && inline != "" && u.item != inline {
-				continue
+			if losers[ref] == nil {
+				losers[ref] = &Ignored{ItemRef: ref}
 			}
-			if losers[u.item] == nil {
-				ig := &Ignored{Kind: u.kind, Name: u.name, Item: u.item}
-				if u.list != "" {
-					inline = u.item
-					// Named by the item's name: its index changes as
-					// items before it are left out.
-					ig.Item = "LoadBalancerStack[" + u.name + "].spec." + u.list + "[" + inlineName(objs, u) + "]"
-				}
-				losers[u.item] = ig
-				objs = u.remove(objs)
-			}
-			losers[u.item].Errors = append(losers[u.item].Errors, b.errs[i])
+			losers[ref].Errors = append(losers[ref].Errors, e)
 		}
 		round := make([]Ignored, 0, len(losers))
-		for _, ig := range losers {
+		for ref, ig := range losers {
+			var removed bool
+			if objs, removed = objs.without(ref); !removed {
+				return nil, ignored, b.warnings, b.errs // cannot happen; never loop
+			}
 			round = append(round, *ig)
 		}
-		sort.Slice(round, func(i, j int) bool { return round[i].Item < round[j].Item })
+		sort.Slice(round, func(i, j int) bool { return round[i].String() < round[j].String() })
 		ignored = append(ignored, round...)
 	}
 }
 
-// unit is an item that can be left out: a standalone object, a stack
-// that is not in force, or one item inline in the stack in force.
-type unit struct {
-	kind, name, item string
-	list             string // the stack's list for an inline item
-	index            int
+// Object returns the standalone object of a kind and name, or nil.
+func (o *Objects) Object(kind, name string) runtime.Object {
+	if k, ok := kinds[kind]; ok {
+		return k.find(o, name)
+	}
+	return nil
 }
 
-var unitPath = regexp.MustCompile(`^(\w+)\[([^\]]+)\](?:\.spec\.(pools|bfdProfiles|communities|bgpPeers|l2Advertisements|bgpAdvertisements)\[(\d+)\])?`)
-
-// unitOf finds the item an error's field path blames; ok is false for an
-// error about the stack in force itself.
-func unitOf(path, stackInForce string) (unit, bool) {
-	m := unitPath.FindStringSubmatch(path)
-	if m == nil {
-		return unit{}, false
+// without returns objs without the item (sharing nothing it changes with
+// objs), and whether the item was there.
+func (o Objects) without(ref ItemRef) (Objects, bool) {
+	k, ok := kinds[ref.Kind]
+	if !ok {
+		return o, false
 	}
-	u := unit{kind: m[1], name: m[2], item: m[1] + "[" + m[2] + "]"}
-	if u.kind != "LoadBalancerStack" || u.name != stackInForce {
-		return u, true
+	if ref.Stack == "" {
+		return o, k.drop(&o, ref.Name)
 	}
-	if m[3] == "" {
-		return unit{}, false
+	i := slices.IndexFunc(o.Stacks, func(s lbv1.LoadBalancerStack) bool { return s.Name == ref.Stack })
+	if i < 0 || k.dropInline == nil {
+		return o, false
 	}
-	u.list, u.index = m[3], mustAtoi(m[4])
-	u.item = m[0]
-	return u, true
+	o.Stacks = slices.Clone(o.Stacks)
+	return o, k.dropInline(&o.Stacks[i].Spec, ref.Name)
 }
 
-func mustAtoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
+// kinds are, per kind, how to find a standalone object, how to leave one
+// out and how to leave out an inline item of the stack (each returns a new
+// slice: nothing is changed in place).
+var kinds = map[string]struct {
+	find       func(o *Objects, name string) runtime.Object
+	drop       func(o *Objects, name string) bool
+	dropInline func(s *lbv1.LoadBalancerStackSpec, name string) bool
+}{
+	"LoadBalancerStack": {
+		find: func(o *Objects, n string) runtime.Object { return find(o.Stacks, n) },
+		drop: func(o *Objects, n string) (ok bool) { o.Stacks, ok = drop(o.Stacks, n); return ok },
+	},
+	"IPAddressPool": {
+		find: func(o *Objects, n string) runtime.Object { return find(o.Pools, n) },
+		drop: func(o *Objects, n string) (ok bool) { o.Pools, ok = drop(o.Pools, n); return ok },
+		dropInline: func(s *lbv1.LoadBalancerStackSpec, n string) (ok bool) {
+			s.Pools, ok = dropInline(s.Pools, n)
+			return ok
+		},
+	},
+	"L2Advertisement": {
+		find: func(o *Objects, n string) runtime.Object { return find(o.L2Advertisements, n) },
+		drop: func(o *Objects, n string) (ok bool) { o.L2Advertisements, ok = drop(o.L2Advertisements, n); return ok },
+		dropInline: func(s *lbv1.LoadBalancerStackSpec, n string) (ok bool) {
+			s.L2Advertisements, ok = dropInline(s.L2Advertisements, n)
+			return ok
+		},
+	},
+	"BGPAdvertisement": {
+		find: func(o *Objects, n string) runtime.Object { return find(o.BGPAdvertisements, n) },
+		drop: func(o *Objects, n string) (ok bool) { o.BGPAdvertisements, ok = drop(o.BGPAdvertisements, n); return ok },
+		dropInline: func(s *lbv1.LoadBalancerStackSpec, n string) (ok bool) {
+			s.BGPAdvertisements, ok = dropInline(s.BGPAdvertisements, n)
+			return ok
+		},
+	},
+	"BGPPeer": {
+		find: func(o *Objects, n string) runtime.Object { return find(o.Peers, n) },
+		drop: func(o *Objects, n string) (ok bool) { o.Peers, ok = drop(o.Peers, n); return ok },
+		dropInline: func(s *lbv1.LoadBalancerStackSpec, n string) (ok bool) {
+			s.BGPPeers, ok = dropInline(s.BGPPeers, n)
+			return ok
+		},
+	},
+	"BFDProfile": {
+		find: func(o *Objects, n string) runtime.Object { return find(o.BFDProfiles, n) },
+		drop: func(o *Objects, n string) (ok bool) { o.BFDProfiles, ok = drop(o.BFDProfiles, n); return ok },
+		dropInline: func(s *lbv1.LoadBalancerStackSpec, n string) (ok bool) {
+			s.BFDProfiles, ok = dropInline(s.BFDProfiles, n)
+			return ok
+		},
+	},
+	"Community": {
+		find: func(o *Objects, n string) runtime.Object { return find(o.Communities, n) },
+		drop: func(o *Objects, n string) (ok bool) { o.Communities, ok = drop(o.Communities, n); return ok },
+		dropInline: func(s *lbv1.LoadBalancerStackSpec, n string) (ok bool) {
+			s.Communities, ok = dropInline(s.Communities, n)
+			return ok
+		},
+	},
 }
 
-// remove returns objs without the unit, sharing nothing it changes with
-// objs.
-func (u unit) remove(objs Objects) Objects {
-	drop := func(name string) bool { return name == u.name }
-	switch u.kind {
-	case "IPAddressPool":
-		objs.Pools = slices.DeleteFunc(slices.Clone(objs.Pools), func(o lbv1.IPAddressPool) bool { return drop(o.Name) })
-	case "L2Advertisement":
-		objs.L2Advertisements = slices.DeleteFunc(slices.Clone(objs.L2Advertisements), func(o lbv1.L2Advertisement) bool { return drop(o.Name) })
-	case "BGPAdvertisement":
-		objs.BGPAdvertisements = slices.DeleteFunc(slices.Clone(objs.BGPAdvertisements), func(o lbv1.BGPAdvertisement) bool { return drop(o.Name) })
-	case "BGPPeer":
-		objs.Peers = slices.DeleteFunc(slices.Clone(objs.Peers), func(o lbv1.BGPPeer) bool { return drop(o.Name) })
-	case "BFDProfile":
-		objs.BFDProfiles = slices.DeleteFunc(slices.Clone(objs.BFDProfiles), func(o lbv1.BFDProfile) bool { return drop(o.Name) })
-	case "Community":
-		objs.Communities = slices.DeleteFunc(slices.Clone(objs.Communities), func(o lbv1.Community) bool { return drop(o.Name) })
-	case "LoadBalancerStack":
-		if u.list == "" {
-			objs.Stacks = slices.DeleteFunc(slices.Clone(objs.Stacks), func(o lbv1.LoadBalancerStack) bool { return drop(o.Name) })
-			return objs
-		}
-		stacks := slices.Clone(objs.Stacks)
-		for i := range stacks {
-			if stacks[i].Name == u.name {
-				s := stacks[i].DeepCopy()
-				u.drop(&s.Spec)
-				stacks[i] = *s
-			}
-		}
-		objs.Stacks = stacks
+// named is an lbstack object: a value type whose pointer is an API object.
+type named[T any] interface {
+	*T
+	runtime.Object
+	GetName() string
+}
+
+func find[T any, P named[T]](items []T, name string) runtime.Object {
+	if i := slices.IndexFunc(items, func(o T) bool { return P(&o).GetName() == name }); i >= 0 {
+		return P(&items[i])
 	}
-	return objs
+	return nil
 }
 
-// drop removes the inline item from the stack's list.
-func (u unit) drop(s *lbv1.LoadBalancerStackSpec) {
-	if l, ok := inlineLists(s)[u.list]; ok && u.index < len(l.names) {
-		l.drop(u.index)
-	}
+// drop returns items without those named name (a new slice), and whether
+// it removed any.
+func drop[T any, P named[T]](items []T, name string) ([]T, bool) {
+	out := slices.DeleteFunc(slices.Clone(items), func(o T) bool { return P(&o).GetName() == name })
+	return out, len(out) < len(items)
 }
 
-// inlineName returns the name of the inline item u points at.
-func inlineName(objs Objects, u unit) string {
-	for i := range objs.Stacks {
-		if objs.Stacks[i].Name != u.name {
-			continue
-		}
-		if l, ok := inlineLists(&objs.Stacks[i].Spec)[u.list]; ok && u.index < len(l.names) {
-			return l.names[u.index]
-		}
-	}
-	return strconv.Itoa(u.index)
+// inlineItem is an item inline in a LoadBalancerStack.
+type inlineItem[T any] interface {
+	*T
+	InlineName() string
 }
 
-// inlineList is one of a stack's lists of inline items: their names, and
-// how to remove one.
-type inlineList struct {
-	names []string
-	drop  func(i int)
-}
-
-func listOf[T any](items *[]T, meta func(*T) lbv1.InlineMeta) inlineList {
-	l := inlineList{drop: func(i int) { *items = slices.Delete(*items, i, i+1) }}
-	for i := range *items {
-		l.names = append(l.names, meta(&(*items)[i]).Name)
-	}
-	return l
-}
-
-// inlineLists are the stack's lists of inline items by field name.
-func inlineLists(s *lbv1.LoadBalancerStackSpec) map[string]inlineList {
-	return map[string]inlineList{
-		"pools":             listOf(&s.Pools, func(x *lbv1.InlineIPAddressPool) lbv1.InlineMeta { return x.InlineMeta }),
-		"bfdProfiles":       listOf(&s.BFDProfiles, func(x *lbv1.InlineBFDProfile) lbv1.InlineMeta { return x.InlineMeta }),
-		"communities":       listOf(&s.Communities, func(x *lbv1.InlineCommunity) lbv1.InlineMeta { return x.InlineMeta }),
-		"bgpPeers":          listOf(&s.BGPPeers, func(x *lbv1.InlineBGPPeer) lbv1.InlineMeta { return x.InlineMeta }),
-		"l2Advertisements":  listOf(&s.L2Advertisements, func(x *lbv1.InlineL2Advertisement) lbv1.InlineMeta { return x.InlineMeta }),
-		"bgpAdvertisements": listOf(&s.BGPAdvertisements, func(x *lbv1.InlineBGPAdvertisement) lbv1.InlineMeta { return x.InlineMeta }),
-	}
+// dropInline is drop for the inline items of a stack.
+func dropInline[T any, P inlineItem[T]](items []T, name string) ([]T, bool) {
+	out := slices.DeleteFunc(slices.Clone(items), func(x T) bool { return P(&x).InlineName() == name })
+	return out, len(out) < len(items)
 }

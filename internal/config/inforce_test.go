@@ -9,7 +9,7 @@ import (
 func ignoredItems(ig []Ignored) []string {
 	var out []string
 	for _, i := range ig {
-		out = append(out, i.Item)
+		out = append(out, i.String())
 	}
 	return out
 }
@@ -78,7 +78,7 @@ func TestInForceIgnoresTheLaterOfTwoConflictingItems(t *testing.T) {
 			}
 			for _, i := range ig {
 				if len(i.Errors) == 0 {
-					t.Errorf("%s is ignored without a reason", i.Item)
+					t.Errorf("%s is ignored without a reason", i)
 				}
 			}
 			if c.check != nil {

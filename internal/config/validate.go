@@ -94,7 +94,7 @@ func (b *builder) poolOverlaps() {
 				if Before(pl.Source, pl.Name, pe.Source, pe.Name) {
 					later, earlier = earlier, later
 				}
-				b.conflict(field.Invalid(later.path, later.r.String(),
+				b.conflict(refOf("IPAddressPool", later.pool, b.cfg.Pools[later.pool].Source), field.Invalid(later.path, later.r.String(),
 					fmt.Sprintf("overlaps IPAddressPool %q at %s (%s); pools must not share addresses", earlier.pool, earlier.path, earlier.r)))
 				break
 			}
@@ -158,11 +158,11 @@ func (b *builder) communities(items []item[lbv1.CommunitySpec]) {
 			if prev, dup := defined[a.Name]; dup {
 				// Blame the later definition: at run time it is ignored.
 				if prev.it.name == it.name || !Before(it.src, it.name, prev.it.src, prev.it.name) {
-					b.conflict(duplicate(p.Child("name"), a.Name,
+					b.conflict(refOf("Community", it.name, it.src), duplicate(p.Child("name"), a.Name,
 						fmt.Sprintf("already defined at %s; an alias name must be unique across all Community objects", prev.path)))
 					continue
 				}
-				b.conflict(duplicate(prev.path.Child("name"), a.Name,
+				b.conflict(refOf("Community", prev.it.name, prev.it.src), duplicate(prev.path.Child("name"), a.Name,
 					fmt.Sprintf("already defined at %s; an alias name must be unique across all Community objects", p)))
 				delete(b.cfg.CommunityAliases, a.Name)
 				delete(b.badAliases, a.Name)
@@ -333,7 +333,7 @@ func (b *builder) peerConflicts() {
 				if Before(later.peer.Source, later.peer.Name, earlier.peer.Source, earlier.peer.Name) {
 					later, earlier = earlier, later
 				}
-				b.conflict(duplicate(later.path.Child("peerAddress"), k.addr.String(),
+				b.conflict(refOf("BGPPeer", later.peer.Name, later.peer.Source), duplicate(later.path.Child("peerAddress"), k.addr.String(),
 					fmt.Sprintf("BGPPeer %q (%s) has the same address and port %d, and %s would open both sessions; one node cannot hold two sessions to one router address and port", earlier.peer.Name, earlier.path, k.port, where)))
 				break
 			}
@@ -610,7 +610,7 @@ func (b *builder) localPrefConflicts() {
 						if Before(a.Source, a.Name, prev.adv.Source, prev.adv.Name) {
 							later, earlier = earlier, later
 						}
-						b.conflict(field.Invalid(later.path.Child("localPref"), *later.adv.LocalPref,
+						b.conflict(refOf("BGPAdvertisement", later.adv.Name, later.adv.Source), field.Invalid(later.path.Child("localPref"), *later.adv.LocalPref,
 							fmt.Sprintf("conflicts with localPref %d of BGPAdvertisement %q (%s): both announce %s to a common peer", *earlier.adv.LocalPref, earlier.adv.Name, earlier.path, pfx)))
 					}
 					if !mine {

@@ -140,16 +140,6 @@ func IngressIPs(svc *corev1.Service) []netip.Addr {
 	return out
 }
 
-// Holds reports whether the Service's status names ip.
-func Holds(svc *corev1.Service, ip netip.Addr) bool {
-	for _, a := range IngressIPs(svc) {
-		if a == ip {
-			return true
-		}
-	}
-	return false
-}
-
 // PoolOf returns the pool an address of a Service belongs to: the pool
 // the controller recorded (annotated, from the Service's
 // lbstack.io/allocated-from-pool annotation) when it holds the address,

@@ -18,15 +18,16 @@ var configResources = []string{
 var readOnly = []string{"get", "list", "watch"}
 
 // ControllerRules are the controller's cluster-wide permissions: read the
-// configuration, Services, Namespaces and Nodes; write Service status and
-// its pool annotation, pool counters and events.
+// configuration, Services and Namespaces (validity never depends on
+// Nodes); write Service status and its pool annotation, pool counters and
+// events.
 func ControllerRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: configResources, Verbs: readOnly},
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: []string{"ipaddresspools/status"}, Verbs: []string{"get", "update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"get", "update", "patch"}},
-		{APIGroups: []string{""}, Resources: []string{"namespaces", "nodes"}, Verbs: readOnly},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: readOnly},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	}

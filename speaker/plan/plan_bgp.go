@@ -51,8 +51,9 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 	if me == nil {
 		return plan
 	}
-	// Earliest first, so that of two peers with one address and port the
-	// earlier one is kept on every node that selects both.
+	// Earliest first, so that of two peers with one address (the speaker
+	// holds one session per router address) the earlier one is kept on
+	// every node that selects both.
 	names := make([]string, 0, len(cfg.Peers))
 	for n := range cfg.Peers {
 		names = append(names, n)
