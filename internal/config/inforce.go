@@ -145,7 +145,10 @@ var kinds = map[string]struct {
 	},
 	"BGPAdvertisement": {
 		find: func(o *Objects, n string) runtime.Object { return find(o.BGPAdvertisements, n) },
-		drop: func(o *Objects, n string) (ok bool) { o.BGPAdvertisements, ok = drop(o.BGPAdvertisements, n); return ok },
+		drop: func(o *Objects, n string) (ok bool) {
+			o.BGPAdvertisements, ok = drop(o.BGPAdvertisements, n)
+			return ok
+		},
 		dropInline: func(s *lbv1.LoadBalancerStackSpec, n string) (ok bool) {
 			s.BGPAdvertisements, ok = dropInline(s.BGPAdvertisements, n)
 			return ok
