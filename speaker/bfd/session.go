@@ -33,6 +33,15 @@ const remoteMinRxInitial = time.Microsecond
 // whose Your Discriminator names another session.
 var ErrDiscriminatorMismatch = errors.New("your discriminator does not match the session")
 
+// ErrUnexpectedSender is wrapped by Session.Receive's error for a packet
+// that reaches an Up session without both discriminators it learned: Your
+// Discriminator must be ours and My Discriminator the peer's. Such a
+// packet, a forged Down from any on-link host say, cannot take the session
+// (and the BGP session behind it) down; a peer that really restarted is
+// heard again after one Detection Time, when the session has gone Down and
+// forgotten the old discriminator.
+var ErrUnexpectedSender = errors.New("packet does not carry the discriminators of the Up session")
+
 // Rand is the randomness a session and a manager need: jitter for transmit
 // intervals, discriminators and source ports. *math/rand/v2.Rand satisfies
 // it; a Rand given to a Manager is only used under the Manager's lock.
@@ -297,6 +306,10 @@ func (s *Session) Receive(p *ControlPacket) (Output, error) {
 	}
 	if p.YourDiscriminator != 0 && p.YourDiscriminator != s.localDiscr {
 		return Output{}, fmt.Errorf("packet for discriminator %d at session %d: %w", p.YourDiscriminator, s.localDiscr, ErrDiscriminatorMismatch)
+	}
+	if s.state == StateUp && (p.YourDiscriminator != s.localDiscr || p.MyDiscriminator != s.remoteDiscr) {
+		return Output{}, fmt.Errorf("packet from discriminator %d for %d at session %d (peer %d): %w",
+			p.MyDiscriminator, p.YourDiscriminator, s.localDiscr, s.remoteDiscr, ErrUnexpectedSender)
 	}
 	now := s.clock.Now()
 	s.received++

@@ -1,6 +1,7 @@
 package bfd_test
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -622,6 +623,49 @@ func TestSessionReceiveRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSessionUpIgnoresStrangers: once Up, a packet without the learned
+// discriminators (a forged Down with Your Discriminator 0, or with ours but
+// another sender's) is dropped and the session stays Up; after a Detection
+// Time without the real peer the session goes Down and a restarted peer
+// with a new discriminator brings it up again.
+func TestSessionUpIgnoresStrangers(t *testing.T) {
+	h := newHarness(t, bfd.SessionConfig{DesiredMinTx: 100 * time.Millisecond, RequiredMinRx: 100 * time.Millisecond, DetectMultiplier: 3}, nil)
+	h.bringUp(100*time.Millisecond, 100*time.Millisecond, 3)
+	forged := []bfd.ControlPacket{
+		peer(bfd.StateDown, time.Second, time.Second, 3), // Your Discriminator 0
+		func() bfd.ControlPacket {
+			p := peer(bfd.StateDown, time.Second, time.Second, 3)
+			p.YourDiscriminator, p.MyDiscriminator = localDiscr, 0x0c0c0c0c
+			return p
+		}(),
+		func() bfd.ControlPacket {
+			p := peer(bfd.StateAdminDown, time.Second, time.Second, 3)
+			p.YourDiscriminator, p.MyDiscriminator = 0, remoteDiscr
+			return p
+		}(),
+	}
+	for _, p := range forged {
+		if _, err := h.s.Receive(&p); !errors.Is(err, bfd.ErrUnexpectedSender) {
+			t.Fatalf("Receive(%+v) error = %v, want ErrUnexpectedSender", p, err)
+		}
+		h.wantState(bfd.StateUp)
+	}
+	// The real peer's packets still count.
+	h.recv(peer(bfd.StateUp, 100*time.Millisecond, 100*time.Millisecond, 3))
+	h.wantState(bfd.StateUp)
+	// The peer restarts with a new discriminator: its packets are ignored
+	// until detection expires, then it is heard.
+	restarted := peer(bfd.StateDown, time.Second, 100*time.Millisecond, 3)
+	restarted.MyDiscriminator = 0x0d0d0d0d
+	if _, err := h.s.Receive(&restarted); !errors.Is(err, bfd.ErrUnexpectedSender) {
+		t.Fatalf("restarted peer while Up: error = %v", err)
+	}
+	h.runFor(time.Second)
+	h.wantState(bfd.StateDown)
+	h.recv(restarted)
+	h.wantState(bfd.StateInit)
 }
 
 func TestNewSessionConfig(t *testing.T) {
