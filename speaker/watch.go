@@ -191,7 +191,7 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 		if err != nil {
 			log.Error(err, "Reading BGP passwords; sessions with a password wait for it")
 		}
-		w.OnBGP(bgpPlan.BGPPlan, passwords, plan.RouterID(cfg, bgpPlan, selfIP))
+		w.OnBGP(bgpPlan.BGPPlan, passwords, plan.RouterID(bgpPlan, selfIP))
 	}
 	return reconcile.Result{}, nil
 }

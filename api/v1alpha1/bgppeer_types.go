@@ -42,8 +42,14 @@ type BGPPeerSpec struct {
 	// +optional
 	SourceAddress string `json:"sourceAddress,omitempty"`
 
-	// routerID is the BGP identifier, written as an IPv4 address. Empty
-	// uses the node's IPv4 address.
+	// routerID is the BGP identifier of the node's speaker, written as an
+	// IPv4 address. A node has one identifier for all its sessions, so
+	// this is a per-node setting: empty means no preference (the routerID
+	// another peer of the node sets, else the node's IPv4 address). Two
+	// peers that set different values and select a common node whatever
+	// the Node labels are refused; otherwise a node that selects both
+	// configures only the one created first (NotConfigured in the other's
+	// status, with a PeerSkipped event).
 	// +kubebuilder:validation:MaxLength=15
 	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="must be an IPv4 address"
 	// +optional

@@ -138,6 +138,7 @@ func build(objs Objects) *builder {
 		b.peer(p)
 	}
 	b.peerConflicts()
+	b.routerIDConflicts()
 	for _, a := range l2s {
 		b.l2Advertisement(a)
 	}

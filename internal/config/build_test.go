@@ -296,6 +296,16 @@ func TestBuildRejects(t *testing.T) {
 			objs:  objects(created(peer("a", "192.0.2.1"), 2), created(peer("b", "192.0.2.1"), 1)),
 			field: "BGPPeer[a].spec.peerAddress", msg: `BGPPeer "b" (BGPPeer[b].spec) has the same address and port 179`,
 		},
+		"peers: different routerIDs on every node": {
+			objs: objects(peer("a", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.RouterID = "10.0.0.1" }),
+				peer("b", "192.0.2.2", func(s *lbv1.BGPPeerSpec) { s.RouterID = "10.0.0.2" })),
+			field: "BGPPeer[b].spec.routerID", msg: `BGPPeer "a" (BGPPeer[a].spec) sets routerID 10.0.0.1, and every node would open both sessions; a node has one BGP identifier for all its sessions`,
+		},
+		"peers: different routerIDs, the later peer is blamed": {
+			objs: objects(created(peer("a", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.RouterID = "10.0.0.1" }), 2),
+				created(peer("b", "192.0.2.2", peerNodes(sel("rack", "a")), func(s *lbv1.BGPPeerSpec) { s.RouterID = "10.0.0.2" }), 1)),
+			field: "BGPPeer[a].spec.routerID", msg: `BGPPeer "b" (BGPPeer[b].spec) sets routerID 10.0.0.2, and every node that "rack=a" selects would open both sessions`,
+		},
 		"peers: a bad node selector is not also a clash": {
 			objs:  objects(peer("a", "192.0.2.1"), peer("b", "192.0.2.1", peerNodes(selInNoValues))),
 			field: "BGPPeer[b].spec.nodeSelectors[0].matchExpressions[0].values", msg: "must be specified",
@@ -938,6 +948,13 @@ func TestBuildWarnings(t *testing.T) {
 		"peers with one address and different ports": {
 			objs: objects(peer("a", "192.0.2.1"), peer("b", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.PeerPort = 1179 })),
 			want: []string{`BGPPeer[b].spec.peerPort: BGPPeer "a" (BGPPeer[a].spec) has the same address on port 179; a node holds one session per router address, so a node that selects both peers configures only the one created first`},
+		},
+		"peers with different routerIDs and different node selectors": {
+			objs: objects(peer("a", "192.0.2.1", peerNodes(sel("rack", "a")), func(s *lbv1.BGPPeerSpec) { s.RouterID = "10.0.0.1" }),
+				peer("b", "192.0.2.2", peerNodes(sel("rack", "b")), func(s *lbv1.BGPPeerSpec) { s.RouterID = "10.0.0.2" }),
+				// No routerID: no preference, no warning.
+				peer("c", "192.0.2.3", func(s *lbv1.BGPPeerSpec) { s.RouterID = "" })),
+			want: []string{`BGPPeer[b].spec.routerID: BGPPeer "a" (BGPPeer[a].spec) sets routerID 10.0.0.1; a node has one BGP identifier for all its sessions, so a node that selects both peers configures only the one created first`},
 		},
 		"BGPAdvertisement names a missing peer": {
 			objs: objects(peer("x", "192.0.2.1"), bgpAdv("adv", advPeers("x", "y"))),

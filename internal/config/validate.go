@@ -341,6 +341,35 @@ func (b *builder) peerConflicts() {
 	}
 }
 
+// routerIDConflicts handles peers that set different routerIDs: a node has
+// one BGP identifier for all its sessions (one BGP speaker per node). When
+// both peers select a common node whatever the labels, the later one is
+// refused; otherwise a warning says that a node selected by both
+// configures only the earlier one (speaker/plan does so). A peer without
+// routerID has no preference and never clashes.
+func (b *builder) routerIDConflicts() {
+	for i, pp := range b.peerPaths {
+		if !pp.peer.RouterID.IsValid() {
+			continue
+		}
+		for _, qq := range b.peerPaths[:i] {
+			if !qq.peer.RouterID.IsValid() || qq.peer.RouterID == pp.peer.RouterID {
+				continue
+			}
+			later, earlier := pp, qq
+			if Before(later.peer.Source, later.peer.Name, earlier.peer.Source, earlier.peer.Name) {
+				later, earlier = earlier, later
+			}
+			if where, ok := nodesOverlap(later.peer.NodeSelectors, earlier.peer.NodeSelectors); ok {
+				b.conflict(refOf("BGPPeer", later.peer.Name, later.peer.Source), field.Invalid(later.path.Child("routerID"), later.peer.RouterID.String(),
+					fmt.Sprintf("BGPPeer %q (%s) sets routerID %s, and %s would open both sessions; a node has one BGP identifier for all its sessions: set the same routerID, or leave it empty on one of them", earlier.peer.Name, earlier.path, earlier.peer.RouterID, where)))
+				break
+			}
+			b.warn(later.path.Child("routerID"), "BGPPeer %q (%s) sets routerID %s; a node has one BGP identifier for all its sessions, so a node that selects both peers configures only the one created first", earlier.peer.Name, earlier.path, earlier.peer.RouterID)
+		}
+	}
+}
+
 // samePeerAddressWarnings warns about peers with one address on different
 // ports: whether a node selects both depends on Node labels.
 func (b *builder) samePeerAddressWarnings(keys []peerKey, byKey map[peerKey][]peerPath) {

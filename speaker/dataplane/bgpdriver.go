@@ -158,8 +158,12 @@ func (d *BGPDriver) apply(ctx context.Context) {
 		d.setApplied(w.plan)
 		return
 	}
+	// Every peer carries its own local ASN, so the global one only has to
+	// be valid: a change of the first peer's ASN must not restart the
+	// speaker and with it every session. A new router ID does (gobgp has
+	// one per server).
 	asn := peers[0].LocalASN
-	if d.spk == nil || asn != d.asn || w.routerID != d.rid {
+	if d.spk == nil || w.routerID != d.rid {
 		d.stop()
 		spk, err := bgp.New(bgp.Config{RouterID: w.routerID, ASN: asn, ListenPort: -1, Clock: d.Clock, Log: d.Log.WithName("bgp")})
 		if err != nil {

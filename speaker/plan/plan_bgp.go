@@ -20,6 +20,10 @@ type BGPPlan struct {
 	dataplane.BGPPlan
 	// Passwords are the password Secrets of the peers that have one.
 	Passwords map[string]lbv1.SecretReference
+	// RouterID is the BGP identifier the node's peers ask for: the routerID
+	// of the earliest peer that sets one (a later peer setting another is
+	// Skipped). The zero Addr means none does: the node's IPv4 address.
+	RouterID netip.Addr
 }
 
 // BGP computes the BGP plan of node self. A Service address is
@@ -65,6 +69,7 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 		return 1
 	})
 	taken := map[netip.Addr]string{}
+	var ridFrom string // the peer that set plan.RouterID
 	for _, n := range names {
 		p := cfg.Peers[n]
 		if !anySelects(p.NodeSelectors, me.Labels) {
@@ -73,6 +78,13 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 		if first, dup := taken[p.Address]; dup {
 			plan.Skipped[p.Name] = fmt.Sprintf("BGPPeer %q, created earlier, has the same address (%s) and also selects node %s; one node cannot hold two sessions to one router address", first, p.Address, self)
 			continue
+		}
+		if p.RouterID.IsValid() {
+			if plan.RouterID.IsValid() && p.RouterID != plan.RouterID {
+				plan.Skipped[p.Name] = fmt.Sprintf("BGPPeer %q, created earlier, sets routerID %s for node %s and this peer sets %s; a node has one BGP identifier for all its sessions", ridFrom, plan.RouterID, self, p.RouterID)
+				continue
+			}
+			plan.RouterID, ridFrom = p.RouterID, p.Name
 		}
 		taken[p.Address] = p.Name
 		plan.Peers = append(plan.Peers, bgp.Peer{
@@ -143,13 +155,12 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 	return plan
 }
 
-// RouterID returns the BGP router ID of the node: the routerID of the first
-// of its peers (by name) that sets one, else self, the node's IPv4 address.
-func RouterID(cfg *config.Config, p BGPPlan, self netip.Addr) netip.Addr {
-	for _, peer := range p.Peers {
-		if rid := cfg.Peers[peer.Name].RouterID; rid.IsValid() {
-			return rid
-		}
+// RouterID returns the BGP router ID of the node: the one its peers set
+// (BGPPlan.RouterID), else self, the node's IPv4 address. A node has one
+// BGP identifier for all its sessions.
+func RouterID(p BGPPlan, self netip.Addr) netip.Addr {
+	if p.RouterID.IsValid() {
+		return p.RouterID
 	}
 	return self
 }

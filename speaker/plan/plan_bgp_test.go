@@ -139,3 +139,42 @@ func TestPlanBGPResolvesOnePeerAddressPerNode(t *testing.T) {
 		t.Errorf("node rack-a configures %v (skipped %v), want a-later", got, rackA.Skipped)
 	}
 }
+
+// TestPlanBGPOneRouterIDPerNode: a node has one BGP identifier. A peer
+// without routerID has no preference; of two that set different ones, a
+// node selecting both keeps the earlier and skips the later, naming both.
+func TestPlanBGPOneRouterIDPerNode(t *testing.T) {
+	at := func(sec int) metav1.Time { return metav1.NewTime(time.Date(2026, 1, 1, 0, 0, sec, 0, time.UTC)) }
+	rack := func(v string) []metav1.LabelSelector {
+		return []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": v}}}
+	}
+	cfg := mustConfig(t, config.Objects{
+		Peers: []lbv1.BGPPeer{
+			{ObjectMeta: metav1.ObjectMeta{Name: "plain", CreationTimestamp: at(0)}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, PeerAddress: "203.0.113.1"}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "b-later", CreationTimestamp: at(2)}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, PeerAddress: "203.0.113.2",
+				RouterID: "10.0.0.2", NodeSelectors: rack("a")}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "z-earlier", CreationTimestamp: at(1)}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, PeerAddress: "203.0.113.3",
+				RouterID: "10.0.0.1", NodeSelectors: rack("b")}},
+		},
+	})
+	self := netip.MustParseAddr("192.0.2.10")
+	nodes := []NodeState{{Name: "none", Labels: labels.Set{}}, {Name: "a", Labels: labels.Set{"rack": "a"}}, {Name: "ab", Labels: labels.Set{"rack": "b"}}}
+	// A node whose peers set nothing uses its own address.
+	if p := BGP(cfg, nil, nodes, "none"); RouterID(p, self) != self || len(p.Skipped) != 0 {
+		t.Errorf("node none: router ID %v, skipped %v; want %v and nothing skipped", RouterID(p, self), p.Skipped, self)
+	}
+	// A peer without routerID shares the node's one with a peer that sets it.
+	if p := BGP(cfg, nil, nodes, "a"); RouterID(p, self) != netip.MustParseAddr("10.0.0.2") || !slices.Equal(peerNames(p), []string{"plain", "b-later"}) {
+		t.Errorf("node a: router ID %v, peers %v", RouterID(p, self), peerNames(p))
+	}
+	// A node selected by both keeps the earlier.
+	nodes[2].Labels = labels.Set{"rack": "b"}
+	cfg.Peers["b-later"].NodeSelectors = cfg.Peers["z-earlier"].NodeSelectors
+	p := BGP(cfg, nil, nodes, "ab")
+	if RouterID(p, self) != netip.MustParseAddr("10.0.0.1") || slices.Contains(peerNames(p), "b-later") {
+		t.Errorf("node ab: router ID %v, peers %v; want 10.0.0.1 without b-later", RouterID(p, self), peerNames(p))
+	}
+	if why := p.Skipped["b-later"]; !strings.Contains(why, `"z-earlier"`) || !strings.Contains(why, "10.0.0.2") || !strings.Contains(why, "10.0.0.1") {
+		t.Errorf("skip reason %q does not name the earlier peer and both router IDs", why)
+	}
+}
