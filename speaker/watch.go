@@ -2,13 +2,11 @@ package speaker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -64,12 +62,10 @@ type Watcher struct {
 	// without it a burst of N Service events costs N² work).
 	MinInterval time.Duration
 
+	pwOnce    sync.Once
+	pwBook    *passwordBook
 	mu        sync.Mutex
 	lastPass  time.Time
-	pwKey     string            // what the cached passwords were read for
-	pwCache   map[string]string // peer name → password
-	pwErr     error
-	pwRead    time.Time
 	cfg       *config.Config
 	peers     []string
 	expected  []string
@@ -187,13 +183,33 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 	}
 	if w.OnBGP != nil && cfg != nil {
 		bgpPlan := plan.BGP(cfg, services, nodes, w.Node)
-		passwords, err := w.cachedPasswords(ctx, bgpPlan, objs.Peers)
-		if err != nil {
-			log.Error(err, "Reading BGP passwords; sessions with a password wait for it")
+		pw := w.passwords().lookup(ctx, bgpPlan.Passwords)
+		for name, why := range pw.unusable {
+			bgpPlan.Skip(name, why)
 		}
-		w.OnBGP(bgpPlan.BGPPlan, passwords, plan.RouterID(bgpPlan, selfIP))
+		for name, why := range pw.stale {
+			log.Info("BGP password Secret unreadable; the session keeps the last password read", "peer", name, "reason", why)
+		}
+		w.OnBGP(bgpPlan.BGPPlan, pw.passwords, plan.RouterID(bgpPlan, selfIP))
+		// Nothing else wakes the watcher when a Secret is due again (a
+		// retry, a rotated password): come back then.
+		if !pw.next.IsZero() {
+			return reconcile.Result{RequeueAfter: max(pw.next.Sub(w.clock().Now()), w.MinInterval, 10*time.Millisecond)}, nil
+		}
 	}
 	return reconcile.Result{}, nil
+}
+
+// passwords returns the watcher's password book.
+func (w *Watcher) passwords() *passwordBook {
+	w.pwOnce.Do(func() {
+		r := w.Secrets
+		if r == nil {
+			r = w.Client
+		}
+		w.pwBook = newPasswordBook(r, w.Namespace, w.clock())
+	})
+	return w.pwBook
 }
 
 // services returns the Services lbstack serves that have addresses.
@@ -249,76 +265,6 @@ func (w *Watcher) endpointNodes(ctx context.Context, s *corev1.Service) (map[str
 		}
 	}
 	return out, nil
-}
-
-// Password Secrets are read from the API server (the speaker may get them
-// by name but not watch them), so not on every pass: again only when a
-// BGPPeer or the set of references changed, after a failed read (at most
-// every passwordRetry), and every passwordRefresh (a rotated Secret).
-const (
-	passwordRetry   = 5 * time.Second
-	passwordRefresh = time.Minute
-)
-
-// cachedPasswords returns the passwords of plan's peers, reading them
-// again only when needed (see passwordRefresh).
-func (w *Watcher) cachedPasswords(ctx context.Context, plan plan.BGPPlan, peers []lbv1.BGPPeer) (map[string]string, error) {
-	if len(plan.Passwords) == 0 {
-		return nil, nil
-	}
-	var b strings.Builder
-	for _, p := range peers {
-		fmt.Fprintf(&b, "%s@%s;", p.Name, p.ResourceVersion)
-	}
-	names := make([]string, 0, len(plan.Passwords))
-	for n := range plan.Passwords {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		fmt.Fprintf(&b, "%s=%+v;", n, plan.Passwords[n])
-	}
-	key := b.String()
-	w.mu.Lock()
-	age := w.clock().Since(w.pwRead)
-	if key == w.pwKey && age < passwordRefresh && (w.pwErr == nil || age < passwordRetry) {
-		defer w.mu.Unlock()
-		return w.pwCache, w.pwErr
-	}
-	w.mu.Unlock()
-	pw, err := w.passwords(ctx, plan)
-	w.mu.Lock()
-	w.pwKey, w.pwCache, w.pwErr, w.pwRead = key, pw, err, w.clock().Now()
-	w.mu.Unlock()
-	return pw, err
-}
-
-// passwords reads the password of every peer in plan that has one.
-func (w *Watcher) passwords(ctx context.Context, plan plan.BGPPlan) (map[string]string, error) {
-	out := map[string]string{}
-	var errs []error
-	for name, ref := range plan.Passwords {
-		ns := ref.Namespace
-		if ns == "" {
-			ns = w.Namespace
-		}
-		var s corev1.Secret
-		reader := w.Secrets
-		if reader == nil {
-			reader = w.Client
-		}
-		if err := reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &s); err != nil {
-			errs = append(errs, fmt.Errorf("BGPPeer %s: password Secret %s/%s: %w", name, ns, ref.Name, err))
-			continue
-		}
-		v, ok := s.Data[ref.Key]
-		if !ok {
-			errs = append(errs, fmt.Errorf("BGPPeer %s: password Secret %s/%s has no key %q", name, ns, ref.Name, ref.Key))
-			continue
-		}
-		out[name] = string(v)
-	}
-	return out, errors.Join(errs...)
 }
 
 // nodeStates reduces Nodes to what eligibility needs, and returns the

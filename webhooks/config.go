@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -38,6 +39,9 @@ type ConfigValidator[T client.Object] struct {
 	Kind string
 	// Resource is T's plural resource name, for Forbidden errors.
 	Resource string
+	// Namespace is where password Secrets without a namespace live (the
+	// operator's namespace).
+	Namespace string
 }
 
 var _ admission.Validator[*lbv1.IPAddressPool] = &ConfigValidator[*lbv1.IPAddressPool]{}
@@ -151,6 +155,9 @@ func (v *ConfigValidator[T]) judge(ctx context.Context, obj T, before, after con
 	}
 	if len(newErrs) > 0 {
 		return warnings, apierrors.NewInvalid(gk, obj.GetName(), newErrs)
+	}
+	if !deleting {
+		warnings = append(warnings, v.passwordWarnings(ctx, obj)...)
 	}
 
 	// Pools that disappear, or shrink, under Services that hold their addresses.
@@ -299,6 +306,55 @@ func subtractStrings(a, b []string) []string {
 	for _, s := range a {
 		if !seen[s] {
 			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// passwordWarnings checks the password Secrets obj's peers refer to: one
+// that is missing, lacks the key or is of the wrong type is a warning (it
+// may be created next), and the speakers leave such a peer out
+// (NotConfigured) until it is fixed, rather than opening the session
+// without its password.
+func (v *ConfigValidator[T]) passwordWarnings(ctx context.Context, obj T) []string {
+	type ref struct {
+		path *field.Path
+		ref  lbv1.SecretReference
+	}
+	var refs []ref
+	switch o := any(obj).(type) {
+	case *lbv1.BGPPeer:
+		if o.Spec.PasswordSecret != nil {
+			refs = append(refs, ref{field.NewPath("spec", "passwordSecret"), *o.Spec.PasswordSecret})
+		}
+	case *lbv1.LoadBalancerStack:
+		for i, p := range o.Spec.BGPPeers {
+			if p.PasswordSecret != nil {
+				refs = append(refs, ref{field.NewPath("spec", "bgpPeers").Index(i).Child("passwordSecret"), *p.PasswordSecret})
+			}
+		}
+	}
+	var out []string
+	for _, r := range refs {
+		ns, key := r.ref.Namespace, r.ref.Key
+		if ns == "" {
+			ns = v.Namespace
+		}
+		if key == "" {
+			key = "password"
+		}
+		var s corev1.Secret
+		problem := ""
+		switch err := v.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: r.ref.Name}, &s); {
+		case apierrors.IsNotFound(err):
+			problem = fmt.Sprintf("Secret %s/%s does not exist", ns, r.ref.Name)
+		case err != nil:
+			problem = fmt.Sprintf("cannot read Secret %s/%s to check it: %v", ns, r.ref.Name, err)
+		default:
+			problem = config.PasswordProblem(&s, key)
+		}
+		if problem != "" {
+			out = append(out, fmt.Sprintf("%s[%s].%s: %s; the speakers do not open this session until the password can be read", v.Kind, obj.GetName(), r.path, problem))
 		}
 	}
 	return out

@@ -23,27 +23,28 @@ import (
 // +kubebuilder:webhook:path=/validate-v1-service,mutating=false,failurePolicy=ignore,sideEffects=None,groups="",resources=services,verbs=create;update,versions=v1,name=vservice.lbstack.io,admissionReviewVersions=v1,timeoutSeconds=5
 
 // Setup registers every validating webhook with the manager's webhook
-// server. reader should be uncached (mgr.GetAPIReader()).
-func Setup(mgr ctrl.Manager, reader client.Reader) error {
+// server. reader should be uncached (mgr.GetAPIReader()); namespace is the
+// operator's, where password Secrets without a namespace live.
+func Setup(mgr ctrl.Manager, reader client.Reader, namespace string) error {
 	type reg struct {
 		kind string
 		err  error
 	}
 	regs := []reg{
 		{"LoadBalancerStack", ctrl.NewWebhookManagedBy(mgr, &lbv1.LoadBalancerStack{}).
-			WithValidator(&ConfigValidator[*lbv1.LoadBalancerStack]{Reader: reader, Kind: "LoadBalancerStack", Resource: "loadbalancerstacks"}).Complete()},
+			WithValidator(&ConfigValidator[*lbv1.LoadBalancerStack]{Reader: reader, Namespace: namespace, Kind: "LoadBalancerStack", Resource: "loadbalancerstacks"}).Complete()},
 		{"IPAddressPool", ctrl.NewWebhookManagedBy(mgr, &lbv1.IPAddressPool{}).
-			WithValidator(&ConfigValidator[*lbv1.IPAddressPool]{Reader: reader, Kind: "IPAddressPool", Resource: "ipaddresspools"}).Complete()},
+			WithValidator(&ConfigValidator[*lbv1.IPAddressPool]{Reader: reader, Namespace: namespace, Kind: "IPAddressPool", Resource: "ipaddresspools"}).Complete()},
 		{"L2Advertisement", ctrl.NewWebhookManagedBy(mgr, &lbv1.L2Advertisement{}).
-			WithValidator(&ConfigValidator[*lbv1.L2Advertisement]{Reader: reader, Kind: "L2Advertisement", Resource: "l2advertisements"}).Complete()},
+			WithValidator(&ConfigValidator[*lbv1.L2Advertisement]{Reader: reader, Namespace: namespace, Kind: "L2Advertisement", Resource: "l2advertisements"}).Complete()},
 		{"BGPAdvertisement", ctrl.NewWebhookManagedBy(mgr, &lbv1.BGPAdvertisement{}).
-			WithValidator(&ConfigValidator[*lbv1.BGPAdvertisement]{Reader: reader, Kind: "BGPAdvertisement", Resource: "bgpadvertisements"}).Complete()},
+			WithValidator(&ConfigValidator[*lbv1.BGPAdvertisement]{Reader: reader, Namespace: namespace, Kind: "BGPAdvertisement", Resource: "bgpadvertisements"}).Complete()},
 		{"BGPPeer", ctrl.NewWebhookManagedBy(mgr, &lbv1.BGPPeer{}).
-			WithValidator(&ConfigValidator[*lbv1.BGPPeer]{Reader: reader, Kind: "BGPPeer", Resource: "bgppeers"}).Complete()},
+			WithValidator(&ConfigValidator[*lbv1.BGPPeer]{Reader: reader, Namespace: namespace, Kind: "BGPPeer", Resource: "bgppeers"}).Complete()},
 		{"BFDProfile", ctrl.NewWebhookManagedBy(mgr, &lbv1.BFDProfile{}).
-			WithValidator(&ConfigValidator[*lbv1.BFDProfile]{Reader: reader, Kind: "BFDProfile", Resource: "bfdprofiles"}).Complete()},
+			WithValidator(&ConfigValidator[*lbv1.BFDProfile]{Reader: reader, Namespace: namespace, Kind: "BFDProfile", Resource: "bfdprofiles"}).Complete()},
 		{"Community", ctrl.NewWebhookManagedBy(mgr, &lbv1.Community{}).
-			WithValidator(&ConfigValidator[*lbv1.Community]{Reader: reader, Kind: "Community", Resource: "communities"}).Complete()},
+			WithValidator(&ConfigValidator[*lbv1.Community]{Reader: reader, Namespace: namespace, Kind: "Community", Resource: "communities"}).Complete()},
 		{"Service", ctrl.NewWebhookManagedBy(mgr, &corev1.Service{}).
 			WithValidator(&ServiceValidator{Reader: reader}).WithValidatorCustomPath("/validate-v1-service").Complete()},
 	}

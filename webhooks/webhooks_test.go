@@ -567,3 +567,43 @@ func TestCertificateRotation(t *testing.T) {
 		"vipaddresspool.lbstack.io", "after its end")
 	mustCreate(t, "apiVersion: lbstack.io/v1alpha1\nkind: IPAddressPool\nmetadata: {name: after-rotation}\nspec: {addresses: [203.0.113.240/28]}")
 }
+
+// TestPasswordSecretWarnings: a BGPPeer (or a stack's inline peer) whose
+// password Secret is missing, lacks the key or is of the wrong type is
+// admitted with a warning naming the object, the field and the problem;
+// a good Secret gives no warning.
+func TestPasswordSecretWarnings(t *testing.T) {
+	for _, s := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "pw-good"}, Data: map[string][]byte{"password": []byte("x")}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "pw-nokey"}, Data: map[string][]byte{"pass": []byte("x")}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "pw-tls"}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{"password": []byte("x"), "tls.crt": []byte("c"), "tls.key": []byte("k")}},
+	} {
+		if err := env.Client.Create(ctx(t), s); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), s) })
+	}
+	peer := func(name, addr, secret string) string {
+		return fmt.Sprintf("apiVersion: lbstack.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: %s}\nspec: {myASN: 64500, peerASN: 64501, peerAddress: %s, passwordSecret: {name: %s}}", name, addr, secret)
+	}
+	warnings.take()
+	mustCreate(t, peer("pw-good", "198.51.100.201", "pw-good"))
+	if got := warnings.take(); len(got) != 0 {
+		t.Errorf("a good password Secret gave warnings %q", got)
+	}
+	for name, tc := range map[string]struct{ secret, want string }{
+		"missing":    {"pw-missing", `BGPPeer[pw-missing].spec.passwordSecret: Secret default/pw-missing does not exist; the speakers do not open this session until the password can be read`},
+		"no key":     {"pw-nokey", `BGPPeer[pw-nokey].spec.passwordSecret: Secret default/pw-nokey has no key "password"`},
+		"wrong type": {"pw-tls", `BGPPeer[pw-tls].spec.passwordSecret: Secret default/pw-tls is of type kubernetes.io/tls`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mustCreate(t, peer(tc.secret, "198.51.100.2"+fmt.Sprint(len(tc.secret)), tc.secret))
+			expectWarning(t, tc.want)
+		})
+	}
+	t.Run("inline peer of a stack", func(t *testing.T) {
+		mustCreate(t, "apiVersion: lbstack.io/v1alpha1\nkind: LoadBalancerStack\nmetadata: {name: pwstack}\nspec: {bgpPeers: [{name: inl, myASN: 64500, peerASN: 64501, peerAddress: 198.51.100.240, passwordSecret: {name: nope}}]}")
+		expectWarning(t, `LoadBalancerStack[pwstack].spec.bgpPeers[0].passwordSecret: Secret default/nope does not exist`)
+	})
+}

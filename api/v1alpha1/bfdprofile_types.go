@@ -6,7 +6,8 @@ import (
 
 // BFDProfileSpec holds the timers of a BFD session (RFC 5880), which detects
 // a dead BGP peer in milliseconds instead of waiting for the hold time.
-// +kubebuilder:validation:XValidation:rule="!has(self.echoInterval) || (has(self.echoMode) && self.echoMode)",message="echoInterval needs echoMode: true",fieldPath=".echoInterval"
+// +kubebuilder:validation:XValidation:rule="!has(self.echoMode) || !self.echoMode",message="BFD echo is not supported: lbstack runs BFD in asynchronous mode only (control packets at transmitInterval detect a failure); remove echoMode or set it to false",fieldPath=".echoMode"
+// +kubebuilder:validation:XValidation:rule="!has(self.echoInterval)",message="echoInterval needs echoMode, which is not supported; remove echoInterval",fieldPath=".echoInterval"
 type BFDProfileSpec struct {
 	// receiveInterval is the minimum interval, in milliseconds, between BFD
 	// control packets this node is able to receive.
@@ -32,13 +33,15 @@ type BFDProfileSpec struct {
 	// +optional
 	DetectMultiplier *int32 `json:"detectMultiplier,omitempty"`
 
-	// echoMode enables BFD echo packets, which the peer forwards back
-	// without processing.
+	// echoMode would enable BFD echo packets (RFC 5880 §6.4). lbstack does
+	// not implement the echo function: only false (or no value) is
+	// accepted, so that MetalLB profiles that spell out the default apply
+	// unchanged, and true is refused rather than silently ignored.
 	// +optional
 	EchoMode *bool `json:"echoMode,omitempty"`
 
-	// echoInterval is the minimum interval, in milliseconds, between echo
-	// packets. Needs echoMode.
+	// echoInterval would be the interval between echo packets. Refused:
+	// echo mode is not supported (see echoMode).
 	// +kubebuilder:validation:Minimum=10
 	// +kubebuilder:validation:Maximum=60000
 	// +optional
@@ -49,8 +52,13 @@ type BFDProfileSpec struct {
 	// +optional
 	PassiveMode *bool `json:"passiveMode,omitempty"`
 
-	// minimumTtl is the lowest TTL accepted on incoming packets; 254 means
-	// the peer must be directly connected.
+	// minimumTtl is the lowest TTL accepted on the packets of a multi-hop
+	// BFD session (RFC 5883), which a peer with ebgpMultiHop runs; 254
+	// accepts a peer one router away that sends with TTL 255 (FRR, most
+	// routers). BIRD sends multi-hop BFD with the system default TTL (64):
+	// with a BIRD router set at most 64 minus the hops between. A
+	// single-hop session always requires TTL 255 (RFC 5881) and ignores
+	// this field.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=254
 	// +kubebuilder:default=254

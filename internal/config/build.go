@@ -26,7 +26,6 @@ const (
 	DefaultHoldTime         = 90 * time.Second
 	DefaultConnectTime      = 5 * time.Second
 	DefaultBFDInterval      = 300 * time.Millisecond
-	DefaultBFDEchoInterval  = 50 * time.Millisecond
 	DefaultDetectMultiplier = 3
 	DefaultMinimumTTL       = 254
 )

@@ -336,17 +336,13 @@ func TestBuildRejects(t *testing.T) {
 			objs:  objects(bfd("b", func(s *lbv1.BFDProfileSpec) { s.TransmitInterval = ptr(int32(60001)) })),
 			field: "BFDProfile[b].spec.transmitInterval", msg: "must be between 10 and 60000 milliseconds",
 		},
-		"bfd: echoInterval 9": {
-			objs:  objects(bfd("b", func(s *lbv1.BFDProfileSpec) { s.EchoMode, s.EchoInterval = ptr(true), ptr(int32(9)) })),
-			field: "BFDProfile[b].spec.echoInterval", msg: "must be between 10 and 60000 milliseconds",
+		"bfd: echoMode true": {
+			objs:  objects(bfd("b", func(s *lbv1.BFDProfileSpec) { s.EchoMode = ptr(true) })),
+			field: "BFDProfile[b].spec.echoMode", msg: "BFD echo is not supported",
 		},
-		"bfd: echoInterval 60001": {
-			objs:  objects(bfd("b", func(s *lbv1.BFDProfileSpec) { s.EchoMode, s.EchoInterval = ptr(true), ptr(int32(60001)) })),
-			field: "BFDProfile[b].spec.echoInterval", msg: "must be between 10 and 60000 milliseconds",
-		},
-		"bfd: echoInterval without echoMode": {
+		"bfd: echoInterval": {
 			objs:  objects(bfd("b", func(s *lbv1.BFDProfileSpec) { s.EchoMode, s.EchoInterval = ptr(false), ptr(int32(50)) })),
-			field: "BFDProfile[b].spec.echoInterval", msg: "echoInterval needs echoMode: true",
+			field: "BFDProfile[b].spec.echoInterval", msg: "echoInterval needs echoMode, which is not supported",
 		},
 		"bfd: detectMultiplier 1": {
 			objs:  objects(bfd("b", func(s *lbv1.BFDProfileSpec) { s.DetectMultiplier = ptr(int32(1)) })),
@@ -781,7 +777,7 @@ func TestBuildBGP(t *testing.T) {
 	fast := bfd("fast", func(s *lbv1.BFDProfileSpec) {
 		s.ReceiveInterval, s.TransmitInterval = ptr(int32(100)), ptr(int32(150))
 		s.DetectMultiplier = ptr(int32(5))
-		s.EchoMode, s.EchoInterval = ptr(true), ptr(int32(20))
+		s.EchoMode = ptr(false) // as MetalLB profiles spell it out
 		s.MinimumTTL = ptr(int32(1))
 	})
 	public := bgpAdv("public", aggLen(32, -1), communities("no-export", "65000:100", "large:64512:1:2"), localPref(150), advPeers("tor-a"),
@@ -838,11 +834,11 @@ func TestBuildBGP(t *testing.T) {
 
 	check(t, "default-bfd", *cfg.BFDProfiles["default-bfd"], BFDProfile{
 		Name: "default-bfd", ReceiveInterval: 300 * time.Millisecond, TransmitInterval: 300 * time.Millisecond,
-		DetectMultiplier: 3, EchoInterval: 50 * time.Millisecond, MinimumTTL: 254,
+		DetectMultiplier: 3, MinimumTTL: 254,
 	})
 	check(t, "fast", *cfg.BFDProfiles["fast"], BFDProfile{
 		Name: "fast", ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 150 * time.Millisecond,
-		DetectMultiplier: 5, EchoMode: true, EchoInterval: 20 * time.Millisecond, MinimumTTL: 1,
+		DetectMultiplier: 5, MinimumTTL: 1,
 	})
 
 	noExport, noAdvertise := Community{Standard: 0xffffff01}, Community{Standard: 0xffffff02}
@@ -904,7 +900,6 @@ func TestBuildAccepts(t *testing.T) {
 		"holdTime 3s and 65535s":     objects(peer("a", "192.0.2.1", holdTime("3s")), peer("b", "192.0.2.2", holdTime("65535s"))),
 		"BFD bounds": objects(bfd("b", func(s *lbv1.BFDProfileSpec) {
 			s.ReceiveInterval, s.TransmitInterval = ptr(int32(10)), ptr(int32(60000))
-			s.EchoMode, s.EchoInterval = ptr(true), ptr(int32(10))
 			s.DetectMultiplier, s.MinimumTTL = ptr(int32(255)), ptr(int32(254))
 		})),
 		"ASN bounds": objects(peer("a", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.MyASN, s.PeerASN = 1, math.MaxUint32 })),

@@ -158,8 +158,6 @@ type BFDProfile struct {
 	Name                              string
 	ReceiveInterval, TransmitInterval time.Duration
 	DetectMultiplier                  uint8
-	EchoMode                          bool
-	EchoInterval                      time.Duration
 	PassiveMode                       bool
 	MinimumTTL                        uint8
 }

@@ -108,8 +108,6 @@ func (b *builder) bfdProfile(it item[lbv1.BFDProfileSpec]) {
 		Name:             it.name,
 		ReceiveInterval:  ms(s.ReceiveInterval, DefaultBFDInterval),
 		TransmitInterval: ms(s.TransmitInterval, DefaultBFDInterval),
-		EchoMode:         boolOr(s.EchoMode, false),
-		EchoInterval:     ms(s.EchoInterval, DefaultBFDEchoInterval),
 		PassiveMode:      boolOr(s.PassiveMode, false),
 		DetectMultiplier: DefaultDetectMultiplier,
 		MinimumTTL:       DefaultMinimumTTL,
@@ -121,9 +119,12 @@ func (b *builder) bfdProfile(it item[lbv1.BFDProfileSpec]) {
 	}
 	interval("receiveInterval", s.ReceiveInterval)
 	interval("transmitInterval", s.TransmitInterval)
-	interval("echoInterval", s.EchoInterval)
-	if s.EchoInterval != nil && !p.EchoMode {
-		b.errs = append(b.errs, field.Invalid(it.path.Child("echoInterval"), *s.EchoInterval, "echoInterval needs echoMode: true"))
+	// The echo function is not implemented: refused rather than ignored.
+	if boolOr(s.EchoMode, false) {
+		b.errs = append(b.errs, field.Invalid(it.path.Child("echoMode"), true, "BFD echo is not supported: lbstack runs BFD in asynchronous mode only (control packets at transmitInterval detect a failure); remove echoMode or set it to false"))
+	}
+	if s.EchoInterval != nil {
+		b.errs = append(b.errs, field.Invalid(it.path.Child("echoInterval"), *s.EchoInterval, "echoInterval needs echoMode, which is not supported; remove echoInterval"))
 	}
 	if m := s.DetectMultiplier; m != nil {
 		if *m < 2 || *m > 255 {

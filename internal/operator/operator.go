@@ -117,7 +117,7 @@ func SetupWebhooks(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o
 			return nil, err
 		}
 	}
-	return rot, webhooks.Setup(mgr, mgr.GetAPIReader())
+	return rot, webhooks.Setup(mgr, mgr.GetAPIReader(), o.Namespace)
 }
 
 // Setup adds everything the operator runs to mgr: the LoadBalancerStack

@@ -19,12 +19,12 @@ var readOnly = []string{"get", "list", "watch"}
 
 // ControllerRules are the controller's cluster-wide permissions: read the
 // configuration, Services and Namespaces (validity never depends on
-// Nodes); write Service status and its pool annotation, pool counters and
-// events.
+// Nodes); write Service status and its pool annotation, pool counters, the
+// count of established sessions of each BGPPeer and events.
 func ControllerRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: configResources, Verbs: readOnly},
-		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: []string{"ipaddresspools/status"}, Verbs: []string{"get", "update", "patch"}},
+		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: []string{"ipaddresspools/status", "bgppeers/status"}, Verbs: []string{"get", "update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"get", "update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: readOnly},

@@ -30,6 +30,12 @@ type ManagerConfig struct {
 	// PeerPort is the UDP port packets are sent to; 0 means DefaultPort.
 	// Only tests that run several managers on one host change it.
 	PeerPort uint16
+	// Multihop also listens on the multi-hop port, so that sessions with
+	// SessionConfig.Multihop can be added (RFC 5883).
+	Multihop bool
+	// MultihopPort and PeerMultihopPort are the multi-hop counterparts of
+	// Port and PeerPort; 0 means MultihopPort.
+	MultihopPort, PeerMultihopPort uint16
 	// Clock decides every timer; nil means the real clock.
 	Clock clock.Clock
 	// Rand draws discriminators, source ports and transmit jitter; nil
@@ -42,7 +48,9 @@ type ManagerConfig struct {
 type Counters struct {
 	// Received counts datagrams read from the listeners.
 	Received uint64
-	// BadTTL counts datagrams dropped for a TTL or hop limit other than 255.
+	// BadTTL counts datagrams dropped for their TTL or hop limit: other
+	// than 255 on the single-hop port, below the session's MinTTL on the
+	// multi-hop port.
 	BadTTL uint64
 	// Malformed counts datagrams dropped by Unmarshal as invalid.
 	Malformed uint64
@@ -61,14 +69,16 @@ type counters struct {
 	received, badTTL, malformed, noSession, rejected, sent, sendErrors atomic.Uint64
 }
 
-// Manager runs single-hop BFD sessions (RFC 5880, RFC 5881) over UDP: it
-// owns a listener per address family on the BFD port, a sending socket per
+// Manager runs single-hop and multi-hop BFD sessions (RFC 5880, RFC 5881,
+// RFC 5883) over UDP: it owns a listener per address family on the BFD
+// port (and on the multi-hop port with ManagerConfig.Multihop), a sending socket per
 // session, and one goroutine that drives every session's timers. Create
 // it with NewManager, add sessions, and call Run.
 type Manager struct {
 	log       logr.Logger
 	clock     clock.Clock
 	peerPort  uint16
+	peerMH    uint16
 	listeners []*listener
 	// wake tells Run that a session's deadline may have moved earlier.
 	wake chan struct{}
@@ -105,6 +115,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		clock:    cfg.Clock,
 		rand:     cfg.Rand,
 		peerPort: cmp.Or(cfg.PeerPort, DefaultPort),
+		peerMH:   cmp.Or(cfg.PeerMultihopPort, MultihopPort),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		sessions: map[netip.Addr]*entry{},
@@ -117,31 +128,51 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if m.rand == nil {
 		m.rand = globalRand{}
 	}
-	port := cmp.Or(cfg.Port, DefaultPort)
-	if cfg.ListenAddr.IsValid() {
-		l, err := listen(netip.AddrPortFrom(cfg.ListenAddr.Unmap(), port))
-		if err != nil {
+	if err := m.bind(cfg.ListenAddr, cmp.Or(cfg.Port, DefaultPort), false); err != nil {
+		return nil, err
+	}
+	if cfg.Multihop {
+		if err := m.bind(cfg.ListenAddr, cmp.Or(cfg.MultihopPort, MultihopPort), true); err != nil {
+			for _, l := range m.listeners {
+				_ = l.close()
+			}
 			return nil, err
 		}
+	}
+	return m, nil
+}
+
+// bind adds the listeners on port: one on addr, or without it one IPv4 and
+// one IPv6 listener (the IPv6 one skipped if the kernel has no IPv6).
+func (m *Manager) bind(addr netip.Addr, port uint16, multihop bool) error {
+	if addr.IsValid() {
+		l, err := listen(netip.AddrPortFrom(addr.Unmap(), port))
+		if err != nil {
+			return err
+		}
+		l.multihop = multihop
 		m.listeners = append(m.listeners, l)
-		return m, nil
+		return nil
 	}
 	l4, err := listen(netip.AddrPortFrom(netip.IPv4Unspecified(), port))
 	if err != nil {
-		return nil, err
+		return err
 	}
+	l4.multihop = multihop
 	m.listeners = append(m.listeners, l4)
 	l6, err := listen(netip.AddrPortFrom(netip.IPv6Unspecified(), port))
 	switch {
 	case errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL):
-		m.log.Info("Listening for BFD on IPv4 only: the kernel has no IPv6", "error", err.Error())
+		m.log.Info("Listening for BFD on IPv4 only: the kernel has no IPv6", "error", err.Error(), "port", port)
 	case err != nil:
 		_ = l4.close()
-		return nil, err
+		m.listeners = m.listeners[:len(m.listeners)-1]
+		return err
 	default:
+		l6.multihop = multihop
 		m.listeners = append(m.listeners, l6)
 	}
-	return m, nil
+	return nil
 }
 
 // ListenAddrs returns the addresses the listeners are bound to.
@@ -218,7 +249,10 @@ func (m *Manager) AddSession(cfg SessionConfig) error {
 	if m.stopped {
 		return fmt.Errorf("adding BFD session with %s: the manager has stopped", key)
 	}
-	if !slices.ContainsFunc(m.listeners, func(l *listener) bool { return l.is4() == key.Is4() }) {
+	if !slices.ContainsFunc(m.listeners, func(l *listener) bool { return l.is4() == key.Is4() && l.multihop == cfg.Multihop }) {
+		if cfg.Multihop {
+			return fmt.Errorf("adding multi-hop BFD session with %s: no multi-hop listener for its address family", key)
+		}
 		return fmt.Errorf("adding BFD session with %s: no listener for its address family", key)
 	}
 	log := m.log.WithValues("peer", key)
@@ -227,7 +261,7 @@ func (m *Manager) AddSession(cfg SessionConfig) error {
 			return nil
 		}
 		log.Info("Updating BFD session", "desiredMinTx", cfg.DesiredMinTx, "requiredMinRx", cfg.RequiredMinRx, "detectMultiplier", cfg.DetectMultiplier, "passive", cfg.Passive)
-		if cfg.Local != e.cfg.Local || cfg.Interface != e.cfg.Interface || cfg.Peer != e.cfg.Peer {
+		if cfg.Local != e.cfg.Local || cfg.Interface != e.cfg.Interface || cfg.Peer != e.cfg.Peer || cfg.Multihop != e.cfg.Multihop {
 			tx, err := m.openSender(cfg)
 			if err != nil {
 				return fmt.Errorf("updating BFD session with %s: %w", key, err)
@@ -395,18 +429,18 @@ func (m *Manager) readLoop(l *listener) error {
 		if err != nil {
 			return fmt.Errorf("reading BFD packets on %s: %w", l.addr(), err)
 		}
-		m.handlePacket(buf[:n], ttl, ifindex, src)
+		m.handlePacket(buf[:n], ttl, ifindex, src, l.multihop)
 	}
 }
 
 // handlePacket checks, decodes and demultiplexes one datagram (RFC 5881 §5,
 // RFC 5880 §6.8.6). Whatever is wrong with it is counted, and it is
 // dropped.
-func (m *Manager) handlePacket(b []byte, ttl, ifindex int, src netip.AddrPort) {
+func (m *Manager) handlePacket(b []byte, ttl, ifindex int, src netip.AddrPort, multihop bool) {
 	m.stats.received.Add(1)
 	// Only the drop branches log: no logger is built for a good packet.
 	drop := func(msg string, kv ...any) { m.log.V(1).Info(msg, append([]any{"peer", src}, kv...)...) }
-	if ttl != gtsmTTL {
+	if !multihop && ttl != gtsmTTL {
 		m.stats.badTTL.Add(1)
 		drop("Dropping BFD packet: TTL is not 255", "ttl", ttl)
 		return
@@ -433,9 +467,17 @@ func (m *Manager) handlePacket(b []byte, ttl, ifindex int, src netip.AddrPort) {
 	} else {
 		e = m.sessions[peer]
 	}
-	if e == nil || !m.onInterfaceLocked(e, ifindex) {
+	if e != nil && e.cfg.Multihop != multihop {
+		e = nil
+	}
+	if e == nil || (!multihop && !m.onInterfaceLocked(e, ifindex)) {
 		m.stats.noSession.Add(1)
 		drop("Dropping BFD packet: no session", "yourDiscriminator", p.YourDiscriminator, "ifindex", ifindex)
+		return
+	}
+	if multihop && ttl < int(e.cfg.MinTTL) {
+		m.stats.badTTL.Add(1)
+		drop("Dropping multi-hop BFD packet: TTL below the session's minimum", "ttl", ttl, "minTTL", e.cfg.MinTTL)
 		return
 	}
 	out, err := e.sess.Receive(&p)
@@ -545,6 +587,9 @@ func (m *Manager) destination(cfg SessionConfig) netip.AddrPort {
 	peer := cfg.Peer
 	if peer.Is6() && peer.IsLinkLocalUnicast() && peer.Zone() == "" && cfg.Interface != "" {
 		peer = peer.WithZone(cfg.Interface)
+	}
+	if cfg.Multihop {
+		return netip.AddrPortFrom(peer, m.peerMH)
 	}
 	return netip.AddrPortFrom(peer, m.peerPort)
 }

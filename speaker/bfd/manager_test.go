@@ -161,8 +161,29 @@ func startPair(t testing.TB, pc pairConfig) (a, b *node) {
 		portA = freePort(t, pc.addrA, pc.addrB)
 		portB = portA
 	}
-	a = startManager(t, bfd.ManagerConfig{ListenAddr: pc.addrA, Port: portA, PeerPort: portB})
-	b = startManager(t, bfd.ManagerConfig{ListenAddr: pc.addrB, Port: portB, PeerPort: portA})
+	ca := bfd.ManagerConfig{ListenAddr: pc.addrA, Port: portA, PeerPort: portB}
+	cb := bfd.ManagerConfig{ListenAddr: pc.addrB, Port: portB, PeerPort: portA}
+	if pc.session.Multihop {
+		// Multi-hop listeners on other ports than the single-hop ones:
+		// a packet on the wrong port must not reach the session.
+		addrs := []netip.Addr{pc.addrA, pc.addrB}
+		if pc.addrA == pc.addrB {
+			addrs = addrs[:1]
+		}
+		mhA := freePort(t, addrs...)
+		for mhA == portA || mhA == portB {
+			mhA = freePort(t, addrs...)
+		}
+		mhB := mhA
+		if pc.addrA == pc.addrB {
+			for mhB = freePort(t, pc.addrB); mhB == mhA || mhB == portA || mhB == portB; mhB = freePort(t, pc.addrB) {
+			}
+		}
+		ca.Multihop, ca.MultihopPort, ca.PeerMultihopPort = true, mhA, mhB
+		cb.Multihop, cb.MultihopPort, cb.PeerMultihopPort = true, mhB, mhA
+	}
+	a = startManager(t, ca)
+	b = startManager(t, cb)
 	cfgA, cfgB := pc.session, pc.session
 	cfgA.Peer, cfgA.Local = pc.addrB, pc.addrA
 	cfgB.Peer, cfgB.Local, cfgB.Passive = pc.addrA, pc.addrB, pc.passiveB
@@ -204,6 +225,11 @@ func fastSession() bfd.SessionConfig {
 	return bfd.SessionConfig{DesiredMinTx: 50 * time.Millisecond, RequiredMinRx: 50 * time.Millisecond, DetectMultiplier: 3}
 }
 
+func multihop(cfg bfd.SessionConfig, minTTL uint8) bfd.SessionConfig {
+	cfg.Multihop, cfg.MinTTL = true, minTTL
+	return cfg
+}
+
 func onlySession(t testing.TB, m *bfd.Manager) bfd.SessionStatus {
 	t.Helper()
 	ss := m.Sessions()
@@ -218,6 +244,8 @@ func TestManagersComeUpAndDetectFailure(t *testing.T) {
 		"IPv4":            {addrA: lo1, addrB: lo2, session: fastSession()},
 		"IPv6":            {addrA: lo6, addrB: lo6, session: fastSession()},
 		"IPv4, B passive": {addrA: lo1, addrB: lo2, session: fastSession(), passiveB: true},
+		"IPv4, multi-hop": {addrA: lo1, addrB: lo2, session: multihop(fastSession(), 0)},
+		"IPv6, multi-hop": {addrA: lo6, addrB: lo6, session: multihop(fastSession(), 0)},
 	}
 	for name, pc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -589,4 +617,57 @@ func BenchmarkDetectionTime(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(runs), "ms/detect")
 	b.ReportMetric(float64(worst.Microseconds())/1000, "ms/worst")
+}
+
+// TestManagerMultihopTTL: a multi-hop session accepts the peer's packets
+// from its MinTTL on and drops the rest as BadTTL; its packets on the
+// single-hop port, or a single-hop packet on the multi-hop port, reach no
+// session.
+func TestManagerMultihopTTL(t *testing.T) {
+	a, b := startPair(t, pairConfig{addrA: lo1, addrB: lo2, session: multihop(fastSession(), 0)})
+	sa, sb := onlySession(t, a.m), onlySession(t, b.m)
+	// Single-hop listeners come first.
+	addrs := a.m.ListenAddrs()
+	if len(addrs) != 2 {
+		t.Fatalf("A listens on %v, want a single-hop and a multi-hop port", addrs)
+	}
+	shPort, mhPort := addrs[0].Port(), addrs[1].Port()
+	// B's Down, as B would send it, with TTL 64: below the minimum 254.
+	down := bfd.ControlPacket{State: bfd.StateDown, DetectMult: 3, MyDiscriminator: sb.LocalDiscriminator, YourDiscriminator: sa.LocalDiscriminator,
+		DesiredMinTxInterval: time.Second, RequiredMinRxInterval: time.Second}
+	raw, err := down.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(port uint16, ttl int) {
+		t.Helper()
+		c, err := net.DialUDP("udp4", &net.UDPAddr{IP: lo2.AsSlice()}, &net.UDPAddr{IP: lo1.AsSlice(), Port: int(port)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := ipv4.NewConn(c).SetTTL(ttl); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := a.m.Counters()
+	send(mhPort, 64)
+	send(shPort, 255)
+	deadline := time.Now().Add(downTimeout)
+	for {
+		got := a.m.Counters()
+		if got.BadTTL == before.BadTTL+1 && got.NoSession == before.NoSession+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counters %+v after %+v: want one more BadTTL and one more NoSession", got, before)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := onlySession(t, a.m); st.State != bfd.StateUp {
+		t.Fatalf("A after the dropped packets: %+v, want Up", st)
+	}
 }

@@ -78,7 +78,21 @@ type SessionConfig struct {
 	// Passive sessions send nothing until the peer has sent a packet
 	// (RFC 5880 §6.1).
 	Passive bool
+	// Multihop runs the session over several hops (RFC 5883): packets go
+	// to port MultihopPort, are sent with TTL 255 as single-hop ones, and
+	// are accepted with any TTL from MinTTL on instead of exactly 255. For
+	// a peer that is not directly connected (an ebgpMultiHop BGP peer).
+	Multihop bool
+	// MinTTL is the least TTL (hop limit) a multi-hop session accepts on
+	// the peer's packets; 0 means DefaultMinTTL. Single-hop sessions always
+	// require 255 (RFC 5881 §5) and ignore it.
+	MinTTL uint8
 }
+
+// DefaultMinTTL is the least TTL a multi-hop session accepts by default:
+// a peer one router away that sends with TTL 255 (as FRR does). A peer
+// that sends with its system default TTL (BIRD: 64) needs a lower MinTTL.
+const DefaultMinTTL = 254
 
 // normalize returns cfg with defaults applied and Peer and Local unmapped,
 // or an error that names the first invalid field.
@@ -93,6 +107,12 @@ func (cfg SessionConfig) normalize() (SessionConfig, error) {
 	}
 	if cfg.DetectMultiplier == 0 {
 		cfg.DetectMultiplier = DefaultDetectMultiplier
+	}
+	if cfg.MinTTL == 0 {
+		cfg.MinTTL = DefaultMinTTL
+	}
+	if !cfg.Multihop {
+		cfg.MinTTL = gtsmTTL
 	}
 	cfg.DesiredMinTx = cfg.DesiredMinTx.Truncate(time.Microsecond)
 	cfg.RequiredMinRx = cfg.RequiredMinRx.Truncate(time.Microsecond)

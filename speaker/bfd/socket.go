@@ -15,6 +15,10 @@ import (
 // packets (RFC 5881 §4).
 const DefaultPort = 3784
 
+// MultihopPort is the UDP destination port of multi-hop BFD Control
+// packets (RFC 5883 §5).
+const MultihopPort = 4784
+
 // The source port range of single-hop BFD (RFC 5881 §4).
 const (
 	MinSourcePort = 49152
@@ -36,9 +40,11 @@ const readBufferSize = 512
 // listener receives Control packets for one address family on the BFD
 // port, with the received TTL and the arrival interface.
 type listener struct {
-	conn *net.UDPConn
-	p4   *ipv4.PacketConn
-	p6   *ipv6.PacketConn
+	// multihop: the listener is on the multi-hop port.
+	multihop bool
+	conn     *net.UDPConn
+	p4       *ipv4.PacketConn
+	p6       *ipv6.PacketConn
 }
 
 func listen(addr netip.AddrPort) (*listener, error) {

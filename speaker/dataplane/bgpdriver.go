@@ -45,8 +45,9 @@ type BGPDriver struct {
 	Node  string
 	Log   logr.Logger
 	Clock clock.WithTicker
-	// BFDPort is the local BFD port (0: 3784); tests change it.
-	BFDPort uint16
+	// BFDPort is the local BFD port (0: 3784) and BFDMultihopPort the
+	// multi-hop one (0: 4784); tests change them.
+	BFDPort, BFDMultihopPort uint16
 	// OnEvent receives session up/down events (must not block).
 	OnEvent func(bgp.PeerEvent)
 	// OnStatus receives the sessions' state after each change and every
@@ -249,7 +250,7 @@ func (d *BGPDriver) applyBFD(ctx context.Context, plan BGPPlan) {
 		names[cfg.Peer] = p.Name
 	}
 	if len(want) > 0 && d.bfdm == nil {
-		m, err := bfd.NewManager(bfd.ManagerConfig{Port: d.BFDPort, Clock: d.Clock, Rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), Log: d.Log.WithName("bfd")})
+		m, err := bfd.NewManager(bfd.ManagerConfig{Port: d.BFDPort, Multihop: true, MultihopPort: d.BFDMultihopPort, Clock: d.Clock, Rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), Log: d.Log.WithName("bfd")})
 		if err != nil {
 			d.Log.Error(err, "Starting BFD; sessions run without it")
 			d.mu.Lock()

@@ -43,7 +43,7 @@ func TestBGPDriverMetricsWhileApplying(t *testing.T) {
 
 	var statusMu sync.Mutex
 	var last BGPStatus
-	d := &BGPDriver{Node: "a", Log: testr.New(t), Clock: clock.RealClock{}, BFDPort: freeUDPPort(t),
+	d := &BGPDriver{Node: "a", Log: testr.New(t), Clock: clock.RealClock{}, BFDPort: freeUDPPort(t), BFDMultihopPort: freeUDPPort(t),
 		OnStatus: func(s BGPStatus) { statusMu.Lock(); last = s; statusMu.Unlock() }}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

@@ -98,8 +98,12 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 		}
 		if p.BFDProfile != "" {
 			if prof, ok := cfg.BFDProfiles[p.BFDProfile]; ok {
+				// A peer that is not directly connected runs multi-hop
+				// BFD (RFC 5883), which honours the profile's minimumTtl;
+				// single-hop BFD needs TTL 255 and could never come up.
 				plan.BFD[p.Name] = bfd.SessionConfig{Peer: p.Address, Local: p.SourceAddress, DesiredMinTx: prof.TransmitInterval,
-					RequiredMinRx: prof.ReceiveInterval, DetectMultiplier: prof.DetectMultiplier, Passive: prof.PassiveMode}
+					RequiredMinRx: prof.ReceiveInterval, DetectMultiplier: prof.DetectMultiplier, Passive: prof.PassiveMode,
+					Multihop: p.EBGPMultiHop, MinTTL: prof.MinimumTTL}
 			}
 		}
 	}
@@ -153,6 +157,18 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 		slices.SortFunc(plan.Services[p], func(a, b dataplane.ServiceRef) int { return strings.Compare(a.String(), b.String()) })
 	}
 	return plan
+}
+
+// Skip leaves the peer name out of the plan (its session, its BFD session
+// and its password) with the reason why.
+func (p *BGPPlan) Skip(name, why string) {
+	p.Peers = slices.DeleteFunc(p.Peers, func(x bgp.Peer) bool { return x.Name == name })
+	delete(p.BFD, name)
+	delete(p.Passwords, name)
+	if p.Skipped == nil {
+		p.Skipped = map[string]string{}
+	}
+	p.Skipped[name] = why
 }
 
 // RouterID returns the BGP router ID of the node: the one its peers set

@@ -142,6 +142,10 @@ func TestBGP(t *testing.T) {
 			if len(p.Status.Nodes) != 2 {
 				return fmt.Errorf("sessions %+v", p.Status.Nodes)
 			}
+			// The "Nodes Up" column, counted by the controller.
+			if p.Status.Established != 2 {
+				return fmt.Errorf("status.established = %d, want 2", p.Status.Established)
+			}
 			for _, s := range p.Status.Nodes {
 				if s.State != lbv1.BGPSessionEstablished || s.BFDState != "Up" || s.PrefixesAdvertised < 1 {
 					return fmt.Errorf("session %+v", s)
@@ -304,19 +308,20 @@ func TestBGPGracefulRestart(t *testing.T) {
 	}
 }
 
-// TestBGPPassword: TCP MD5 from the referenced Secret. The right password
-// establishes the session; a wrong one keeps it down and the BGPPeer's
-// status says so.
+// TestBGPPassword: TCP MD5 from the referenced Secret. While the Secret is
+// missing the node leaves the peer out (NotConfigured, naming the Secret)
+// rather than opening the session without a password; once it appears the
+// session comes up with it; a rotated wrong password takes the session
+// down within the refresh interval, without touching the BGPPeer.
 func TestBGPPassword(t *testing.T) {
 	c := newCluster(t, 1)
-	ctx := tctx(t, 3*time.Minute)
+	ctx := tctx(t, 4*time.Minute)
 	n := c.Lab.Nodes[0]
 	bird, err := c.Lab.StartRouter(lab.BirdConfig{ASN: labASN, Neighbors: []lab.BirdNeighbor{{Name: "right", Address: n.IPv4, ASN: labASN, Password: "s3cret-md5"}}})
 	if err != nil {
 		testenv.Skip(t, "BIRD: %v", err)
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "md5"}, Data: map[string][]byte{"password": []byte("s3cret-md5")}}
-	if err := c.Apply(ctx, secret,
+	if err := c.Apply(ctx,
 		&lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"203.0.113.0/28"}}},
 		&lbv1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}},
 		&lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: lbv1.BGPPeerSpec{MyASN: labASN, PeerASN: labASN, PeerAddress: lab.RouterIPv4.String(),
@@ -328,37 +333,40 @@ func TestBGPPassword(t *testing.T) {
 	if _, err := c.StartSpeaker(n.Name, "--namespace=default"); err != nil {
 		t.Fatal(err)
 	}
-	session := func(want lbv1.BGPSessionState) error {
-		return lab.WaitFor(tctx(t, time.Minute), 200*time.Millisecond, func() error {
+	session := func(timeout time.Duration, want lbv1.BGPSessionState, errWant string) error {
+		return lab.WaitFor(tctx(t, timeout), 200*time.Millisecond, func() error {
 			var p lbv1.BGPPeer
 			if err := c.Client.Get(ctx, client.ObjectKey{Name: "router"}, &p); err != nil {
 				return err
 			}
-			if len(p.Status.Nodes) != 1 || p.Status.Nodes[0].State != want {
+			if len(p.Status.Nodes) != 1 || p.Status.Nodes[0].State != want || !strings.Contains(p.Status.Nodes[0].LastError, errWant) {
 				return fmt.Errorf("sessions %+v", p.Status.Nodes)
 			}
 			return nil
 		})
 	}
-	if err := session(lbv1.BGPSessionEstablished); err != nil {
+	if err := session(time.Minute, lbv1.BGPSessionNotConfigured, "password Secret default/md5 does not exist"); err != nil {
+		t.Fatalf("missing Secret: %v", err)
+	}
+	if out, _ := bird.Birdc("show protocols right"); strings.Contains(out, "Established") {
+		t.Fatalf("a session without its password Secret was established: %s", out)
+	}
+
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "md5"}, Data: map[string][]byte{"password": []byte("s3cret-md5")}}
+	if err := c.Apply(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := session(time.Minute, lbv1.BGPSessionEstablished, ""); err != nil {
 		out, _ := bird.Birdc("show protocols all right")
 		t.Fatalf("right password: %v\n%s", err, out)
 	}
-	// A wrong password: the session goes down and stays down.
+	// A wrong password, rotated in the Secret alone: the session goes
+	// down and stays down.
 	secret.Data["password"] = []byte("wrong")
 	if err := c.Client.Update(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	// Password Secrets are read on configuration events: touch the peer.
-	var p lbv1.BGPPeer
-	if err := c.Client.Get(ctx, client.ObjectKey{Name: "router"}, &p); err != nil {
-		t.Fatal(err)
-	}
-	p.Labels = map[string]string{"touched": "yes"}
-	if err := c.Client.Update(ctx, &p); err != nil {
-		t.Fatal(err)
-	}
-	err = lab.WaitFor(tctx(t, time.Minute), 200*time.Millisecond, func() error {
+	err = lab.WaitFor(tctx(t, 2*time.Minute), 200*time.Millisecond, func() error {
 		out, err := bird.Birdc("show protocols right")
 		if err != nil {
 			return err
@@ -375,6 +383,7 @@ func TestBGPPassword(t *testing.T) {
 	if out, _ := bird.Birdc("show protocols right"); strings.Contains(out, "Established") {
 		t.Fatalf("a wrong password established a session: %s", out)
 	}
+	var p lbv1.BGPPeer
 	if err := c.Client.Get(ctx, client.ObjectKey{Name: "router"}, &p); err != nil {
 		t.Fatal(err)
 	}
