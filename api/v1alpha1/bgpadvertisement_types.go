@@ -75,7 +75,12 @@ type BGPAdvertisementSpec struct {
 	Peers []string `json:"peers,omitempty"`
 
 	// serviceSelectors limits the advertisement to Services whose labels
-	// match any of these selectors. Empty means every Service.
+	// match any of these selectors. Empty means every Service. With an
+	// aggregation length shorter than a host route, the aggregate is
+	// announced only while it holds no address of a Service these
+	// selectors leave out; otherwise the selected Services' addresses are
+	// announced as host routes (/32, /128), so the aggregate never draws
+	// the traffic of a Service this advertisement does not select.
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=atomic
 	// +optional

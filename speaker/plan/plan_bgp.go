@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/labels"
+
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
 	"github.com/lbstack/lbstack/internal/lbservice"
@@ -110,6 +112,7 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 	if len(plan.Peers) == 0 || me.Excluded || me.NetworkUnavailable {
 		return plan
 	}
+	covers := newCoverage(services)
 	for i := range services {
 		s := &services[i]
 		if s.Local && !s.EndpointNodes[self] {
@@ -132,6 +135,13 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 					bits = ip.BitLen()
 				}
 				prefix := netip.PrefixFrom(ip, bits).Masked()
+				// An aggregate of an advertisement that selects Services
+				// must not attract the traffic of a Service it does not
+				// select: while it would cover one, the selected Services
+				// get their host routes instead.
+				if len(a.ServiceSelectors) > 0 && bits < ip.BitLen() && covers.unselected(a, prefix) {
+					prefix = netip.PrefixFrom(ip, ip.BitLen())
+				}
 				path := bgp.Path{Prefix: prefix, LocalPref: a.LocalPref, Peers: slices.Clone(a.Peers)}
 				for _, c := range a.Communities {
 					if c.Large {
@@ -157,6 +167,55 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 		slices.SortFunc(plan.Services[p], func(a, b dataplane.ServiceRef) int { return strings.Compare(a.String(), b.String()) })
 	}
 	return plan
+}
+
+// coverage answers whether a prefix holds the address of a Service an
+// advertisement does not select.
+type coverage struct {
+	// addrs are every Service address, sorted, with the Service's labels.
+	addrs []addrLabels
+	memo  map[coverKey]bool
+}
+
+type addrLabels struct {
+	ip     netip.Addr
+	labels labels.Set
+}
+
+type coverKey struct {
+	adv    *config.BGPAdvertisement
+	prefix netip.Prefix
+}
+
+func newCoverage(services []ServiceState) *coverage {
+	c := &coverage{memo: map[coverKey]bool{}}
+	for i := range services {
+		for _, ip := range services[i].IPs {
+			c.addrs = append(c.addrs, addrLabels{ip, services[i].Labels})
+		}
+	}
+	slices.SortFunc(c.addrs, func(a, b addrLabels) int { return a.ip.Compare(b.ip) })
+	return c
+}
+
+// unselected reports whether prefix holds the address of a Service that
+// a does not select.
+func (c *coverage) unselected(a *config.BGPAdvertisement, prefix netip.Prefix) bool {
+	k := coverKey{a, prefix}
+	if v, ok := c.memo[k]; ok {
+		return v
+	}
+	first := prefix.Masked().Addr()
+	i, _ := slices.BinarySearchFunc(c.addrs, first, func(x addrLabels, t netip.Addr) int { return x.ip.Compare(t) })
+	v := false
+	for ; i < len(c.addrs) && prefix.Contains(c.addrs[i].ip); i++ {
+		if !anySelects(a.ServiceSelectors, c.addrs[i].labels) {
+			v = true
+			break
+		}
+	}
+	c.memo[k] = v
+	return v
 }
 
 // Skip leaves the peer name out of the plan (its session, its BFD session

@@ -178,3 +178,36 @@ func TestPlanBGPOneRouterIDPerNode(t *testing.T) {
 		t.Errorf("skip reason %q does not name the earlier peer and both router IDs", why)
 	}
 }
+
+// TestPlanBGPSelectedAggregateCoversNoOtherService: an advertisement with
+// serviceSelectors announces its aggregate only while the aggregate holds
+// no address of a Service it does not select; otherwise the selected
+// Services get host routes, so the aggregate never draws the traffic of
+// an unselected Service.
+func TestPlanBGPSelectedAggregateCoversNoOtherService(t *testing.T) {
+	cfg := mustConfig(t, config.Objects{
+		Pools: []lbv1.IPAddressPool{{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"198.51.100.0/24"}}}},
+		Peers: []lbv1.BGPPeer{{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, PeerAddress: "203.0.113.1"}}},
+		BGPAdvertisements: []lbv1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "public"}, Spec: lbv1.BGPAdvertisementSpec{
+			IPAddressPools: []string{"p"}, AggregationLength: ptr.To[int32](28),
+			ServiceSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"expose": "public"}}}}}},
+	})
+	public := func(name, ip string) ServiceState {
+		s := svc(name, ip)
+		s.Labels = labels.Set{"expose": "public"}
+		return s
+	}
+	nodes := []NodeState{{Name: "a"}}
+	// 198.51.100.0/28 holds only selected Services; .16/28 also an
+	// unselected one.
+	services := []ServiceState{public("web", "198.51.100.1"), public("api", "198.51.100.2"), public("shop", "198.51.100.17"), svc("internal", "198.51.100.20")}
+	got := prefixes(BGP(cfg, services, nodes, "a"))
+	if want := []string{"198.51.100.0/28", "198.51.100.17/32"}; !slices.Equal(got, want) {
+		t.Errorf("prefixes %v, want %v (the internal Service's /28 stays unannounced)", got, want)
+	}
+	// The unselected Service goes: the aggregate comes back.
+	got = prefixes(BGP(cfg, services[:3], nodes, "a"))
+	if want := []string{"198.51.100.0/28", "198.51.100.16/28"}; !slices.Equal(got, want) {
+		t.Errorf("prefixes %v, want %v", got, want)
+	}
+}

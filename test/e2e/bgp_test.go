@@ -392,3 +392,117 @@ func TestBGPPassword(t *testing.T) {
 	}
 	t.Logf("status with a wrong password: %+v", p.Status.Nodes)
 }
+
+// TestBGPPeerIsolationAndMultihopBFD: an eBGP multi-hop peer runs
+// multi-hop BFD (RFC 5883) with BIRD and comes Up; then two peers the node
+// cannot configure are added — one at the same router address on another
+// port, one whose password Secret does not exist. Each gets a
+// NotConfigured entry naming the reason for the node, and the good
+// session stays Established with its routes, without a flap.
+func TestBGPPeerIsolationAndMultihopBFD(t *testing.T) {
+	c := newCluster(t, 1)
+	ctx := tctx(t, 4*time.Minute)
+	n := c.Lab.Nodes[0]
+	const nodeASN = 64501
+	bird, err := c.Lab.StartRouter(lab.BirdConfig{ASN: labASN, BFDInterval: 100,
+		Neighbors: []lab.BirdNeighbor{{Name: "mh", Address: n.IPv4, ASN: nodeASN, BFD: true, Multihop: true}}})
+	if err != nil {
+		testenv.Skip(t, "BIRD: %v", err)
+	}
+	timers := func(s *lbv1.BGPPeerSpec) {
+		s.HoldTime, s.KeepaliveTime = &metav1.Duration{Duration: 9 * time.Second}, &metav1.Duration{Duration: 3 * time.Second}
+		s.ConnectTime = &metav1.Duration{Duration: 2 * time.Second}
+	}
+	good := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "good"}, Spec: lbv1.BGPPeerSpec{MyASN: nodeASN, PeerASN: labASN,
+		PeerAddress: lab.RouterIPv4.String(), EBGPMultiHop: ptr.To(true), BFDProfile: "multihop"}}
+	timers(&good.Spec)
+	if err := c.Apply(ctx,
+		&lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"203.0.113.0/28"}}},
+		&lbv1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}},
+		// BIRD sends multi-hop BFD with TTL 64: minimumTtl at most that.
+		&lbv1.BFDProfile{ObjectMeta: metav1.ObjectMeta{Name: "multihop"}, Spec: lbv1.BFDProfileSpec{
+			ReceiveInterval: ptr.To[int32](100), TransmitInterval: ptr.To[int32](100), DetectMultiplier: ptr.To[int32](3), MinimumTTL: ptr.To[int32](60)}},
+		good,
+	); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartSpeaker(n.Name); err != nil {
+		t.Fatal(err)
+	}
+	svc := lbService("web", false, corev1.IPv4Protocol)
+	if err := c.Apply(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	ips, err := c.ServiceIPs(ctx, client.ObjectKeyFromObject(svc), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(p *lbv1.BGPPeer) (lbv1.BGPNodeSession, bool) {
+		for _, s := range p.Status.Nodes {
+			if s.Node == n.Name {
+				return s, true
+			}
+		}
+		return lbv1.BGPNodeSession{}, false
+	}
+	var up lbv1.BGPNodeSession
+	err = lab.WaitFor(tctx(t, time.Minute), 100*time.Millisecond, func() error {
+		var p lbv1.BGPPeer
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: "good"}, &p); err != nil {
+			return err
+		}
+		s, ok := entry(&p)
+		if !ok || s.State != lbv1.BGPSessionEstablished || s.BFDState != "Up" {
+			return fmt.Errorf("good: %+v", p.Status.Nodes)
+		}
+		up = s
+		out, err := bird.Birdc("show bfd sessions")
+		if err != nil || !strings.Contains(out, n.IPv4.String()) || !strings.Contains(out, "Up") {
+			return fmt.Errorf("BIRD's BFD sessions: %v\n%s", err, out)
+		}
+		return waitHops(tctx(t, time.Second), bird, hostPrefix(ips[0]), n.IPv4)
+	})
+	if err != nil {
+		out, _ := bird.Birdc("show protocols all mh")
+		bfdOut, _ := bird.Birdc("show bfd sessions")
+		t.Fatalf("multi-hop session with BFD: %v\n%s\n%s", err, out, bfdOut)
+	}
+
+	// Two peers the node cannot configure.
+	badPort := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "same-address-other-port"}, Spec: lbv1.BGPPeerSpec{MyASN: nodeASN, PeerASN: labASN,
+		PeerAddress: lab.RouterIPv4.String(), PeerPort: 1179, EBGPMultiHop: ptr.To(true)}}
+	noSecret := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "no-secret"}, Spec: lbv1.BGPPeerSpec{MyASN: nodeASN, PeerASN: labASN,
+		PeerAddress: lab.RouterIPv6.String(), PasswordSecret: &lbv1.SecretReference{Name: "absent", Namespace: "default"}}}
+	if err := c.Apply(ctx, badPort, noSecret); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{badPort.Name: `BGPPeer "good", created earlier, has the same address`, noSecret.Name: "Secret default/absent does not exist"} {
+		err := lab.WaitFor(tctx(t, 30*time.Second), 100*time.Millisecond, func() error {
+			var p lbv1.BGPPeer
+			if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, &p); err != nil {
+				return err
+			}
+			if s, ok := entry(&p); !ok || s.State != lbv1.BGPSessionNotConfigured || !strings.Contains(s.LastError, want) {
+				return fmt.Errorf("%s: %+v", name, p.Status.Nodes)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	// The good session never flapped and still carries the route.
+	var p lbv1.BGPPeer
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: "good"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := entry(&p); s.State != lbv1.BGPSessionEstablished || !s.LastTransitionTime.Equal(&up.LastTransitionTime) || s.BFDState != "Up" {
+		t.Errorf("good session after the broken peers: %+v, was %+v", s, up)
+	}
+	if err := waitHops(tctx(t, time.Second), bird, hostPrefix(ips[0]), n.IPv4); err != nil {
+		t.Error(err)
+	}
+	if out, _ := bird.Birdc("show protocols mh"); !strings.Contains(out, "Established") {
+		t.Errorf("BIRD: %s", out)
+	}
+}

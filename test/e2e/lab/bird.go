@@ -25,6 +25,9 @@ type BirdNeighbor struct {
 	ASN      uint32
 	Password string
 	BFD      bool
+	// Multihop peers with a neighbor that is not directly connected
+	// (BIRD's "multihop"), which also makes its BFD session multi-hop.
+	Multihop bool
 }
 
 // BirdConfig is the router's configuration.
@@ -47,12 +50,13 @@ protocol kernel k4 { ipv4 { export where source = RTS_BGP; }; merge paths on; le
 protocol kernel k6 { ipv6 { export where source = RTS_BGP; }; merge paths on; learn off; scan time 1; }
 {{if .BFDInterval}}protocol bfd {
 	interface "eth0" { min rx interval {{.BFDInterval}} ms; min tx interval {{.BFDInterval}} ms; multiplier 3; };
+	multihop { min rx interval {{.BFDInterval}} ms; min tx interval {{.BFDInterval}} ms; multiplier 3; };
 }{{end}}
 {{range .Neighbors}}
 protocol bgp {{.Name}} {
 	local {{if .Address.Is4}}{{$.RouterIPv4}}{{else}}{{$.RouterIPv6}}{{end}} as {{$.ASN}};
 	neighbor {{.Address}} as {{.ASN}};
-	{{if ne .ASN $.ASN}}{{else}}direct;{{end}}
+	{{if .Multihop}}multihop;{{else if ne .ASN $.ASN}}{{else}}direct;{{end}}
 	passive on;
 	hold time 9; keepalive time 3;
 	error wait time 1, 5; # the test restarts speakers: do not wait 60 s after an error
