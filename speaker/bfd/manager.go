@@ -3,6 +3,7 @@ package bfd
 import (
 	"cmp"
 	"context"
+	"crypto/sha1" //nolint:gosec // only its digest size
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -475,6 +476,13 @@ func (m *Manager) handlePacket(b []byte, ttl, ifindex int, src netip.AddrPort, m
 		drop("Dropping BFD packet: no session", "yourDiscriminator", p.YourDiscriminator, "ifindex", ifindex)
 		return
 	}
+	// The digest needs the raw bytes (RFC 5880 §6.7.3): checked here, the
+	// rest of the authentication (type, key ID, sequence) by the session.
+	if p.AuthPresent && e.cfg.Auth.Type == p.AuthType && !e.cfg.Auth.verify(b[:HeaderLen+authHeaderLen+p.AuthType.digestLen()]) {
+		m.stats.rejected.Add(1)
+		drop("Dropping BFD packet: authentication digest does not match", "authType", p.AuthType.String(), "keyID", p.AuthKeyID)
+		return
+	}
 	if multihop && ttl < int(e.cfg.MinTTL) {
 		m.stats.badTTL.Add(1)
 		drop("Dropping multi-hop BFD packet: TTL below the session's minimum", "ttl", ttl, "minTTL", e.cfg.MinTTL)
@@ -523,7 +531,13 @@ func (m *Manager) handleLocked(e *entry, out Output) {
 	if out.Packet == nil {
 		return
 	}
-	b, err := out.Packet.Marshal()
+	var b []byte
+	var err error
+	if out.Packet.AuthPresent {
+		b, err = out.Packet.AppendSigned(make([]byte, 0, HeaderLen+authHeaderLen+sha1.Size), e.cfg.Auth)
+	} else {
+		b, err = out.Packet.Marshal()
+	}
 	if err != nil {
 		// Sessions only build packets that encode.
 		m.log.Error(err, "Encoding BFD packet", "peer", e.key)

@@ -671,3 +671,39 @@ func TestManagerMultihopTTL(t *testing.T) {
 		t.Fatalf("A after the dropped packets: %+v, want Up", st)
 	}
 }
+
+// TestManagerAuthentication: two managers with the same key (meticulous
+// keyed SHA1) come Up; a peer signing with another key is dropped as
+// Rejected and never brings the session Up.
+func TestManagerAuthentication(t *testing.T) {
+	key := bfd.Auth{Type: bfd.AuthMeticulousKeyedSHA1, KeyID: 3, Key: "twenty-byte-key-1234"}
+	withKey := func(a bfd.Auth) bfd.SessionConfig {
+		cfg := fastSession()
+		cfg.Auth = a
+		return cfg
+	}
+	a, b := startPair(t, pairConfig{addrA: lo1, addrB: lo2, session: withKey(key)})
+	if got := a.m.Counters(); got.Rejected != 0 {
+		t.Errorf("counters with matching keys: %+v", got)
+	}
+	// B switches to another key: A drops its packets and goes Down.
+	wrong := key
+	wrong.Key = "another-key"
+	cfg := withKey(wrong)
+	cfg.Peer, cfg.Local = lo1, lo2
+	if err := b.m.AddSession(cfg); err != nil {
+		t.Fatal(err)
+	}
+	a.waitFor(t, lo2, bfd.StateDown, downTimeout)
+	deadline := time.Now().Add(downTimeout)
+	for a.m.Counters().Rejected == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no packet rejected: %+v", a.m.Counters())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	if st := onlySession(t, a.m); st.State == bfd.StateUp {
+		t.Fatalf("A came Up with a peer using another key: %+v", st)
+	}
+}

@@ -30,9 +30,10 @@ var (
 	// inconsistent.
 	ErrInvalidPacket = errors.New("invalid BFD control packet")
 	// ErrAuthUnsupported is wrapped by the error for a well-formed Control
-	// packet with the Authentication Present (A) bit set. This package does
-	// not implement authentication, so RFC 5880 §6.8.6 says to discard it.
-	ErrAuthUnsupported = errors.New("BFD authentication is not supported")
+	// packet with an authentication type this package does not implement
+	// (Simple Password, or an unknown type), which RFC 5880 §6.8.6 says to
+	// discard.
+	ErrAuthUnsupported = errors.New("BFD authentication type is not supported")
 )
 
 // State is a BFD session state (RFC 5880 §4.1, §6.2).
@@ -133,8 +134,10 @@ type ControlPacket struct {
 	// with its control plane. lbstack always sends 0: BFD runs in the same
 	// process as BGP.
 	ControlPlaneIndependent bool
-	// AuthPresent (A) says an authentication section follows. Unmarshal
-	// rejects such packets with ErrAuthUnsupported and Marshal refuses them.
+	// AuthPresent (A) says an authentication section follows: AuthType,
+	// AuthKeyID and AuthSeq describe it (keyed types only; Unmarshal
+	// rejects the others with ErrAuthUnsupported). Marshal refuses it:
+	// AppendSigned encodes and signs an authenticated packet.
 	AuthPresent bool
 	// Demand (D) says the sender wishes to run in Demand mode.
 	Demand bool
@@ -148,6 +151,11 @@ type ControlPacket struct {
 	DesiredMinTxInterval      time.Duration
 	RequiredMinRxInterval     time.Duration
 	RequiredMinEchoRxInterval time.Duration
+
+	AuthType  AuthType
+	AuthKeyID uint8
+	// AuthSeq is the authentication sequence number.
+	AuthSeq uint32
 }
 
 // Marshal encodes the packet into a new HeaderLen-byte slice.
@@ -167,8 +175,30 @@ func (p *ControlPacket) AppendTo(b []byte) ([]byte, error) {
 		return b, fmt.Errorf("state %d does not fit in 2 bits", p.State)
 	}
 	if p.AuthPresent {
-		return b, fmt.Errorf("marshalling control packet: %w", ErrAuthUnsupported)
+		return b, errors.New("marshalling control packet: an authenticated packet is encoded with AppendSigned")
 	}
+	return p.appendHeader(b, HeaderLen, 0)
+}
+
+// AppendSigned appends the packet with the authentication section of a
+// (its type and key ID, p.AuthSeq) and the digest over the whole packet
+// (RFC 5880 §6.7.3, §6.7.4).
+func (p *ControlPacket) AppendSigned(b []byte, a Auth) ([]byte, error) {
+	if a.Type == AuthNone {
+		return b, errors.New("signing control packet: no authentication type")
+	}
+	if err := a.validate(); err != nil {
+		return b, fmt.Errorf("signing control packet: %w", err)
+	}
+	start := len(b)
+	b, err := p.appendHeader(b, HeaderLen+authHeaderLen+a.Type.digestLen(), flagAuth)
+	if err != nil {
+		return b[:start], err
+	}
+	return a.sign(b, p.AuthSeq), nil
+}
+
+func (p *ControlPacket) appendHeader(b []byte, length int, extra byte) ([]byte, error) {
 	tx, err := micros("desired min TX interval", p.DesiredMinTxInterval)
 	if err != nil {
 		return b, err
@@ -181,7 +211,7 @@ func (p *ControlPacket) AppendTo(b []byte) ([]byte, error) {
 	if err != nil {
 		return b, err
 	}
-	flags := byte(p.State) << stateShift
+	flags := byte(p.State)<<stateShift | extra
 	for _, f := range []struct {
 		set bool
 		bit byte
@@ -196,7 +226,7 @@ func (p *ControlPacket) AppendTo(b []byte) ([]byte, error) {
 			flags |= f.bit
 		}
 	}
-	b = append(b, Version<<versionShift|byte(p.Diag), flags, p.DetectMult, HeaderLen)
+	b = append(b, Version<<versionShift|byte(p.Diag), flags, p.DetectMult, byte(length))
 	b = binary.BigEndian.AppendUint32(b, p.MyDiscriminator)
 	b = binary.BigEndian.AppendUint32(b, p.YourDiscriminator)
 	b = binary.BigEndian.AppendUint32(b, tx)
@@ -258,7 +288,16 @@ func Unmarshal(b []byte) (ControlPacket, error) {
 		return ControlPacket{}, err
 	}
 	if p.AuthPresent {
-		return ControlPacket{}, fmt.Errorf("packet from discriminator %d: %w", p.MyDiscriminator, ErrAuthUnsupported)
+		p.AuthType, p.AuthKeyID = AuthType(b[HeaderLen]), 0
+		n := p.AuthType.digestLen()
+		if n == 0 {
+			return ControlPacket{}, fmt.Errorf("packet from discriminator %d with authentication type %s: %w", p.MyDiscriminator, p.AuthType, ErrAuthUnsupported)
+		}
+		if alen := int(b[HeaderLen+1]); alen != authHeaderLen+n || length != HeaderLen+alen {
+			return ControlPacket{}, fmt.Errorf("%w: %s section of %d bytes in a packet of %d, want %d in %d", ErrInvalidPacket, p.AuthType, alen, length, authHeaderLen+n, HeaderLen+authHeaderLen+n)
+		}
+		p.AuthKeyID = b[HeaderLen+2]
+		p.AuthSeq = binary.BigEndian.Uint32(b[HeaderLen+4 : HeaderLen+8])
 	}
 	return p, nil
 }

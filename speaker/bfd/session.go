@@ -83,6 +83,11 @@ type SessionConfig struct {
 	// are accepted with any TTL from MinTTL on instead of exactly 255. For
 	// a peer that is not directly connected (an ebgpMultiHop BGP peer).
 	Multihop bool
+	// Auth, if its Type is not AuthNone, signs every packet we send and
+	// requires every packet from the peer to carry the same type and key
+	// ID, a valid digest and a sequence number in the window of RFC 5880
+	// §6.7.3 (§6.7.4 for SHA1).
+	Auth Auth
 	// MinTTL is the least TTL (hop limit) a multi-hop session accepts on
 	// the peer's packets; 0 means DefaultMinTTL. Single-hop sessions always
 	// require 255 (RFC 5881 §5) and ignore it.
@@ -127,6 +132,9 @@ func (cfg SessionConfig) normalize() (SessionConfig, error) {
 		return cfg, fmt.Errorf("desired min TX interval %s is outside 1µs..%s", cfg.DesiredMinTx, MaxInterval)
 	case cfg.RequiredMinRx < time.Microsecond || cfg.RequiredMinRx > MaxInterval:
 		return cfg, fmt.Errorf("required min RX interval %s is outside 1µs..%s", cfg.RequiredMinRx, MaxInterval)
+	}
+	if err := cfg.Auth.validate(); err != nil {
+		return cfg, fmt.Errorf("authentication: %w", err)
 	}
 	return cfg, nil
 }
@@ -227,6 +235,13 @@ type Session struct {
 	remoteMinTx      time.Duration
 	remoteDetectMult uint8
 
+	// Authentication (RFC 5880 §6.8.1): the key, the next sequence number
+	// we send and the last one received.
+	auth         Auth
+	xmitSeq      uint32
+	rcvAuthSeq   uint32
+	authSeqKnown bool
+
 	// advTx and advRx are bfd.DesiredMinTxInterval and
 	// bfd.RequiredMinRxInterval: what we advertise. effTx and effRx are the
 	// values in use for our transmit interval and for the detection time;
@@ -280,6 +295,8 @@ func NewSession(cfg SessionConfig, localDiscr uint32, clk clock.PassiveClock, rn
 		remoteMinRx: remoteMinRxInitial,
 		nextTx:      now,
 		lastChange:  now,
+		auth:        cfg.Auth,
+		xmitSeq:     rnd.Uint32(),
 	}
 	s.advTx, s.advRx = s.wantedTimers()
 	s.effTx, s.effRx = s.advTx, s.advRx
@@ -300,11 +317,42 @@ func (s *Session) Reconfigure(cfg SessionConfig) (Output, error) {
 	s.passive = cfg.Passive
 	s.detectMult = cfg.DetectMultiplier
 	s.cfgTx, s.cfgRx = cfg.DesiredMinTx, cfg.RequiredMinRx
+	if cfg.Auth != s.auth {
+		s.auth, s.authSeqKnown = cfg.Auth, false
+	}
 	var out Output
 	if s.updateTimers() && s.canTransmit(s.clock.Now()) {
 		out.Packet = s.transmit(s.clock.Now(), false)
 	}
 	return out, nil
+}
+
+// checkAuth applies the authentication checks of RFC 5880 §6.8.6 that
+// need session state: the packet carries authentication exactly when the
+// session has it, of its type and key ID, with a sequence number in the
+// window; the digest was checked by the caller, which has the raw bytes.
+func (s *Session) checkAuth(p *ControlPacket) error {
+	switch {
+	case s.auth.Type == AuthNone && p.AuthPresent:
+		return fmt.Errorf("packet from discriminator %d carries %s authentication, the session has none: %w", p.MyDiscriminator, p.AuthType, ErrAuthFailed)
+	case s.auth.Type == AuthNone:
+		return nil
+	case !p.AuthPresent:
+		return fmt.Errorf("packet from discriminator %d without authentication: %w", p.MyDiscriminator, ErrAuthFailed)
+	case p.AuthType != s.auth.Type || p.AuthKeyID != s.auth.KeyID:
+		return fmt.Errorf("packet from discriminator %d with %s key %d, want %s key %d: %w", p.MyDiscriminator, p.AuthType, p.AuthKeyID, s.auth.Type, s.auth.KeyID, ErrAuthFailed)
+	}
+	if s.authSeqKnown {
+		d := p.AuthSeq - s.rcvAuthSeq // circular
+		low := uint32(0)
+		if s.auth.Type.Meticulous() {
+			low = 1
+		}
+		if d < low || d > 3*uint32(p.DetectMult) {
+			return fmt.Errorf("packet from discriminator %d with sequence number %d, expected %d to %d: %w", p.MyDiscriminator, p.AuthSeq, s.rcvAuthSeq+low, s.rcvAuthSeq+3*uint32(p.DetectMult), ErrAuthFailed)
+		}
+	}
+	return nil
 }
 
 // LocalDiscriminator returns the session's My Discriminator.
@@ -321,8 +369,8 @@ func (s *Session) Receive(p *ControlPacket) (Output, error) {
 	if err := p.Validate(); err != nil {
 		return Output{}, err
 	}
-	if p.AuthPresent {
-		return Output{}, fmt.Errorf("packet from discriminator %d: %w", p.MyDiscriminator, ErrAuthUnsupported)
+	if err := s.checkAuth(p); err != nil {
+		return Output{}, err
 	}
 	if p.YourDiscriminator != 0 && p.YourDiscriminator != s.localDiscr {
 		return Output{}, fmt.Errorf("packet for discriminator %d at session %d: %w", p.YourDiscriminator, s.localDiscr, ErrDiscriminatorMismatch)
@@ -332,6 +380,9 @@ func (s *Session) Receive(p *ControlPacket) (Output, error) {
 			p.MyDiscriminator, p.YourDiscriminator, s.localDiscr, s.remoteDiscr, ErrUnexpectedSender)
 	}
 	now := s.clock.Now()
+	if s.auth.Type != AuthNone {
+		s.rcvAuthSeq, s.authSeqKnown = p.AuthSeq, true
+	}
 	s.received++
 	s.lastRx = now
 	s.remoteDiscr = p.MyDiscriminator
@@ -398,6 +449,7 @@ func (s *Session) Tick() Output {
 		// discriminator is forgotten; the rest returns to its initial
 		// values as BIRD does.
 		s.remoteDiscr = 0
+		s.authSeqKnown = false
 		s.remoteState = StateDown
 		s.remoteDemand = false
 		s.remoteMinRx = remoteMinRxInitial
@@ -617,6 +669,13 @@ func (s *Session) transmit(now time.Time, final bool) *ControlPacket {
 		YourDiscriminator:     s.remoteDiscr,
 		DesiredMinTxInterval:  s.advTx,
 		RequiredMinRxInterval: s.advRx,
+	}
+	if s.auth.Type != AuthNone {
+		// Every packet gets the next number: required for the meticulous
+		// types, allowed for the others (§6.7.3), and it keeps a replayed
+		// packet from standing in for a fresh one.
+		p.AuthPresent, p.AuthType, p.AuthKeyID, p.AuthSeq = true, s.auth.Type, s.auth.KeyID, s.xmitSeq
+		s.xmitSeq++
 	}
 	s.sent++
 	if s.state == StateAdminDown {

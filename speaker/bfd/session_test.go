@@ -709,3 +709,63 @@ func TestNewSessionConfig(t *testing.T) {
 		t.Error("NewSession() with discriminator 0: error = nil")
 	}
 }
+
+// TestSessionAuthSequence: an authenticated session accepts only packets
+// of its type and key ID with a sequence number in the window of RFC 5880
+// §6.7.3 (meticulous: strictly increasing, at most 3 × Detect Mult ahead;
+// keyed: a repeat is allowed), and numbers its own packets one by one.
+func TestSessionAuthSequence(t *testing.T) {
+	auth := func(typ bfd.AuthType, seq uint32, id uint8) bfd.ControlPacket {
+		p := peer(bfd.StateDown, time.Second, time.Second, 3)
+		p.AuthPresent, p.AuthType, p.AuthKeyID, p.AuthSeq = true, typ, id, seq
+		return p
+	}
+	for _, typ := range []bfd.AuthType{bfd.AuthMeticulousKeyedSHA1, bfd.AuthKeyedMD5} {
+		t.Run(typ.String(), func(t *testing.T) {
+			h := newHarness(t, bfd.SessionConfig{Auth: bfd.Auth{Type: typ, KeyID: 7, Key: "k3y"}}, nil)
+			reject := func(p bfd.ControlPacket, why string) {
+				t.Helper()
+				if _, err := h.s.Receive(&p); !errors.Is(err, bfd.ErrAuthFailed) {
+					t.Fatalf("%s: Receive() error = %v, want ErrAuthFailed", why, err)
+				}
+			}
+			reject(peer(bfd.StateDown, time.Second, time.Second, 3), "no authentication")
+			reject(auth(bfd.AuthKeyedSHA1, 100, 7), "another type")
+			reject(auth(typ, 100, 8), "another key ID")
+			h.recv(auth(typ, 100, 7)) // the first number is learned
+			if typ.Meticulous() {
+				reject(auth(typ, 100, 7), "a repeated number")
+			} else {
+				h.recv(auth(typ, 100, 7))
+			}
+			h.recv(auth(typ, 101, 7))
+			reject(auth(typ, 101+3*3+1, 7), "a number too far ahead")
+			reject(auth(typ, 50, 7), "an old number")
+			h.recv(auth(typ, 101+3*3, 7))
+			// Wrap-around is part of the window.
+			h2 := newHarness(t, bfd.SessionConfig{Auth: bfd.Auth{Type: typ, KeyID: 7, Key: "k3y"}}, nil)
+			for _, seq := range []uint32{0xfffffffe, 0xffffffff, 0, 1} {
+				p := auth(typ, seq, 7)
+				if _, err := h2.s.Receive(&p); err != nil {
+					t.Fatalf("sequence %#x across the wrap: %v", seq, err)
+				}
+			}
+			// Our packets carry the key and consecutive numbers.
+			h.runFor(3 * time.Second)
+			if len(h.sent) < 2 {
+				t.Fatalf("sent %d packets", len(h.sent))
+			}
+			for i, sp := range h.sent {
+				if !sp.p.AuthPresent || sp.p.AuthType != typ || sp.p.AuthKeyID != 7 || (i > 0 && sp.p.AuthSeq != h.sent[i-1].p.AuthSeq+1) {
+					t.Fatalf("packet %d: %+v", i, sp.p)
+				}
+			}
+		})
+	}
+	// A session without authentication refuses authenticated packets.
+	h := newHarness(t, bfd.SessionConfig{}, nil)
+	p := auth(bfd.AuthKeyedSHA1, 1, 1)
+	if _, err := h.s.Receive(&p); !errors.Is(err, bfd.ErrAuthFailed) {
+		t.Fatalf("authenticated packet on a plain session: %v", err)
+	}
+}
