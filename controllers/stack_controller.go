@@ -351,14 +351,20 @@ func (r *StackReconciler) memberlistKey(ctx context.Context, stack *lbv1.LoadBal
 	return key, nil
 }
 
-// passwordSecrets lists the BGP password Secrets of the peers in force:
-// the stack's inline peers and the standalone ones, as config.Build
-// resolved them.
+// passwordSecrets lists the BGP password Secrets of the peers and the key
+// Secrets of the BFD profiles in force (inline and standalone, as
+// config.Build resolved them).
 func passwordSecrets(cfg *config.Config) []types.NamespacedName {
 	var out []types.NamespacedName
 	for _, p := range cfg.Peers {
 		if ref := p.PasswordSecret; ref != nil {
 			out = append(out, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name})
+		}
+	}
+	// BFD keys are read the same way.
+	for _, p := range cfg.BFDProfiles {
+		if a := p.Auth; a != nil {
+			out = append(out, types.NamespacedName{Namespace: a.KeySecret.Namespace, Name: a.KeySecret.Name})
 		}
 	}
 	return out

@@ -71,21 +71,23 @@ func newPasswordBook(r client.Reader, namespace string, clk clock.PassiveClock) 
 	return &passwordBook{reader: r, namespace: namespace, clock: clk, entries: map[secretKey]*passwordEntry{}}
 }
 
-// passwordResult is what lookup found for the peers.
+// passwordResult is what lookup found, by the caller's ids.
 type passwordResult struct {
-	// passwords of the peers that can be configured, by peer name.
+	// passwords that can be used.
 	passwords map[string]string
-	// unusable are the peers that must not be configured, with the reason.
+	// unusable are the ids without a usable value, with the reason (which
+	// names the Secret).
 	unusable map[string]string
-	// stale are peers configured with their last good password while the
-	// Secret cannot be read, with the read error.
+	// stale are ids given their last good value while the Secret cannot be
+	// read, with the read error.
 	stale map[string]string
 	// next is when a Secret is due to be read again (zero: none).
 	next time.Time
 }
 
-// lookup returns the passwords of the peers in refs (peer name → Secret
-// reference), reading the Secrets that are due.
+// lookup returns the values of the Secret references in refs (any id →
+// reference; every reference of the pass at once, as the book forgets the
+// Secrets a lookup does not name), reading the Secrets that are due.
 func (b *passwordBook) lookup(ctx context.Context, refs map[string]lbv1.SecretReference) passwordResult {
 	res := passwordResult{passwords: map[string]string{}, unusable: map[string]string{}, stale: map[string]string{}}
 	b.mu.Lock()
@@ -113,14 +115,14 @@ func (b *passwordBook) lookup(ctx context.Context, refs map[string]lbv1.SecretRe
 		}
 		switch {
 		case e.problem != "":
-			res.unusable[peer] = "password " + e.problem + "; the session is not opened without its password"
+			res.unusable[peer] = e.problem
 		case e.have:
 			res.passwords[peer] = e.value
 			if e.readErr != nil {
-				res.stale[peer] = fmt.Sprintf("reading password Secret %s: %v; using the password read before", k, e.readErr)
+				res.stale[peer] = fmt.Sprintf("reading Secret %s: %v; using the value read before", k, e.readErr)
 			}
 		default:
-			res.unusable[peer] = fmt.Sprintf("reading password Secret %s: %v; the session is not opened without its password (retrying)", k, e.readErr)
+			res.unusable[peer] = fmt.Sprintf("reading Secret %s: %v (retrying)", k, e.readErr)
 		}
 	}
 	for k := range b.entries {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,13 +184,7 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 	}
 	if w.OnBGP != nil && cfg != nil {
 		bgpPlan := plan.BGP(cfg, services, nodes, w.Node)
-		pw := w.passwords().lookup(ctx, bgpPlan.Passwords)
-		for name, why := range pw.unusable {
-			bgpPlan.Skip(name, why)
-		}
-		for name, why := range pw.stale {
-			log.Info("BGP password Secret unreadable; the session keeps the last password read", "peer", name, "reason", why)
-		}
+		pw := w.secrets(ctx, &bgpPlan)
 		w.OnBGP(bgpPlan.BGPPlan, pw.passwords, plan.RouterID(bgpPlan, selfIP))
 		// Nothing else wakes the watcher when a Secret is due again (a
 		// retry, a rotated password): come back then.
@@ -198,6 +193,58 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 		}
 	}
 	return reconcile.Result{}, nil
+}
+
+// secrets reads the peers' TCP MD5 passwords and BFD keys. A peer whose
+// password or key cannot be used is left out of the plan with the reason
+// (never configured without it); it returns the result, whose passwords
+// are by peer name.
+func (w *Watcher) secrets(ctx context.Context, bgpPlan *plan.BGPPlan) passwordResult {
+	const pwID, keyID = "password/", "bfd-key/"
+	refs := make(map[string]lbv1.SecretReference, len(bgpPlan.Passwords)+len(bgpPlan.BFDKeys))
+	for name, ref := range bgpPlan.Passwords {
+		refs[pwID+name] = ref
+	}
+	for name, ref := range bgpPlan.BFDKeys {
+		refs[keyID+name] = ref
+	}
+	res := w.passwords().lookup(ctx, refs)
+	out := passwordResult{passwords: map[string]string{}, next: res.next}
+	for id, why := range res.unusable {
+		if name, ok := strings.CutPrefix(id, pwID); ok {
+			bgpPlan.Skip(name, "password "+why+"; the session is not opened without its password")
+		} else if name, ok := strings.CutPrefix(id, keyID); ok {
+			bgpPlan.Skip(name, "BFD key "+why+"; the session is not opened without its BFD key")
+		}
+	}
+	for id, why := range res.stale {
+		ctrl.LoggerFrom(ctx).Info("Secret unreadable; keeping the value read before", "use", id, "reason", why)
+	}
+	for id, v := range res.passwords {
+		if name, ok := strings.CutPrefix(id, pwID); ok {
+			out.passwords[name] = v
+			continue
+		}
+		name, _ := strings.CutPrefix(id, keyID)
+		cfg, ok := bgpPlan.BFD[name]
+		if !ok {
+			continue
+		}
+		if err := cfg.Auth.CheckKey(v); err != nil {
+			bgpPlan.Skip(name, fmt.Sprintf("BFD key Secret %s: %v; the session is not opened without a usable BFD key", secretName(bgpPlan.BFDKeys[name], w.Namespace), err))
+			continue
+		}
+		cfg.Auth.Key = v
+		bgpPlan.BFD[name] = cfg
+	}
+	return out
+}
+
+func secretName(ref lbv1.SecretReference, defaultNamespace string) string {
+	if ref.Namespace == "" {
+		return defaultNamespace + "/" + ref.Name
+	}
+	return ref.Namespace + "/" + ref.Name
 }
 
 // passwords returns the watcher's password book.

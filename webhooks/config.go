@@ -311,27 +311,39 @@ func subtractStrings(a, b []string) []string {
 	return out
 }
 
-// passwordWarnings checks the password Secrets obj's peers refer to: one
-// that is missing, lacks the key or is of the wrong type is a warning (it
-// may be created next), and the speakers leave such a peer out
-// (NotConfigured) until it is fixed, rather than opening the session
-// without its password.
+// passwordWarnings checks the password Secrets obj's peers and the key
+// Secrets its BFD profiles refer to: one that is missing, lacks the key,
+// is of the wrong type or holds a key too long is a warning (it may be
+// created next), and the speakers leave the peers concerned out
+// (NotConfigured) until it is fixed, rather than open a session without
+// its password or key.
 func (v *ConfigValidator[T]) passwordWarnings(ctx context.Context, obj T) []string {
 	type ref struct {
-		path *field.Path
-		ref  lbv1.SecretReference
+		path   *field.Path
+		ref    lbv1.SecretReference
+		maxLen int // of a BFD key; 0 for a password
 	}
 	var refs []ref
+	bfdKey := func(path *field.Path, s *lbv1.BFDProfileSpec) {
+		if a := s.Authentication; a != nil && a.KeySecret.Name != "" {
+			refs = append(refs, ref{path.Child("authentication", "keySecret"), a.KeySecret, a.Type.MaxKeyLength()})
+		}
+	}
 	switch o := any(obj).(type) {
 	case *lbv1.BGPPeer:
 		if o.Spec.PasswordSecret != nil {
-			refs = append(refs, ref{field.NewPath("spec", "passwordSecret"), *o.Spec.PasswordSecret})
+			refs = append(refs, ref{field.NewPath("spec", "passwordSecret"), *o.Spec.PasswordSecret, 0})
 		}
+	case *lbv1.BFDProfile:
+		bfdKey(field.NewPath("spec"), &o.Spec)
 	case *lbv1.LoadBalancerStack:
 		for i, p := range o.Spec.BGPPeers {
 			if p.PasswordSecret != nil {
-				refs = append(refs, ref{field.NewPath("spec", "bgpPeers").Index(i).Child("passwordSecret"), *p.PasswordSecret})
+				refs = append(refs, ref{field.NewPath("spec", "bgpPeers").Index(i).Child("passwordSecret"), *p.PasswordSecret, 0})
 			}
+		}
+		for i := range o.Spec.BFDProfiles {
+			bfdKey(field.NewPath("spec", "bfdProfiles").Index(i), &o.Spec.BFDProfiles[i].BFDProfileSpec)
 		}
 	}
 	var out []string
@@ -352,9 +364,16 @@ func (v *ConfigValidator[T]) passwordWarnings(ctx context.Context, obj T) []stri
 			problem = fmt.Sprintf("cannot read Secret %s/%s to check it: %v", ns, r.ref.Name, err)
 		default:
 			problem = config.PasswordProblem(&s, key)
+			if n := len(s.Data[key]); problem == "" && r.maxLen > 0 && n > r.maxLen {
+				problem = fmt.Sprintf("Secret %s/%s: the key under %q is %d bytes; this authentication type takes at most %d", ns, r.ref.Name, key, n, r.maxLen)
+			}
+		}
+		what := "this session until the password"
+		if r.maxLen > 0 {
+			what = "the sessions using this BFD profile until the key"
 		}
 		if problem != "" {
-			out = append(out, fmt.Sprintf("%s[%s].%s: %s; the speakers do not open this session until the password can be read", v.Kind, obj.GetName(), r.path, problem))
+			out = append(out, fmt.Sprintf("%s[%s].%s: %s; the speakers do not open %s can be read", v.Kind, obj.GetName(), r.path, problem, what))
 		}
 	}
 	return out

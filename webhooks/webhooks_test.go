@@ -607,3 +607,23 @@ func TestPasswordSecretWarnings(t *testing.T) {
 		expectWarning(t, `LoadBalancerStack[pwstack].spec.bgpPeers[0].passwordSecret: Secret default/nope does not exist`)
 	})
 }
+
+// TestBFDKeySecretWarnings: a BFD profile whose key Secret is missing or
+// holds a key too long for its type is admitted with a warning.
+func TestBFDKeySecretWarnings(t *testing.T) {
+	long := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "bfd-long"}, Data: map[string][]byte{"password": []byte("seventeen-bytes!!")}}
+	if err := env.Client.Create(ctx(t), long); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), long) })
+	warnings.take()
+	mustCreate(t, "apiVersion: lbstack.io/v1alpha1\nkind: BFDProfile\nmetadata: {name: md5-long}\nspec: {authentication: {type: KeyedMD5, keySecret: {name: bfd-long}}}")
+	expectWarning(t, `BFDProfile[md5-long].spec.authentication.keySecret: Secret default/bfd-long: the key under "password" is 17 bytes; this authentication type takes at most 16`)
+	// The same key suits SHA1.
+	mustCreate(t, "apiVersion: lbstack.io/v1alpha1\nkind: BFDProfile\nmetadata: {name: sha1-ok}\nspec: {authentication: {type: MeticulousKeyedSHA1, keyID: 9, keySecret: {name: bfd-long}}}")
+	if got := warnings.take(); len(got) != 0 {
+		t.Errorf("a good key gave warnings %q", got)
+	}
+	mustCreate(t, "apiVersion: lbstack.io/v1alpha1\nkind: BFDProfile\nmetadata: {name: no-key}\nspec: {authentication: {type: KeyedSHA1, keySecret: {name: bfd-absent}}}")
+	expectWarning(t, "BFDProfile[no-key].spec.authentication.keySecret: Secret default/bfd-absent does not exist; the speakers do not open the sessions using this BFD profile until the key can be read")
+}

@@ -64,6 +64,60 @@ type BFDProfileSpec struct {
 	// +kubebuilder:default=254
 	// +optional
 	MinimumTTL *int32 `json:"minimumTtl,omitempty"`
+
+	// authentication signs and checks every BFD control packet with a
+	// shared key (RFC 5880 §6.7), so that no host on the path can take a
+	// session (and the BGP session behind it) down with a forged packet.
+	// The router must use the same type, key ID and key. Empty means no
+	// authentication.
+	// +optional
+	Authentication *BFDAuthentication `json:"authentication,omitempty"`
+}
+
+// BFDAuthenticationType is a keyed BFD authentication type (RFC 5880 §6.7.3,
+// §6.7.4). Simple Password, which sends the key in clear, is not offered.
+// +kubebuilder:validation:Enum=KeyedMD5;MeticulousKeyedMD5;KeyedSHA1;MeticulousKeyedSHA1
+type BFDAuthenticationType string
+
+// BFD authentication types.
+const (
+	BFDAuthKeyedMD5            BFDAuthenticationType = "KeyedMD5"
+	BFDAuthMeticulousKeyedMD5  BFDAuthenticationType = "MeticulousKeyedMD5"
+	BFDAuthKeyedSHA1           BFDAuthenticationType = "KeyedSHA1"
+	BFDAuthMeticulousKeyedSHA1 BFDAuthenticationType = "MeticulousKeyedSHA1"
+)
+
+// BFDAuthentication is the shared key of BFD sessions.
+type BFDAuthentication struct {
+	// type is the authentication type. The meticulous types put a new
+	// sequence number in every packet, so a captured packet cannot be
+	// replayed; BIRD calls them "meticulous keyed md5|sha1".
+	// +required
+	Type BFDAuthenticationType `json:"type"`
+	// keyID identifies the key on the wire; the router must use the same.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=255
+	// +kubebuilder:default=1
+	// +optional
+	KeyID *int32 `json:"keyID,omitempty"`
+	// keySecret refers to the Secret (Opaque or kubernetes.io/basic-auth)
+	// whose key holds the shared key: 1 to 16 bytes for the MD5 types, 1
+	// to 20 for SHA1. The key never appears in this object or in logs. A
+	// missing or malformed Secret is a warning at admission, and the
+	// speakers leave the peers using this profile unconfigured until it
+	// is fixed rather than run BFD without the key.
+	// +required
+	KeySecret SecretReference `json:"keySecret"`
+}
+
+// MaxKeyLength is the longest key of the type: 16 bytes for MD5, 20 for
+// SHA1.
+func (t BFDAuthenticationType) MaxKeyLength() int {
+	switch t {
+	case BFDAuthKeyedSHA1, BFDAuthMeticulousKeyedSHA1:
+		return 20
+	}
+	return 16
 }
 
 // BFDProfile is a named set of BFD timers that BGPPeers refer to.
@@ -73,6 +127,7 @@ type BFDProfileSpec struct {
 // +kubebuilder:printcolumn:name="Receive",type=integer,JSONPath=`.spec.receiveInterval`
 // +kubebuilder:printcolumn:name="Transmit",type=integer,JSONPath=`.spec.transmitInterval`
 // +kubebuilder:printcolumn:name="Multiplier",type=integer,JSONPath=`.spec.detectMultiplier`
+// +kubebuilder:printcolumn:name="Auth",type=string,JSONPath=`.spec.authentication.type`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BFDProfile struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -160,6 +160,15 @@ type BFDProfile struct {
 	DetectMultiplier                  uint8
 	PassiveMode                       bool
 	MinimumTTL                        uint8
+	// Auth is the profile's authentication, nil for none.
+	Auth *BFDAuth
+}
+
+// BFDAuth is a BFD profile's authentication.
+type BFDAuth struct {
+	Type      lbv1.BFDAuthenticationType
+	KeyID     uint8
+	KeySecret lbv1.SecretReference
 }
 
 // L2Advertisement is a validated L2Advertisement with its pools resolved.

@@ -133,6 +133,25 @@ func (b *builder) bfdProfile(it item[lbv1.BFDProfileSpec]) {
 			p.DetectMultiplier = uint8(*m)
 		}
 	}
+	if a := s.Authentication; a != nil {
+		path := it.path.Child("authentication")
+		p.Auth = &BFDAuth{Type: a.Type, KeyID: 1, KeySecret: a.KeySecret}
+		switch a.Type {
+		case lbv1.BFDAuthKeyedMD5, lbv1.BFDAuthMeticulousKeyedMD5, lbv1.BFDAuthKeyedSHA1, lbv1.BFDAuthMeticulousKeyedSHA1:
+		default:
+			b.errs = append(b.errs, field.NotSupported(path.Child("type"), a.Type, []string{string(lbv1.BFDAuthKeyedMD5), string(lbv1.BFDAuthMeticulousKeyedMD5), string(lbv1.BFDAuthKeyedSHA1), string(lbv1.BFDAuthMeticulousKeyedSHA1)}))
+		}
+		if id := a.KeyID; id != nil {
+			if *id < 0 || *id > 255 {
+				b.errs = append(b.errs, field.Invalid(path.Child("keyID"), *id, "must be between 0 and 255"))
+			} else {
+				p.Auth.KeyID = uint8(*id)
+			}
+		}
+		if a.KeySecret.Name == "" {
+			b.errs = append(b.errs, field.Required(path.Child("keySecret", "name"), "the Secret holding the key"))
+		}
+	}
 	if t := s.MinimumTTL; t != nil {
 		if *t < 1 || *t > 254 {
 			b.errs = append(b.errs, field.Invalid(it.path.Child("minimumTtl"), *t, "must be between 1 and 254"))

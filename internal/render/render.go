@@ -87,9 +87,9 @@ type Params struct {
 	// MemberlistKey is the speakers' shared memberlist key: read from the
 	// existing Secret, or freshly generated when there is none.
 	MemberlistKey []byte
-	// PasswordSecrets are the BGP password Secrets the speakers must be able
-	// to read (from the inline and the standalone BGPPeers), with the
-	// namespace resolved.
+	// PasswordSecrets are the BGP password and BFD key Secrets the speakers
+	// must be able to read (from the inline and the standalone BGPPeers and
+	// BFDProfiles), with the namespace resolved.
 	PasswordSecrets []types.NamespacedName
 }
 

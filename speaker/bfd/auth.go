@@ -99,6 +99,12 @@ func (a Auth) validate() error {
 	return nil
 }
 
+// CheckKey says why key cannot be a's key (1 to Type.MaxKeyLen() bytes).
+func (a Auth) CheckKey(key string) error {
+	a.Key = key
+	return a.validate()
+}
+
 // String hides the key.
 func (a Auth) String() string {
 	if a.Type == AuthNone {

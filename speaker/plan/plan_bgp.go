@@ -22,6 +22,9 @@ type BGPPlan struct {
 	dataplane.BGPPlan
 	// Passwords are the password Secrets of the peers that have one.
 	Passwords map[string]lbv1.SecretReference
+	// BFDKeys are the key Secrets of the BFD sessions (BFD has their
+	// type and key ID) with authentication, by peer name.
+	BFDKeys map[string]lbv1.SecretReference
 	// RouterID is the BGP identifier the node's peers ask for: the routerID
 	// of the earliest peer that sets one (a later peer setting another is
 	// Skipped). The zero Addr means none does: the node's IPv4 address.
@@ -44,6 +47,7 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 			// as it depends on Node labels.
 			Skipped: map[string]string{}},
 		Passwords: map[string]lbv1.SecretReference{},
+		BFDKeys:   map[string]lbv1.SecretReference{},
 	}
 	if cfg == nil {
 		return plan
@@ -106,6 +110,12 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 				plan.BFD[p.Name] = bfd.SessionConfig{Peer: p.Address, Local: p.SourceAddress, DesiredMinTx: prof.TransmitInterval,
 					RequiredMinRx: prof.ReceiveInterval, DetectMultiplier: prof.DetectMultiplier, Passive: prof.PassiveMode,
 					Multihop: p.EBGPMultiHop, MinTTL: prof.MinimumTTL}
+				if a := prof.Auth; a != nil {
+					cfg := plan.BFD[p.Name]
+					cfg.Auth = bfd.Auth{Type: bfdAuthTypes[a.Type], KeyID: a.KeyID}
+					plan.BFD[p.Name] = cfg
+					plan.BFDKeys[p.Name] = a.KeySecret
+				}
 			}
 		}
 	}
@@ -169,6 +179,14 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 	return plan
 }
 
+// bfdAuthTypes maps the API's BFD authentication types to the wire's.
+var bfdAuthTypes = map[lbv1.BFDAuthenticationType]bfd.AuthType{
+	lbv1.BFDAuthKeyedMD5:            bfd.AuthKeyedMD5,
+	lbv1.BFDAuthMeticulousKeyedMD5:  bfd.AuthMeticulousKeyedMD5,
+	lbv1.BFDAuthKeyedSHA1:           bfd.AuthKeyedSHA1,
+	lbv1.BFDAuthMeticulousKeyedSHA1: bfd.AuthMeticulousKeyedSHA1,
+}
+
 // coverage answers whether a prefix holds the address of a Service an
 // advertisement does not select.
 type coverage struct {
@@ -224,6 +242,7 @@ func (p *BGPPlan) Skip(name, why string) {
 	p.Peers = slices.DeleteFunc(p.Peers, func(x bgp.Peer) bool { return x.Name == name })
 	delete(p.BFD, name)
 	delete(p.Passwords, name)
+	delete(p.BFDKeys, name)
 	if p.Skipped == nil {
 		p.Skipped = map[string]string{}
 	}

@@ -506,3 +506,90 @@ func TestBGPPeerIsolationAndMultihopBFD(t *testing.T) {
 		t.Errorf("BIRD: %s", out)
 	}
 }
+
+// TestBFDAuthentication: a BFD profile with meticulous keyed SHA1 and the
+// key from a Secret comes Up with BIRD configured with the same key; when
+// the Secret's key changes (BIRD keeps the old one) the session goes down,
+// and so does the BGP session behind it.
+func TestBFDAuthentication(t *testing.T) {
+	c := newCluster(t, 1)
+	ctx := tctx(t, 4*time.Minute)
+	n := c.Lab.Nodes[0]
+	const key = "bfd-shared-key-20byt" // 20 bytes, the longest SHA1 key
+	bird, err := c.Lab.StartRouter(lab.BirdConfig{ASN: labASN, BFDInterval: 100, BFDAuth: "meticulous keyed sha1", BFDKey: key, BFDKeyID: 9,
+		Neighbors: []lab.BirdNeighbor{{Name: "n4", Address: n.IPv4, ASN: labASN, BFD: true}}})
+	if err != nil {
+		testenv.Skip(t, "BIRD: %v", err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "bfd-key"}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"key": []byte(key)}}
+	if err := c.Apply(ctx, secret,
+		&lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"203.0.113.0/28"}}},
+		&lbv1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}},
+		&lbv1.BFDProfile{ObjectMeta: metav1.ObjectMeta{Name: "signed"}, Spec: lbv1.BFDProfileSpec{
+			ReceiveInterval: ptr.To[int32](100), TransmitInterval: ptr.To[int32](100), DetectMultiplier: ptr.To[int32](3),
+			Authentication: &lbv1.BFDAuthentication{Type: lbv1.BFDAuthMeticulousKeyedSHA1, KeyID: ptr.To[int32](9),
+				KeySecret: lbv1.SecretReference{Name: "bfd-key", Namespace: "default", Key: "key"}}}},
+		&lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: lbv1.BGPPeerSpec{MyASN: labASN, PeerASN: labASN, PeerAddress: lab.RouterIPv4.String(),
+			BFDProfile: "signed", ConnectTime: &metav1.Duration{Duration: 2 * time.Second}}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartSpeaker(n.Name, "--namespace=default"); err != nil {
+		t.Fatal(err)
+	}
+	state := func(p *lbv1.BGPPeer) (lbv1.BGPNodeSession, bool) {
+		if len(p.Status.Nodes) != 1 {
+			return lbv1.BGPNodeSession{}, false
+		}
+		return p.Status.Nodes[0], true
+	}
+	err = lab.WaitFor(tctx(t, time.Minute), 100*time.Millisecond, func() error {
+		var p lbv1.BGPPeer
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: "router"}, &p); err != nil {
+			return err
+		}
+		if s, ok := state(&p); !ok || s.State != lbv1.BGPSessionEstablished || s.BFDState != "Up" {
+			return fmt.Errorf("router: %+v", p.Status.Nodes)
+		}
+		out, err := bird.Birdc("show bfd sessions")
+		if err != nil || !strings.Contains(out, n.IPv4.String()) || !strings.Contains(out, "Up") {
+			return fmt.Errorf("BIRD's BFD sessions: %v\n%s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		out, _ := bird.Birdc("show bfd sessions")
+		t.Fatalf("signed BFD with the same key: %v\n%s", err, out)
+	}
+	// Another key on our side: BIRD drops our packets, and we drop its.
+	secret.Data["key"] = []byte("another-key")
+	if err := c.Client.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	err = lab.WaitFor(tctx(t, 2*time.Minute), 200*time.Millisecond, func() error {
+		out, err := bird.Birdc("show bfd sessions")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, "Up") {
+			return fmt.Errorf("BIRD's BFD session still Up:\n%s", out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = lab.WaitFor(tctx(t, 30*time.Second), 200*time.Millisecond, func() error {
+		var p lbv1.BGPPeer
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: "router"}, &p); err != nil {
+			return err
+		}
+		if s, ok := state(&p); !ok || s.BFDState == "Up" || s.State == lbv1.BGPSessionEstablished {
+			return fmt.Errorf("router with mismatched keys: %+v", p.Status.Nodes)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
