@@ -1,7 +1,7 @@
 package bfd
 
 import (
-	"crypto/md5" //nolint:gosec // RFC 5880 §6.7.3 defines Keyed MD5; it is the peer's choice, not ours
+	"crypto/md5"  //nolint:gosec // RFC 5880 §6.7.3 defines Keyed MD5; it is the peer's choice, not ours
 	"crypto/sha1" //nolint:gosec // RFC 5880 §6.7.4 defines Keyed SHA1
 	"crypto/subtle"
 	"encoding/binary"
