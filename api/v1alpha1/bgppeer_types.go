@@ -6,7 +6,8 @@ import (
 
 // BGPPeerSpec describes a BGP session between the nodes' speakers and a router.
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || (duration(self.holdTime) == duration('0s') ? duration(self.keepaliveTime) == duration('0s') : duration(self.keepaliveTime) < duration(self.holdTime))",message="keepaliveTime must be shorter than holdTime (both 0s disables keepalives)",fieldPath=".keepaliveTime"
-// +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !self.ebgpMultiHop || self.myASN != self.peerASN",message="ebgpMultiHop applies only to eBGP sessions (myASN different from peerASN)",fieldPath=".ebgpMultiHop"
+// +kubebuilder:validation:XValidation:rule="has(self.peerASN) != has(self.dynamicASN)",message="set exactly one of peerASN and dynamicASN"
+// +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !self.ebgpMultiHop || (has(self.dynamicASN) ? self.dynamicASN == 'external' : (!has(self.peerASN) || self.myASN != self.peerASN))",message="ebgpMultiHop applies only to eBGP sessions (myASN different from peerASN, or dynamicASN: external)",fieldPath=".ebgpMultiHop"
 type BGPPeerSpec struct {
 	// myASN is the autonomous system number the speakers use on this session.
 	// +kubebuilder:validation:Minimum=1
@@ -15,11 +16,20 @@ type BGPPeerSpec struct {
 	MyASN int64 `json:"myASN"`
 
 	// peerASN is the autonomous system number of the router. Equal to myASN
-	// makes an iBGP session, different makes eBGP.
+	// makes an iBGP session, different makes eBGP. Set exactly one of
+	// peerASN and dynamicASN.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=4294967295
-	// +required
-	PeerASN int64 `json:"peerASN"`
+	// +optional
+	PeerASN int64 `json:"peerASN,omitempty"`
+
+	// dynamicASN, instead of peerASN, accepts whatever AS number the
+	// router announces, as long as it is of this kind: internal (myASN,
+	// iBGP) or external (any other, eBGP). A router of the other kind has
+	// its session reset right after it opens (lastError says why), and is
+	// tried again about every 30 s.
+	// +optional
+	DynamicASN DynamicASNMode `json:"dynamicASN,omitempty"`
 
 	// peerAddress is the router's IPv4 or IPv6 address.
 	// +kubebuilder:validation:MinLength=2
@@ -119,6 +129,16 @@ type BGPPeerSpec struct {
 	// +optional
 	DualStackAddressFamily *bool `json:"dualStackAddressFamily,omitempty"`
 }
+
+// DynamicASNMode is the kind of AS number a BGPPeer without peerASN accepts.
+// +kubebuilder:validation:Enum=internal;external
+type DynamicASNMode string
+
+// Dynamic ASN modes.
+const (
+	DynamicASNInternal DynamicASNMode = "internal"
+	DynamicASNExternal DynamicASNMode = "external"
+)
 
 // BGPSessionState is the state of a BGP session (RFC 4271 finite state machine).
 // +kubebuilder:validation:Enum=Idle;Connect;Active;OpenSent;OpenConfirm;Established;Unknown;NotConfigured

@@ -170,7 +170,21 @@ func TestBuildRejects(t *testing.T) {
 		},
 		"peer: peerASN 0": {
 			objs:  objects(peer("a", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.PeerASN = 0 })),
-			field: "BGPPeer[a].spec.peerASN", msg: "must be an AS number between 1 and 4294967295",
+			field: "BGPPeer[a].spec.peerASN", msg: "Required value: the router's AS number, or dynamicASN: internal or external",
+		},
+		"peer: peerASN and dynamicASN": {
+			objs:  objects(peer("a", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.DynamicASN = lbv1.DynamicASNExternal })),
+			field: "BGPPeer[a].spec.dynamicASN", msg: "set exactly one of peerASN and dynamicASN",
+		},
+		"peer: dynamicASN internal with ebgpMultiHop": {
+			objs: objects(peer("a", "192.0.2.1", func(s *lbv1.BGPPeerSpec) {
+				s.PeerASN, s.DynamicASN, s.EBGPMultiHop = 0, lbv1.DynamicASNInternal, ptr(true)
+			})),
+			field: "BGPPeer[a].spec.ebgpMultiHop", msg: "dynamicASN is internal, so this is iBGP",
+		},
+		"peer: dynamicASN of another kind": {
+			objs:  objects(peer("a", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.PeerASN, s.DynamicASN = 0, "sometimes" })),
+			field: "BGPPeer[a].spec.dynamicASN", msg: "Unsupported value",
 		},
 		"peer: peerASN above 2^32-1": {
 			objs:  objects(peer("a", "192.0.2.1", func(s *lbv1.BGPPeerSpec) { s.PeerASN = math.MaxUint32 + 1 })),

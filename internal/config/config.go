@@ -135,6 +135,8 @@ type Peer struct {
 	Name                   string
 	Source                 Source
 	MyASN, PeerASN         uint32
+	// DynamicASN, when set, stands for PeerASN (which is then 0).
+	DynamicASN lbv1.DynamicASNMode
 	Address                netip.Addr
 	Port                   uint16
 	SourceAddress          netip.Addr
@@ -151,7 +153,12 @@ type Peer struct {
 }
 
 // IBGP reports whether the session is internal BGP.
-func (p *Peer) IBGP() bool { return p.MyASN == p.PeerASN }
+func (p *Peer) IBGP() bool {
+	if p.DynamicASN != "" {
+		return p.DynamicASN == lbv1.DynamicASNInternal
+	}
+	return p.MyASN == p.PeerASN
+}
 
 // BFDProfile is a validated BFDProfile with defaults applied.
 type BFDProfile struct {

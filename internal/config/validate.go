@@ -216,7 +216,18 @@ func (b *builder) peer(it item[lbv1.BGPPeerSpec]) {
 		return uint32(v)
 	}
 	p.MyASN = asn("myASN", s.MyASN)
-	p.PeerASN = asn("peerASN", s.PeerASN)
+	switch {
+	case s.DynamicASN != "" && s.PeerASN != 0:
+		b.errs = append(b.errs, field.Invalid(path.Child("dynamicASN"), s.DynamicASN, "set exactly one of peerASN and dynamicASN"))
+	case s.DynamicASN == lbv1.DynamicASNInternal || s.DynamicASN == lbv1.DynamicASNExternal:
+		p.DynamicASN = s.DynamicASN
+	case s.DynamicASN != "":
+		b.errs = append(b.errs, field.NotSupported(path.Child("dynamicASN"), s.DynamicASN, []string{string(lbv1.DynamicASNInternal), string(lbv1.DynamicASNExternal)}))
+	case s.PeerASN == 0:
+		b.errs = append(b.errs, field.Required(path.Child("peerASN"), "the router's AS number, or dynamicASN: internal or external"))
+	default:
+		p.PeerASN = asn("peerASN", s.PeerASN)
+	}
 	if a, err := ParseIP(s.PeerAddress); err != nil {
 		b.errs = append(b.errs, field.Invalid(path.Child("peerAddress"), s.PeerAddress, addrProblem(s.PeerAddress, "an IPv4 or IPv6 address")))
 	} else {
@@ -277,8 +288,12 @@ func (b *builder) peer(it item[lbv1.BGPPeerSpec]) {
 		b.errs = append(b.errs, field.Invalid(path.Child("connectTime"), p.ConnectTime.String(), "must be between 1s and 65535s"))
 	}
 	p.EBGPMultiHop = boolOr(s.EBGPMultiHop, false)
-	if p.EBGPMultiHop && s.MyASN == s.PeerASN {
-		b.errs = append(b.errs, field.Invalid(path.Child("ebgpMultiHop"), true, "applies only to eBGP sessions; myASN equals peerASN, so this is iBGP"))
+	if p.EBGPMultiHop && p.IBGP() && (p.DynamicASN != "" || p.PeerASN != 0) {
+		why := "myASN equals peerASN"
+		if p.DynamicASN != "" {
+			why = "dynamicASN is internal"
+		}
+		b.errs = append(b.errs, field.Invalid(path.Child("ebgpMultiHop"), true, "applies only to eBGP sessions; "+why+", so this is iBGP"))
 	}
 	if ps := s.PasswordSecret; ps != nil && ps.Name == "" {
 		b.errs = append(b.errs, field.Required(path.Child("passwordSecret", "name"), "the Secret holding the password"))

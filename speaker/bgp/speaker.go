@@ -209,9 +209,23 @@ func (s *Speaker) Events() <-chan PeerEvent {
 }
 
 func (s *Speaker) onWatchEvent(r *api.WatchEventResponse) {
-	addr, state, adminDown, ok := peerEvent(r)
+	addr, state, adminDown, peerAS, ok := peerEvent(r)
 	if !ok {
 		return
+	}
+	if state == "established" {
+		if why := s.status.asMismatch(addr, peerAS); why != "" {
+			// The session never counts as up: reset it (gobgp tries again
+			// after its idle hold time, in case the router is fixed).
+			s.status.setError(addr, why)
+			s.log.Info("BGP session refused", "address", addr, "reason", why)
+			go func() {
+				if err := s.gobgp.ResetPeer(context.Background(), &api.ResetPeerRequest{Address: addr.String(), Communication: "peer AS of the wrong kind (dynamicASN)"}); err != nil {
+					s.log.V(1).Info("Resetting a refused session failed", "address", addr, "error", err.Error())
+				}
+			}()
+			return
+		}
 	}
 	ev, changed := s.status.transition(addr, state, adminDown, s.clock.Now())
 	if !changed {
@@ -397,7 +411,7 @@ func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
 		return fmt.Errorf("adding peer %q: %w", p.Name, err)
 	}
 	down := s.down[p.Name]
-	s.status.configure(p.Address, p.Name)
+	s.status.configure(p.Address, p.Name, p.DynamicASN, p.localASN(s.cfg.ASN))
 	if err := s.gobgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.cfg.ASN, down)}); err != nil {
 		s.deletePolicy(ctx, log, st)
 		return fmt.Errorf("adding peer %q: %w", p.Name, err)
@@ -489,18 +503,23 @@ func (s *Speaker) applyAdminState(ctx context.Context, st *peerState) error {
 		return nil
 	}
 	addr := st.spec.Address.String()
-	var err error
-	if down {
-		s.log.Info("Shutting BGP session down", "peer", st.spec.Name, "address", st.spec.Address)
-		err = s.gobgp.DisablePeer(ctx, &api.DisablePeerRequest{Address: addr, Communication: disableCommunication})
-	} else {
+	if !down {
+		// Re-created rather than enabled: gobgp holds an enabled neighbor
+		// in Idle for its idle hold time (5 s) before it connects, a new
+		// one connects within 1–2 s — the routes come back that much
+		// sooner after BFD finds the path again.
 		s.log.Info("Enabling BGP session", "peer", st.spec.Name, "address", st.spec.Address)
-		err = s.gobgp.EnablePeer(ctx, &api.EnablePeerRequest{Address: addr})
+		if err := s.deletePeer(ctx, st); err != nil {
+			return fmt.Errorf("setting peer %q up: %w", st.spec.Name, err)
+		}
+		delete(s.peers, st.spec.Name)
+		return s.addPeer(ctx, st.spec)
 	}
-	if err != nil {
-		return fmt.Errorf("setting peer %q down=%t: %w", st.spec.Name, down, err)
+	s.log.Info("Shutting BGP session down", "peer", st.spec.Name, "address", st.spec.Address)
+	if err := s.gobgp.DisablePeer(ctx, &api.DisablePeerRequest{Address: addr, Communication: disableCommunication}); err != nil {
+		return fmt.Errorf("setting peer %q down: %w", st.spec.Name, err)
 	}
-	st.adminDown = down
+	st.adminDown = true
 	return nil
 }
 

@@ -30,6 +30,10 @@ type addrStatus struct {
 	// errorSinceUp tells whether lastError is about the current down
 	// period.
 	errorSinceUp bool
+	// dynamic is the peer's DynamicASN and localAS our AS on the session:
+	// a session whose peer AS is of the other kind is refused.
+	dynamic DynamicASN
+	localAS uint32
 }
 
 func newStatus() *status {
@@ -58,7 +62,7 @@ func (s *status) setPeers(byAddr map[netip.Addr]string) {
 
 // configure records a peer about to be added, so that no event of its
 // session is missed.
-func (s *status) configure(a netip.Addr, name string) {
+func (s *status) configure(a netip.Addr, name string, dynamic DynamicASN, localAS uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.peers[a]
@@ -66,7 +70,26 @@ func (s *status) configure(a netip.Addr, name string) {
 		st = &addrStatus{}
 		s.peers[a] = st
 	}
-	st.name, st.configured = name, true
+	st.name, st.configured, st.dynamic, st.localAS = name, true, dynamic, localAS
+}
+
+// asMismatch says why a session with a whose peer announced peerAS must
+// be refused (its DynamicASN wants the other kind), "" when it may stay.
+func (s *status) asMismatch(a netip.Addr, peerAS uint32) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.peers[a]
+	if !ok || st.dynamic == "" || peerAS == 0 {
+		return ""
+	}
+	internal := peerAS == st.localAS
+	switch {
+	case st.dynamic == DynamicInternal && !internal:
+		return fmt.Sprintf("refused: the router's AS %d is not ours (%d), and dynamicASN is internal", peerAS, st.localAS)
+	case st.dynamic == DynamicExternal && internal:
+		return fmt.Sprintf("refused: the router's AS %d is ours, and dynamicASN is external", peerAS)
+	}
+	return ""
 }
 
 // unconfigure marks the peer at a as deleted, before it is, so that its
@@ -184,16 +207,16 @@ func notificationText(f gobgplog.Fields) string {
 
 // peerEvent extracts the address, state and admin state of a gobgp peer
 // event.
-func peerEvent(r *api.WatchEventResponse) (addr netip.Addr, state string, adminDown bool, ok bool) {
+func peerEvent(r *api.WatchEventResponse) (addr netip.Addr, state string, adminDown bool, peerAS uint32, ok bool) {
 	pe := r.GetPeer()
 	// A deleted peer's last event has type UNKNOWN.
 	if t := pe.GetType(); pe == nil || t == api.WatchEventResponse_PeerEvent_INIT || t == api.WatchEventResponse_PeerEvent_END_OF_INIT {
-		return netip.Addr{}, "", false, false
+		return netip.Addr{}, "", false, 0, false
 	}
 	st := pe.GetPeer().GetState()
 	addr, err := netip.ParseAddr(st.GetNeighborAddress())
 	if err != nil {
-		return netip.Addr{}, "", false, false
+		return netip.Addr{}, "", false, 0, false
 	}
-	return addr.Unmap(), stateName(st.GetSessionState()), st.GetAdminState() == api.PeerState_DOWN, true
+	return addr.Unmap(), stateName(st.GetSessionState()), st.GetAdminState() == api.PeerState_DOWN, st.GetPeerAsn(), true
 }

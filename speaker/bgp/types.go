@@ -62,8 +62,14 @@ type Peer struct {
 	// LocalASN is our AS number on this session; 0 means Config.ASN.
 	LocalASN uint32
 	// PeerASN is the router's AS number. Equal to the local ASN makes an
-	// iBGP session, otherwise eBGP. Required.
+	// iBGP session, otherwise eBGP. Required unless DynamicASN is set.
 	PeerASN uint32
+	// DynamicASN, instead of PeerASN, accepts the AS number the router
+	// announces as long as it is of this kind: DynamicInternal (our own
+	// AS, iBGP) or DynamicExternal (another AS, eBGP). A router of the
+	// other kind gets its session reset right after OPEN; gobgp tries
+	// again after its idle hold time.
+	DynamicASN DynamicASN
 	// SourceAddress, if valid, is the local address the session is opened
 	// from; it must be of Address's family. The zero Addr lets the kernel
 	// choose.
@@ -87,6 +93,15 @@ type Peer struct {
 	// Without it a session carries only Address's family.
 	DualStack bool
 }
+
+// DynamicASN is the kind of router AS a peer without a fixed PeerASN accepts.
+type DynamicASN string
+
+// The kinds of DynamicASN.
+const (
+	DynamicInternal DynamicASN = "internal"
+	DynamicExternal DynamicASN = "external"
+)
 
 // redactedPeer is Peer without its methods, so that formatting it does not
 // recurse into String or MarshalLog.
@@ -144,8 +159,13 @@ func (p Peer) validate() error {
 	} else if p.Address.Is4In6() {
 		errs = append(errs, fmt.Errorf("address %v is an IPv4-mapped IPv6 address; use the IPv4 form", p.Address))
 	}
-	if p.PeerASN == 0 {
-		errs = append(errs, errors.New("peer ASN must not be 0"))
+	switch {
+	case p.PeerASN == 0 && p.DynamicASN == "":
+		errs = append(errs, errors.New("peer ASN must not be 0 without a dynamic ASN"))
+	case p.PeerASN != 0 && p.DynamicASN != "":
+		errs = append(errs, errors.New("peer ASN and dynamic ASN are exclusive"))
+	case p.DynamicASN != "" && p.DynamicASN != DynamicInternal && p.DynamicASN != DynamicExternal:
+		errs = append(errs, fmt.Errorf("dynamic ASN %q is neither internal nor external", p.DynamicASN))
 	}
 	if p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4() {
 		errs = append(errs, fmt.Errorf("source address %v is not of the family of %v", p.SourceAddress, p.Address))

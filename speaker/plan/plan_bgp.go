@@ -94,7 +94,7 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 		}
 		taken[p.Address] = p.Name
 		plan.Peers = append(plan.Peers, bgp.Peer{
-			Name: p.Name, Address: p.Address, Port: p.Port, LocalASN: p.MyASN, PeerASN: p.PeerASN,
+			Name: p.Name, Address: p.Address, Port: p.Port, LocalASN: p.MyASN, PeerASN: p.PeerASN, DynamicASN: bgp.DynamicASN(p.DynamicASN),
 			SourceAddress: p.SourceAddress, EBGPMultiHop: p.EBGPMultiHop,
 			HoldTime: p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectTime: p.ConnectTime,
 			GracefulRestart: p.GracefulRestart, DualStack: p.DualStackAddressFamily,

@@ -358,3 +358,81 @@ func bgpBench(b *testing.B, bfd bool) {
 	b.Logf("BIRD: %s", strings.TrimSpace(out))
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkBGPHeal measures, at the router, how long a node's routes take
+// to come back after the node's path heals: the node (two in the lab) is
+// cut off (bridge port detached) or frozen (SIGSTOP of its speaker) until
+// BIRD has withdrawn its route, then healed; the clock runs from the heal
+// to BIRD's kernel route having the node as a next hop again. BFD is on
+// (100 ms × 3). LBSTACK_BENCH_TRIALS overrides the 20 trials per fault.
+//
+//	KUBEBUILDER_ASSETS=$(ls -d $PWD/bin/envtest/k8s-*) go test -run '^$' \
+//	  -bench BenchmarkBGPHeal -benchtime 1x ./test/e2e/
+func BenchmarkBGPHeal(b *testing.B) {
+	trials := benchTrials(b)
+	for range b.N {
+		c := newCluster(b, 2)
+		ctx := tctx(b, 20*time.Minute)
+		bird, err := c.Lab.StartRouter(lab.BirdConfig{ASN: labASN, Neighbors: birdNeighbors(c, true), BFDInterval: 100})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Apply(ctx, bgpConfig(true, false)...); err != nil {
+			b.Fatal(err)
+		}
+		procs := map[string]*lab.Proc{}
+		for _, n := range c.Lab.Nodes {
+			p, err := c.StartSpeaker(n.Name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			procs[n.Name] = p
+		}
+		svc := lbService("heal", false, corev1.IPv4Protocol)
+		if err := c.Apply(ctx, svc); err != nil {
+			b.Fatal(err)
+		}
+		ips, err := c.ServiceIPs(ctx, client.ObjectKeyFromObject(svc), 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		prefix := hostPrefix(ips[0])
+		n1, n2 := c.Lab.Nodes[0], c.Lab.Nodes[1]
+		if err := waitHops(tctx(b, time.Minute), bird, prefix, n1.IPv4, n2.IPv4); err != nil {
+			b.Fatal(err)
+		}
+		faults := []struct {
+			name       string
+			fault, heal func() error
+		}{
+			{"partition", func() error { return c.Lab.Cut(n1, true) }, func() error { return c.Lab.Cut(n1, false) }},
+			{"freeze", func() error { return procs[n1.Name].Signal(syscall.SIGSTOP) }, func() error { return procs[n1.Name].Signal(syscall.SIGCONT) }},
+		}
+		for _, f := range faults {
+			var back []time.Duration
+			for range trials {
+				if err := f.fault(); err != nil {
+					b.Fatal(err)
+				}
+				if err := waitHops(tctx(b, 30*time.Second), bird, prefix, n2.IPv4); err != nil {
+					b.Fatalf("%s: the route was not withdrawn: %v", f.name, err)
+				}
+				// Let both ends finish tearing the session down.
+				time.Sleep(2 * time.Second)
+				if err := f.heal(); err != nil {
+					b.Fatal(err)
+				}
+				healed := time.Now()
+				if err := waitHops(tctx(b, time.Minute), bird, prefix, n1.IPv4, n2.IPv4); err != nil {
+					b.Fatalf("%s: the route did not come back: %v", f.name, err)
+				}
+				back = append(back, time.Since(healed))
+				// The next fault starts from settled sessions.
+				time.Sleep(time.Second)
+			}
+			b.Logf("%s: routes back after %v", f.name, back)
+			b.ReportMetric(quantile(back, 0.5)/1000, f.name+"-p50-s")
+			b.ReportMetric(quantile(back, 0.99)/1000, f.name+"-p99-s")
+		}
+	}
+}

@@ -593,3 +593,87 @@ func TestBFDAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBGPLocalASNAndDynamicASN: one node peers with BIRD (AS 64500) over
+// IPv4 as AS 64501 and over IPv6 as AS 64502 — a local ASN per peer —
+// the IPv6 peer without a peerASN (dynamicASN: external); both sessions
+// come up with their routes. Switched to dynamicASN: internal, the IPv6
+// session is refused after OPEN with the reason in its status.
+func TestBGPLocalASNAndDynamicASN(t *testing.T) {
+	c := newCluster(t, 1)
+	ctx := tctx(t, 4*time.Minute)
+	n := c.Lab.Nodes[0]
+	bird, err := c.Lab.StartRouter(lab.BirdConfig{ASN: labASN, Neighbors: []lab.BirdNeighbor{
+		{Name: "v4", Address: n.IPv4, ASN: 64501}, {Name: "v6", Address: n.IPv6, ASN: 64502}}})
+	if err != nil {
+		testenv.Skip(t, "BIRD: %v", err)
+	}
+	fast := func(s *lbv1.BGPPeerSpec) {
+		s.HoldTime, s.KeepaliveTime = &metav1.Duration{Duration: 9 * time.Second}, &metav1.Duration{Duration: 3 * time.Second}
+		s.ConnectTime = &metav1.Duration{Duration: 2 * time.Second}
+	}
+	v4 := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "v4"}, Spec: lbv1.BGPPeerSpec{MyASN: 64501, PeerASN: labASN, PeerAddress: lab.RouterIPv4.String()}}
+	v6 := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "v6"}, Spec: lbv1.BGPPeerSpec{MyASN: 64502, DynamicASN: lbv1.DynamicASNExternal, PeerAddress: lab.RouterIPv6.String()}}
+	fast(&v4.Spec)
+	fast(&v6.Spec)
+	if err := c.Apply(ctx,
+		&lbv1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: lbv1.IPAddressPoolSpec{Addresses: []lbv1.PoolAddress{"203.0.113.0/28", "2001:db8:1::/124"}}},
+		&lbv1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}}, v4, v6); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartSpeaker(n.Name); err != nil {
+		t.Fatal(err)
+	}
+	svc := lbService("web", false, corev1.IPv4Protocol, corev1.IPv6Protocol)
+	if err := c.Apply(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	ips, err := c.ServiceIPs(ctx, client.ObjectKeyFromObject(svc), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ip := range ips {
+		hop := n.IPv4
+		if ip.Is6() {
+			hop = n.IPv6
+		}
+		if err := waitHops(tctx(t, time.Minute), bird, hostPrefix(ip), hop); err != nil {
+			out, _ := bird.Birdc("show protocols all")
+			t.Fatalf("%s: %v\n%s", ip, err, out)
+		}
+	}
+	out, _ := bird.Birdc("show protocols all v6")
+	if !strings.Contains(out, "Neighbor AS:      64502") {
+		t.Errorf("BIRD's v6 session does not see AS 64502:\n%s", out)
+	}
+
+	// Internal only: BIRD's AS 64500 is not ours (64502).
+	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(v6), v6); err != nil {
+		t.Fatal(err)
+	}
+	v6.Spec.DynamicASN = lbv1.DynamicASNInternal
+	if err := c.Client.Update(ctx, v6); err != nil {
+		t.Fatal(err)
+	}
+	err = lab.WaitFor(tctx(t, time.Minute), 200*time.Millisecond, func() error {
+		var p lbv1.BGPPeer
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(v6), &p); err != nil {
+			return err
+		}
+		if len(p.Status.Nodes) != 1 || p.Status.Nodes[0].State == lbv1.BGPSessionEstablished ||
+			!strings.Contains(p.Status.Nodes[0].LastError, "the router's AS 64500 is not ours (64502), and dynamicASN is internal") {
+			return fmt.Errorf("v6: %+v", p.Status.Nodes)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ip := range ips {
+		if ip.Is6() {
+			if err := waitHops(tctx(t, 30*time.Second), bird, hostPrefix(ip)); err != nil {
+				t.Errorf("the refused session's route stayed: %v", err)
+			}
+		}
+	}
+}
