@@ -217,7 +217,7 @@ func (s *Speaker) onWatchEvent(r *api.WatchEventResponse) {
 		if why := s.status.asMismatch(addr, peerAS); why != "" {
 			// The session never counts as up: reset it (gobgp tries again
 			// after its idle hold time, in case the router is fixed).
-			s.status.setError(addr, why)
+			s.status.refuse(addr, why)
 			s.log.Info("BGP session refused", "address", addr, "reason", why)
 			go func() {
 				if err := s.gobgp.ResetPeer(context.Background(), &api.ResetPeerRequest{Address: addr.String(), Communication: "peer AS of the wrong kind (dynamicASN)"}); err != nil {

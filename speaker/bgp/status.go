@@ -34,6 +34,10 @@ type addrStatus struct {
 	// a session whose peer AS is of the other kind is refused.
 	dynamic DynamicASN
 	localAS uint32
+	// refused is why the last session was refused (its AS was of the
+	// wrong kind); it stands for lastError until a session is accepted,
+	// since the reset that follows logs its own NOTIFICATION.
+	refused string
 }
 
 func newStatus() *status {
@@ -70,7 +74,16 @@ func (s *status) configure(a netip.Addr, name string, dynamic DynamicASN, localA
 		st = &addrStatus{}
 		s.peers[a] = st
 	}
-	st.name, st.configured, st.dynamic, st.localAS = name, true, dynamic, localAS
+	st.name, st.configured, st.dynamic, st.localAS, st.refused = name, true, dynamic, localAS, ""
+}
+
+// refuse records why the session with a was refused.
+func (s *status) refuse(a netip.Addr, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.peers[a]; ok {
+		st.refused = why
+	}
 }
 
 // asMismatch says why a session with a whose peer announced peerAS must
@@ -106,6 +119,9 @@ func (s *status) lastError(a netip.Addr) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st, ok := s.peers[a]; ok {
+		if st.refused != "" {
+			return st.refused
+		}
 		return st.lastError
 	}
 	return ""
@@ -138,7 +154,7 @@ func (s *status) transition(a netip.Addr, state string, adminDown bool, at time.
 	ev := PeerEvent{Name: st.name, Address: a, Up: up, State: state, At: at}
 	switch {
 	case up:
-		st.errorSinceUp = false
+		st.errorSinceUp, st.refused = false, ""
 	case !st.configured:
 		ev.Reason = "peer deleted"
 		delete(s.peers, a)
