@@ -132,11 +132,11 @@ func (p *Pool) Contains(a netip.Addr) bool {
 
 // Peer is a validated BGPPeer with defaults applied.
 type Peer struct {
-	Name                   string
-	Source                 Source
-	MyASN, PeerASN         uint32
+	Name           string
+	Source         Source
+	MyASN, PeerASN uint32
 	// DynamicASN, when set, stands for PeerASN (which is then 0).
-	DynamicASN lbv1.DynamicASNMode
+	DynamicASN             lbv1.DynamicASNMode
 	Address                netip.Addr
 	Port                   uint16
 	SourceAddress          netip.Addr

@@ -406,7 +406,7 @@ func BenchmarkBGPHeal(b *testing.B) {
 			b.Fatal(err)
 		}
 		faults := []struct {
-			name       string
+			name        string
 			fault, heal func() error
 		}{
 			{"partition", func() error { return c.Lab.Cut(n1, true) }, func() error { return c.Lab.Cut(n1, false) }},
