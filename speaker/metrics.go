@@ -22,7 +22,7 @@ type metrics struct {
 // expects.
 type membershipHealth func() (undecryptable uint64, isolated bool)
 
-func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, bgpMetrics func() dataplane.BGPMetrics, health membershipHealth, eventsDropped func() uint64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, bgpMetrics func() dataplane.BGPMetrics, health membershipHealth, eventsDropped func() uint64, announcementWrites func() (layer2, bgp uint64)) (*metrics, error) {
 	m := &metrics{
 		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbstack_speaker_members",
 			Help: "Live speakers this speaker sees, itself included"}),
@@ -47,7 +47,20 @@ func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, bgpMetrics fun
 	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lbstack_speaker_events_dropped_total",
 		Help: "Kubernetes events the speaker dropped because its event queue was full (the statuses still carry the state)"},
 		func() float64 { return float64(eventsDropped()) })
-	for _, c := range []prometheus.Collector{m.members, m.owned, m.handovers, m.conflicts, undecryptable, isolated, dropped, &l2Collector{stats: stats}, &bgpCollector{read: bgpMetrics}} {
+	var writes []prometheus.Collector
+	for _, proto := range []string{"layer2", "bgp"} {
+		writes = append(writes, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lbstack_speaker_announcement_writes_total",
+			Help:        "ServiceAnnouncement status writes of this speaker, by protocol (bgp: only of the Services it is the writer of)",
+			ConstLabels: prometheus.Labels{"protocol": proto}},
+			func() float64 {
+				l2w, bgpw := announcementWrites()
+				if proto == "bgp" {
+					return float64(bgpw)
+				}
+				return float64(l2w)
+			}))
+	}
+	for _, c := range append(writes, m.members, m.owned, m.handovers, m.conflicts, undecryptable, isolated, dropped, &l2Collector{stats: stats}, &bgpCollector{read: bgpMetrics}) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

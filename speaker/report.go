@@ -53,6 +53,8 @@ type Reporter struct {
 	Interfaces func(netip.Addr) []string
 
 	events eventQueue
+	// writes counts the ServiceAnnouncement writes (a metric).
+	writes atomic.Uint64
 
 	mu      sync.Mutex
 	queue   workqueue.TypedRateLimitingInterface[types.NamespacedName]
@@ -266,6 +268,7 @@ func (r *Reporter) write(ctx context.Context, key types.NamespacedName) error {
 		return err
 	}
 	u := statusApply("ServiceAnnouncement", key, m)
+	r.writes.Add(1)
 	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(speakerFieldOwnerLayer2), client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying ServiceAnnouncement status: %w", err)
 	}

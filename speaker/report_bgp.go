@@ -3,11 +3,12 @@ package speaker
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,11 +20,15 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/config"
 	"github.com/lbstack/lbstack/speaker/bgp"
 	"github.com/lbstack/lbstack/speaker/dataplane"
+	"github.com/lbstack/lbstack/speaker/election"
+	"github.com/lbstack/lbstack/speaker/plan"
 )
 
 // Event reasons on BGPPeers.
@@ -36,45 +41,130 @@ const (
 )
 
 // bgpKey is one object the BGP reporter writes: a BGPPeer's status entry
-// of this node, or a Service's ServiceAnnouncement entry of this node.
+// of this node, or the bgp entries of a Service's ServiceAnnouncement.
 type bgpKey struct {
 	peer bool
 	types.NamespacedName
 }
 
+// BGPView is what the writer of a Service's bgp entries needs to know of
+// every node, as of one watcher pass.
+type BGPView struct {
+	Config   *config.Config
+	Services []plan.ServiceState
+	Nodes    []plan.NodeState
+	// Established lists, by node, the BGPPeers whose status entry of that
+	// node says Established.
+	Established map[string]map[string]bool
+}
+
+// establishedSessions reads BGPView.Established from the peers' statuses.
+func establishedSessions(peers []lbv1.BGPPeer) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for i := range peers {
+		for _, s := range peers[i].Status.Nodes {
+			if s.State != lbv1.BGPSessionEstablished {
+				continue
+			}
+			if out[s.Node] == nil {
+				out[s.Node] = map[string]bool{}
+			}
+			out[s.Node][peers[i].Name] = true
+		}
+	}
+	return out
+}
+
 // BGPReporter writes this node's view of BGP: its session with each peer
-// in the BGPPeer's status.nodes, and for each Service it advertises its
-// entry (protocol bgp, the peers) in the ServiceAnnouncement. Each node
-// writes only its own entries (server-side apply with a field manager per
-// node), so the entries of all nodes add up.
+// in the BGPPeer's status.nodes (server-side apply with a field manager
+// per node, so the entries of all nodes add up), and the bgp entries of
+// the ServiceAnnouncements it is the writer of.
+//
+// One speaker writes all bgp entries of a Service — one per advertising
+// node, with the node's established peers its paths go to — so writes
+// grow with Services, not nodes × Services. The writer is the first of
+// the live speakers in the rendezvous order of the Service's
+// namespace/name (election.NameOwner): each speaker computes every node's
+// plan for the Services it writes (the plan is pure), takes the other
+// nodes' sessions from their BGPPeer status entries and its own from its
+// driver, and leaves out nodes whose speaker is not live. All writers
+// share one field manager, so a writer's apply replaces what an earlier
+// writer of the Service wrote. A speaker that has joined none of the
+// speakers it expects (Isolated) writes no Service entries: it would
+// otherwise remove every other node's.
 type BGPReporter struct {
 	Client   client.Client
 	Recorder events.EventRecorder
 	Node     string
 	Clock    clock.Clock
+	// Reader lists ServiceAnnouncements when the writers change (the
+	// speaker does not cache them). Nil: Client.
+	Reader client.Reader
+	// Live returns the names of the live speakers (nil: this node alone).
+	Live func() []string
+	// Isolated reports whether this speaker joined none of the speakers
+	// it expects (nil: never).
+	Isolated func() bool
+	// MinInterval is the least time between two computations of the
+	// Service entries (0: 200 ms).
+	MinInterval time.Duration
 
 	events eventQueue
+	// writes counts the ServiceAnnouncement writes (a metric).
+	writes atomic.Uint64
 
 	mu       sync.Mutex
 	queue    workqueue.TypedRateLimitingInterface[bgpKey]
+	kick     chan struct{}
 	sessions map[string]lbv1.BGPNodeSession
-	services map[types.NamespacedName]lbv1.AnnouncingNode
-	since    map[netip.Prefix]time.Time
-	// The Service entries depend only on the plan and the established
-	// peers: not recomputed while neither changed.
-	servicesFor string
+	// established are this node's Established peers (from its driver).
+	established map[string]bool
+	view        *BGPView
+	// live is the live set the Service writers were last chosen from.
+	live []string
+	// desired and written are the bgp entries of the Services this node
+	// writes; written also holds the entries found when it became their
+	// writer (so a node's since survives a change of writer). exists
+	// tells which ServiceAnnouncements exist.
+	desired map[types.NamespacedName][]lbv1.AnnouncingNode
+	written map[types.NamespacedName][]lbv1.AnnouncingNode
+	exists  map[types.NamespacedName]bool
 }
 
 func (r *BGPReporter) init() {
 	if r.queue == nil {
 		r.queue = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[bgpKey](100*time.Millisecond, maxReportRetryBackoffTime))
-		r.sessions, r.services = map[string]lbv1.BGPNodeSession{}, map[types.NamespacedName]lbv1.AnnouncingNode{}
-		r.since = map[netip.Prefix]time.Time{}
+		r.kick = make(chan struct{}, 1)
+		r.sessions, r.established = map[string]lbv1.BGPNodeSession{}, map[string]bool{}
+		r.desired, r.written = map[types.NamespacedName][]lbv1.AnnouncingNode{}, map[types.NamespacedName][]lbv1.AnnouncingNode{}
+		r.exists = map[types.NamespacedName]bool{}
 	}
 }
 
+// bgpServiceFieldOwner is the field manager of every writer of the bgp
+// entries of ServiceAnnouncements.
+const bgpServiceFieldOwner = client.FieldOwner("lbstack-speaker-bgp")
+
 func (r *BGPReporter) fieldOwner() client.FieldOwner {
 	return client.FieldOwner("lbstack-speaker-bgp-" + r.Node)
+}
+
+// notify asks the Run loop to recompute the Service entries. The caller
+// holds r.mu.
+func (r *BGPReporter) notify() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// View records the objects of a watcher pass.
+func (r *BGPReporter) View(v BGPView) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.init()
+	r.view = &v
+	r.notify()
 }
 
 // Status records the sessions and the plan in force.
@@ -108,53 +198,9 @@ func (r *BGPReporter) Status(st dataplane.BGPStatus) {
 			r.queue.Add(bgpKey{peer: true, NamespacedName: types.NamespacedName{Name: name}})
 		}
 	}
-	// Services: this node's entry lists the established peers its paths go to.
-	all := make([]string, 0, len(established))
-	for n := range established {
-		all = append(all, n)
-	}
-	slices.Sort(all)
-	servicesFor := fmt.Sprintf("%d/%v", st.PlanGeneration, all)
-	if servicesFor == r.servicesFor {
-		return
-	}
-	r.servicesFor = servicesFor
-	want := map[types.NamespacedName]lbv1.AnnouncingNode{}
-	for _, p := range st.Plan.Paths {
-		if _, ok := r.since[p.Prefix]; !ok {
-			r.since[p.Prefix] = now
-		}
-		peers := all
-		if len(p.Peers) > 0 {
-			peers = nil
-			for _, n := range p.Peers {
-				if established[n] {
-					peers = append(peers, n)
-				}
-			}
-		}
-		for _, ref := range st.Plan.Services[p.Prefix] {
-			svc := types.NamespacedName(ref)
-			e := want[svc]
-			e.Node, e.Protocol = r.Node, lbv1.ProtocolBGP
-			e.Peers = mergeSorted(e.Peers, peers)
-			if e.Since.IsZero() || r.since[p.Prefix].Before(e.Since.Time) {
-				e.Since = metav1.NewTime(r.since[p.Prefix].Truncate(time.Second))
-			}
-			want[svc] = e
-		}
-	}
-	for svc, e := range want {
-		if prev, ok := r.services[svc]; !ok || !equality.Semantic.DeepEqual(prev, e) {
-			r.services[svc] = e
-			r.queue.Add(bgpKey{NamespacedName: svc})
-		}
-	}
-	for svc := range r.services {
-		if _, ok := want[svc]; !ok {
-			delete(r.services, svc)
-			r.queue.Add(bgpKey{NamespacedName: svc}) // writes an empty entry: removes ours
-		}
+	if !maps.Equal(established, r.established) {
+		r.established = established
+		r.notify()
 	}
 }
 
@@ -220,60 +266,332 @@ func (r *BGPReporter) Event(ev bgp.PeerEvent) {
 func (r *BGPReporter) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.init()
-	q := r.queue
+	q, kick := r.queue, r.kick
 	r.mu.Unlock()
-	done := make(chan struct{})
-	go func() { defer close(done); r.events.run(ctx) }()
+	var wg sync.WaitGroup
+	wg.Go(func() { r.events.run(ctx) })
+	wg.Go(func() { r.serviceLoop(ctx, kick) })
 	runQueue(ctx, q, r.write, "Writing BGP status; will retry")
-	<-done
+	wg.Wait()
 	return nil
 }
 
-func (r *BGPReporter) write(ctx context.Context, key bgpKey) error {
-	kind := "ServiceAnnouncement"
-	if key.peer {
-		kind = "BGPPeer"
+// serviceLoop recomputes the Service entries when the view, this node's
+// sessions or (checked every second) the live speakers change, at most
+// once per MinInterval.
+func (r *BGPReporter) serviceLoop(ctx context.Context, kick <-chan struct{}) {
+	every := r.MinInterval
+	if every <= 0 {
+		every = 200 * time.Millisecond
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		case <-tick.C:
+			r.mu.Lock()
+			same := slices.Equal(r.liveNames(), r.live)
+			r.mu.Unlock()
+			if same {
+				continue
+			}
+		}
+		if err := r.services(ctx); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Reading ServiceAnnouncements; will retry")
+			r.mu.Lock()
+			r.live = nil // the next tick tries again
+			r.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// liveNames returns the sorted live speakers, this node included.
+func (r *BGPReporter) liveNames() []string {
+	var live []string
+	if r.Live != nil {
+		live = r.Live()
+	}
+	if !slices.Contains(live, r.Node) {
+		live = append(live, r.Node)
+	}
+	slices.Sort(live)
+	return slices.Compact(live)
+}
+
+// services computes the bgp entries of the Services this node writes and
+// queues the writes of those that changed.
+func (r *BGPReporter) services(ctx context.Context) error {
+	if r.Isolated != nil && r.Isolated() {
+		r.mu.Lock()
+		r.live = nil // recompute once it has joined
+		r.mu.Unlock()
+		return nil
 	}
 	r.mu.Lock()
-	var entry any
-	if key.peer {
-		if s, ok := r.sessions[key.Name]; ok {
-			entry = &s
+	view, live := r.view, r.liveNames()
+	r.mu.Unlock()
+	if view == nil || view.Config == nil {
+		return nil
+	}
+	mine := func(k types.NamespacedName) bool { return election.NameOwner(k.String(), live) == r.Node }
+	r.mu.Lock()
+	reseed := !slices.Equal(live, r.live)
+	r.mu.Unlock()
+	var found map[types.NamespacedName][]lbv1.AnnouncingNode
+	if reseed {
+		// The writers changed: what the Services this node now writes
+		// hold is read once, in pages, for all of them.
+		var err error
+		if found, err = r.readEntries(ctx, mine); err != nil {
+			return err
 		}
-	} else if e, ok := r.services[key.NamespacedName]; ok {
-		entry = &e
+	}
+
+	var services []plan.ServiceState
+	for _, s := range view.Services {
+		if mine(s.Key) {
+			services = append(services, s)
+		}
+	}
+	isLive := map[string]bool{}
+	for _, n := range live {
+		isLive[n] = true
+	}
+	now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
+	want := map[types.NamespacedName][]lbv1.AnnouncingNode{}
+	r.mu.Lock()
+	ownEstablished := r.established
+	r.mu.Unlock()
+	for _, n := range view.Nodes {
+		if !isLive[n.Name] {
+			continue // a node whose speaker is gone advertises nothing (its sessions end)
+		}
+		established := view.Established[n.Name]
+		if n.Name == r.Node {
+			established = ownEstablished
+		}
+		p := plan.BGP(view.Config, services, view.Nodes, n.Name)
+		var all []string
+		for _, peer := range p.Peers {
+			if established[peer.Name] {
+				all = append(all, peer.Name)
+			}
+		}
+		slices.Sort(all)
+		entries := map[types.NamespacedName]*lbv1.AnnouncingNode{}
+		for _, path := range p.Paths {
+			peers := all
+			if len(path.Peers) > 0 {
+				peers = nil
+				for _, name := range path.Peers {
+					if slices.Contains(all, name) {
+						peers = append(peers, name)
+					}
+				}
+			}
+			for _, ref := range p.Services[path.Prefix] {
+				svc := types.NamespacedName(ref)
+				e := entries[svc]
+				if e == nil {
+					e = &lbv1.AnnouncingNode{Node: n.Name, Protocol: lbv1.ProtocolBGP, Since: now}
+					entries[svc] = e
+				}
+				e.Peers = mergeSorted(e.Peers, peers)
+			}
+		}
+		for svc, e := range entries {
+			want[svc] = append(want[svc], *e)
+		}
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if reseed {
+		r.live = live
+		for svc := range r.written {
+			if !mine(svc) {
+				// Another node writes it now; this one forgets it (an
+				// apply here would remove that writer's entries).
+				delete(r.written, svc)
+				delete(r.desired, svc)
+				delete(r.exists, svc)
+			}
+		}
+		for svc, entries := range found {
+			r.written[svc], r.exists[svc] = entries, true
+		}
+	}
+	for svc, entries := range want {
+		slices.SortFunc(entries, func(a, b lbv1.AnnouncingNode) int { return strings.Compare(a.Node, b.Node) })
+		// A node keeps the since of the entry it had (or was to have).
+		for i := range entries {
+			for _, had := range [][]lbv1.AnnouncingNode{r.written[svc], r.desired[svc]} {
+				if j := slices.IndexFunc(had, func(e lbv1.AnnouncingNode) bool { return e.Node == entries[i].Node }); j >= 0 {
+					entries[i].Since = had[j].Since
+					break
+				}
+			}
+		}
+		r.setDesired(svc, entries)
+	}
+	for svc := range r.written {
+		if _, ok := want[svc]; !ok {
+			r.setDesired(svc, nil) // an empty list removes the entries
+		}
+	}
+	return nil
+}
+
+// setDesired records the entries svc should have and queues its write
+// when they differ from what it has. The caller holds r.mu.
+func (r *BGPReporter) setDesired(svc types.NamespacedName, entries []lbv1.AnnouncingNode) {
+	if prev, ok := r.desired[svc]; ok && equality.Semantic.DeepEqual(prev, entries) {
+		return
+	}
+	r.desired[svc] = entries
+	if written, ok := r.written[svc]; !ok && len(entries) == 0 || ok && equality.Semantic.DeepEqual(written, entries) {
+		return
+	}
+	r.queue.Add(bgpKey{NamespacedName: svc})
+}
+
+// readEntries lists the ServiceAnnouncements (in pages) and returns the
+// bgp entries of those the mine function selects, an empty list for those
+// without, so the caller knows they exist.
+func (r *BGPReporter) readEntries(ctx context.Context, mine func(types.NamespacedName) bool) (map[types.NamespacedName][]lbv1.AnnouncingNode, error) {
+	reader := r.Reader
+	if reader == nil {
+		reader = r.Client
+	}
+	out := map[types.NamespacedName][]lbv1.AnnouncingNode{}
+	cont := ""
+	for {
+		var list lbv1.ServiceAnnouncementList
+		if err := reader.List(ctx, &list, client.Limit(500), client.Continue(cont)); err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			a := &list.Items[i]
+			key := client.ObjectKeyFromObject(a)
+			if !mine(key) {
+				continue
+			}
+			entries := []lbv1.AnnouncingNode{}
+			for _, e := range a.Status.Nodes {
+				if e.Protocol == lbv1.ProtocolBGP {
+					entries = append(entries, e)
+				}
+			}
+			out[key] = entries
+		}
+		if cont = list.Continue; cont == "" {
+			return out, nil
+		}
+	}
+}
+
+func (r *BGPReporter) write(ctx context.Context, key bgpKey) error {
+	if key.peer {
+		return r.writePeer(ctx, key.Name)
+	}
+	r.mu.Lock()
+	entries, ok := r.desired[key.NamespacedName]
+	written, wrote := r.written[key.NamespacedName]
+	exists := r.exists[key.NamespacedName]
+	r.mu.Unlock()
+	if !ok || wrote && equality.Semantic.DeepEqual(entries, written) {
+		return nil // no longer this node's to write, or written already
+	}
+	var svc corev1.Service
+	if err := r.Client.Get(ctx, key.NamespacedName, &svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(key.NamespacedName)
+			return nil
+		}
+		return err
+	}
+	if !exists {
+		if _, err := ensureAnnouncement(ctx, r.Client, key.NamespacedName); err != nil {
+			return err
+		}
+	}
+	// No entry: applying an empty list removes the writers' (an empty
+	// status would be sent as null, which the API server refuses).
+	nodes := []any{}
+	for i := range entries {
+		body, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&entries[i])
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, body)
+	}
+	status := map[string]any{"nodes": nodes}
+	if len(entries) > 0 {
+		ips := []any{}
+		for _, ip := range ingressIPs(&svc) {
+			ips = append(ips, ip)
+		}
+		status["service"], status["protocol"], status["ips"] = svc.Name, string(lbv1.ProtocolBGP), ips
+	}
+	u := statusApply("ServiceAnnouncement", key.NamespacedName, status)
+	r.writes.Add(1)
+	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), bgpServiceFieldOwner, client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Gone with its Service, or not made yet: create it next time.
+			r.mu.Lock()
+			delete(r.exists, key.NamespacedName)
+			r.mu.Unlock()
+		}
+		return fmt.Errorf("applying ServiceAnnouncement status: %w", err)
+	}
+	r.mu.Lock()
+	if cur, ok := r.desired[key.NamespacedName]; ok {
+		r.written[key.NamespacedName], r.exists[key.NamespacedName] = entries, true
+		if !equality.Semantic.DeepEqual(cur, entries) {
+			r.queue.Add(key) // changed meanwhile
+		}
 	}
 	r.mu.Unlock()
-	// No entry: applying an empty list removes ours (an empty status
-	// would be sent as null, which the API server refuses).
+	return nil
+}
+
+// forget drops a Service that is gone.
+func (r *BGPReporter) forget(svc types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.desired, svc)
+	delete(r.written, svc)
+	delete(r.exists, svc)
+}
+
+// writePeer applies this node's status entry of a BGPPeer.
+func (r *BGPReporter) writePeer(ctx context.Context, name string) error {
+	r.mu.Lock()
+	s, ok := r.sessions[name]
+	r.mu.Unlock()
+	// No entry: applying an empty list removes ours.
 	status := map[string]any{"nodes": []any{}}
-	if entry != nil {
-		body, err := runtime.DefaultUnstructuredConverter.ToUnstructured(entry)
+	if ok {
+		body, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s)
 		if err != nil {
 			return err
 		}
 		status["nodes"] = []any{body}
 	}
-	if !key.peer {
-		svc, err := ensureAnnouncement(ctx, r.Client, key.NamespacedName)
-		if err != nil || svc == nil {
-			return err
-		}
-		if entry != nil {
-			// Every node applies the same values: shared ownership.
-			ips := []any{}
-			for _, ip := range ingressIPs(svc) {
-				ips = append(ips, ip)
-			}
-			status["service"], status["protocol"], status["ips"] = svc.Name, string(lbv1.ProtocolBGP), ips
-		}
-	}
-	u := statusApply(kind, key.NamespacedName, status)
+	u := statusApply("BGPPeer", types.NamespacedName{Name: name}, status)
 	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), r.fieldOwner(), client.ForceOwnership); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil // the peer or Service is gone
+			return nil // the peer is gone
 		}
-		return fmt.Errorf("applying %s status: %w", kind, err)
+		return fmt.Errorf("applying BGPPeer status: %w", err)
 	}
 	return nil
 }

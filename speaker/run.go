@@ -181,10 +181,19 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
-	bgpReporter := &BGPReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk}
+	bgpReporter := &BGPReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("lbstack-speaker"), Node: o.NodeName, Clock: clk,
+		Reader: mgr.GetAPIReader(), Isolated: core.Isolated,
+		Live: func() []string {
+			var names []string
+			for _, m := range mem.Live() {
+				names = append(names, m.Name)
+			}
+			return names
+		}}
 	driver := &dataplane.BGPDriver{Node: o.NodeName, Log: log, Clock: clk, BFDPort: o.BFDPort, OnEvent: bgpReporter.Event, OnStatus: bgpReporter.Status}
 	met, err = newMetrics(crmetrics.Registry, ann.Stats, driver.Metrics, func() (uint64, bool) { return mem.Foreign(), core.Isolated() },
-		func() uint64 { return reporter.events.dropped.Load() + bgpReporter.events.dropped.Load() })
+		func() uint64 { return reporter.events.dropped.Load() + bgpReporter.events.dropped.Load() },
+		func() (uint64, uint64) { return reporter.writes.Load(), bgpReporter.writes.Load() })
 	if err != nil {
 		return err
 	}
@@ -214,6 +223,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		OnPeers:     func(p []string) { dataplane.OfferLatest(peers, p) },
 	}
 	watcher.OnBGP = driver.Set
+	watcher.OnBGPView = bgpReporter.View
 	watcher.Secrets = mgr.GetAPIReader()
 	watcher.Namespace = o.Namespace
 	if err := watcher.SetupWithManager(mgr); err != nil {

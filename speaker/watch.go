@@ -52,6 +52,9 @@ type Watcher struct {
 	// OnBGP receives this node's BGP plan, the peers' passwords and the
 	// router ID.
 	OnBGP func(plan dataplane.BGPPlan, passwords map[string]string, routerID netip.Addr)
+	// OnBGPView receives, after each pass, what the writer of Services'
+	// bgp entries needs to know of every node (see BGPReporter).
+	OnBGPView func(BGPView)
 	// Secrets reads BGP password Secrets (uncached: the speaker may get
 	// exactly those Secrets by name, not list them).
 	Secrets client.Reader
@@ -186,6 +189,9 @@ func (w *Watcher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 		bgpPlan := plan.BGP(cfg, services, nodes, w.Node)
 		pw := w.secrets(ctx, &bgpPlan)
 		w.OnBGP(bgpPlan.BGPPlan, pw.passwords, plan.RouterID(bgpPlan, selfIP))
+		if w.OnBGPView != nil {
+			w.OnBGPView(BGPView{Config: cfg, Services: services, Nodes: nodes, Established: establishedSessions(objs.Peers)})
+		}
 		// Nothing else wakes the watcher when a Secret is due again (a
 		// retry, a rotated password): come back then.
 		if !pw.next.IsZero() {

@@ -7,6 +7,8 @@ import (
 // BGPPeerSpec describes a BGP session between the nodes' speakers and a router.
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || (duration(self.holdTime) == duration('0s') ? duration(self.keepaliveTime) == duration('0s') : duration(self.keepaliveTime) < duration(self.holdTime))",message="keepaliveTime must be shorter than holdTime (both 0s disables keepalives)",fieldPath=".keepaliveTime"
 // +kubebuilder:validation:XValidation:rule="has(self.peerASN) != has(self.dynamicASN)",message="set exactly one of peerASN and dynamicASN"
+// +kubebuilder:validation:XValidation:rule="has(self.peerAddress) != has(self.interface)",message="set exactly one of peerAddress and interface"
+// +kubebuilder:validation:XValidation:rule="!has(self.interface) || !has(self.passwordSecret) && !has(self.bfdProfile) && !has(self.sourceAddress) && !(has(self.ebgpMultiHop) && self.ebgpMultiHop)",message="an unnumbered session (interface) takes no passwordSecret, bfdProfile, sourceAddress or ebgpMultiHop",fieldPath=".interface"
 // +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !self.ebgpMultiHop || (has(self.dynamicASN) ? self.dynamicASN == 'external' : (!has(self.peerASN) || self.myASN != self.peerASN))",message="ebgpMultiHop applies only to eBGP sessions (myASN different from peerASN, or dynamicASN: external)",fieldPath=".ebgpMultiHop"
 type BGPPeerSpec struct {
 	// myASN is the autonomous system number the speakers use on this session.
@@ -31,12 +33,30 @@ type BGPPeerSpec struct {
 	// +optional
 	DynamicASN DynamicASNMode `json:"dynamicASN,omitempty"`
 
-	// peerAddress is the router's IPv4 or IPv6 address.
+	// peerAddress is the router's IPv4 or IPv6 address. Exactly one of
+	// peerAddress and interface is set.
 	// +kubebuilder:validation:MinLength=2
 	// +kubebuilder:validation:MaxLength=45
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IPv4 or IPv6 address"
-	// +required
-	PeerAddress string `json:"peerAddress"`
+	// +optional
+	PeerAddress string `json:"peerAddress,omitempty"`
+
+	// interface makes the session unnumbered (as MetalLB's FRR mode
+	// spells it): the node peers over this network interface with the one
+	// router on its point-to-point link, found as the IPv6 link-local
+	// neighbor on the interface (the speaker pings all nodes on the link
+	// to find it and looks again every few seconds until it does; a link
+	// with several neighbors is refused on the node, with a NotConfigured
+	// status entry saying so). IPv4 and IPv6 routes go over the one session
+	// with the link-local next hop (RFC 8950 extended next hop; the router
+	// must accept it). Exactly one of peerAddress and interface is set.
+	// Not with passwordSecret (TCP MD5 cannot be keyed to a link-local
+	// address by the BGP library), bfdProfile, ebgpMultiHop or
+	// sourceAddress, which admission refuses.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$`
+	// +optional
+	Interface string `json:"interface,omitempty"`
 
 	// peerPort is the router's TCP port.
 	// +kubebuilder:validation:Minimum=1
@@ -211,6 +231,7 @@ type BGPPeerStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,categories=lbstack
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.peerAddress`
+// +kubebuilder:printcolumn:name="Interface",type=string,JSONPath=`.spec.interface`,priority=1
 // +kubebuilder:printcolumn:name="Port",type=integer,JSONPath=`.spec.peerPort`,priority=1
 // +kubebuilder:printcolumn:name="My ASN",type=integer,JSONPath=`.spec.myASN`
 // +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`

@@ -291,6 +291,36 @@ func TestBuildRejects(t *testing.T) {
 			field: "LoadBalancerStack[lbstack].spec.bgpPeers[0].holdTime", msg: "must be 0s or between 3s and 65535s",
 		},
 
+		// Unnumbered peers (interface).
+		"peers: interface and peerAddress": {
+			objs:  objects(peer("a", "192.0.2.1", onInterface("eth1"))),
+			field: "BGPPeer[a].spec.interface", msg: "set exactly one of peerAddress and interface",
+		},
+		"peers: neither interface nor peerAddress": {
+			objs:  objects(peer("a", "")),
+			field: "BGPPeer[a].spec.peerAddress", msg: "or set interface instead for an unnumbered session",
+		},
+		"peers: interface with a password": {
+			objs:  objects(peer("a", "", onInterface("eth1"), func(s *lbv1.BGPPeerSpec) { s.PasswordSecret = &lbv1.SecretReference{Name: "pw"} })),
+			field: "BGPPeer[a].spec.passwordSecret", msg: "not with interface (an unnumbered session): the BGP library cannot key TCP MD5 to a link-local address",
+		},
+		"peers: interface with a BFD profile": {
+			objs:  objects(bfd("fast"), peer("a", "", onInterface("eth1"), func(s *lbv1.BGPPeerSpec) { s.BFDProfile = "fast" })),
+			field: "BGPPeer[a].spec.bfdProfile", msg: "not with interface",
+		},
+		"peers: interface with ebgpMultiHop": {
+			objs:  objects(peer("a", "", onInterface("eth1"), func(s *lbv1.BGPPeerSpec) { s.EBGPMultiHop = ptr(true) })),
+			field: "BGPPeer[a].spec.ebgpMultiHop", msg: "not with interface",
+		},
+		"peers: interface name with a slash": {
+			objs:  objects(peer("a", "", onInterface("eth/1"))),
+			field: "BGPPeer[a].spec.interface", msg: "must not contain '/'",
+		},
+		"peers: one interface, every node": {
+			objs:  objects(peer("a", "", onInterface("eth1")), peer("b", "", onInterface("eth1"), func(s *lbv1.BGPPeerSpec) { s.PeerPort = 1179 })),
+			field: "BGPPeer[b].spec.interface", msg: `BGPPeer "a" (BGPPeer[a].spec) peers over the same interface, and every node would open both sessions`,
+		},
+
 		// Two peers with one address and port.
 		"peers: same address, neither has node selectors": {
 			objs:  objects(peer("a", "192.0.2.1"), peer("b", "192.0.2.1", ibgp)),

@@ -136,8 +136,11 @@ type Peer struct {
 	Source         Source
 	MyASN, PeerASN uint32
 	// DynamicASN, when set, stands for PeerASN (which is then 0).
-	DynamicASN             lbv1.DynamicASNMode
-	Address                netip.Addr
+	DynamicASN lbv1.DynamicASNMode
+	// Address is the router's address; invalid for an unnumbered peer.
+	Address netip.Addr
+	// Interface is an unnumbered peer's interface ("" otherwise).
+	Interface              string
 	Port                   uint16
 	SourceAddress          netip.Addr
 	RouterID               netip.Addr

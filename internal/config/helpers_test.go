@@ -65,6 +65,11 @@ func peer(name, addr string, mods ...func(*lbv1.BGPPeerSpec)) lbv1.BGPPeer {
 	return p
 }
 
+// onInterface makes a peer unnumbered over ifname.
+func onInterface(ifname string) func(*lbv1.BGPPeerSpec) {
+	return func(s *lbv1.BGPPeerSpec) { s.Interface = ifname }
+}
+
 // ibgp makes a peer internal.
 func ibgp(s *lbv1.BGPPeerSpec) { s.PeerASN = s.MyASN }
 

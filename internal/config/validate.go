@@ -202,7 +202,23 @@ func (b *builder) communities(items []item[lbv1.CommunitySpec]) {
 
 type peerKey struct {
 	addr netip.Addr
-	port uint16
+	// iface is the interface of an unnumbered peer (addr is then invalid).
+	iface string
+	port  uint16
+}
+
+// interfaceNameProblem says what makes name no Linux interface name, ""
+// when nothing does.
+func interfaceNameProblem(name string) string {
+	switch {
+	case len(name) > 15:
+		return "must be at most 15 characters (a Linux interface name)"
+	case name == "." || name == "..":
+		return "is not an interface name"
+	case strings.ContainsAny(name, "/ \t\n\x00"):
+		return "must not contain '/' or white space (a Linux interface name)"
+	}
+	return ""
 }
 
 func (b *builder) peer(it item[lbv1.BGPPeerSpec]) {
@@ -228,10 +244,36 @@ func (b *builder) peer(it item[lbv1.BGPPeerSpec]) {
 	default:
 		p.PeerASN = asn("peerASN", s.PeerASN)
 	}
-	if a, err := ParseIP(s.PeerAddress); err != nil {
-		b.errs = append(b.errs, field.Invalid(path.Child("peerAddress"), s.PeerAddress, addrProblem(s.PeerAddress, "an IPv4 or IPv6 address")))
-	} else {
-		p.Address = a
+	switch {
+	case s.Interface != "" && s.PeerAddress != "":
+		b.errs = append(b.errs, field.Invalid(path.Child("interface"), s.Interface, "set exactly one of peerAddress and interface"))
+	case s.Interface != "":
+		if why := interfaceNameProblem(s.Interface); why != "" {
+			b.errs = append(b.errs, field.Invalid(path.Child("interface"), s.Interface, why))
+		}
+		p.Interface = s.Interface
+		// What the unnumbered session cannot honour is refused, not
+		// dropped on the node.
+		for _, f := range []struct {
+			name string
+			set  bool
+			why  string
+		}{
+			{"passwordSecret", s.PasswordSecret != nil, "the BGP library cannot key TCP MD5 to a link-local address"},
+			{"bfdProfile", s.BFDProfile != "", "BFD over a link-local session is not supported yet"},
+			{"sourceAddress", s.SourceAddress != "", "the session runs from the interface's link-local address"},
+			{"ebgpMultiHop", boolOr(s.EBGPMultiHop, false), "the router is on the interface's link"},
+		} {
+			if f.set {
+				b.errs = append(b.errs, field.Forbidden(path.Child(f.name), "not with interface (an unnumbered session): "+f.why))
+			}
+		}
+	default:
+		if a, err := ParseIP(s.PeerAddress); err != nil {
+			b.errs = append(b.errs, field.Invalid(path.Child("peerAddress"), s.PeerAddress, addrProblem(s.PeerAddress, "an IPv4 or IPv6 address, or set interface instead for an unnumbered session")))
+		} else {
+			p.Address = a
+		}
 	}
 	// A peer whose port or node selectors are invalid would clash on a
 	// guessed port or on every node: it is left out of the clash check.
@@ -347,8 +389,11 @@ func (b *builder) peerConflicts() {
 	var keys []peerKey
 	byKey := map[peerKey][]peerPath{}
 	for _, pp := range b.peerPaths {
-		if pp.peer.Address.IsValid() {
-			k := peerKey{pp.peer.Address, pp.peer.Port}
+		if pp.peer.Address.IsValid() || pp.peer.Interface != "" {
+			k := peerKey{pp.peer.Address, pp.peer.Interface, pp.peer.Port}
+			if k.iface != "" {
+				k.port = 0 // one session per interface, whatever the port
+			}
 			if _, ok := byKey[k]; !ok {
 				keys = append(keys, k)
 			}
@@ -367,6 +412,11 @@ func (b *builder) peerConflicts() {
 				later, earlier := list[i], list[j]
 				if Before(later.peer.Source, later.peer.Name, earlier.peer.Source, earlier.peer.Name) {
 					later, earlier = earlier, later
+				}
+				if k.iface != "" {
+					b.conflict(refOf("BGPPeer", later.peer.Name, later.peer.Source), duplicate(later.path.Child("interface"), k.iface,
+						fmt.Sprintf("BGPPeer %q (%s) peers over the same interface, and %s would open both sessions; one node holds one unnumbered session per interface", earlier.peer.Name, earlier.path, where)))
+					break
 				}
 				b.conflict(refOf("BGPPeer", later.peer.Name, later.peer.Source), duplicate(later.path.Child("peerAddress"), k.addr.String(),
 					fmt.Sprintf("BGPPeer %q (%s) has the same address and port %d, and %s would open both sessions; one node cannot hold two sessions to one router address and port", earlier.peer.Name, earlier.path, k.port, where)))
@@ -410,6 +460,9 @@ func (b *builder) routerIDConflicts() {
 func (b *builder) samePeerAddressWarnings(keys []peerKey, byKey map[peerKey][]peerPath) {
 	first := map[netip.Addr]peerPath{}
 	for _, k := range keys {
+		if k.iface != "" {
+			continue
+		}
 		pp := byKey[k][0]
 		prev, ok := first[k.addr]
 		if !ok {

@@ -84,8 +84,15 @@ func apiPeer(p Peer, globalASN uint32, adminDown bool) *api.Peer {
 		}},
 		AfiSafis: afs,
 	}
-	if p.SourceAddress.IsValid() {
+	switch {
+	case p.SourceAddress.IsValid():
 		out.Transport.LocalAddress = p.SourceAddress.String()
+	case p.Interface != "":
+		// gobgp would pick the interface's link-local address with its
+		// zone, which it then cannot parse: the next hop it sends becomes
+		// the zero address (routers drop the routes). Unspecified makes
+		// it take the session's address from the socket.
+		out.Transport.LocalAddress = "::"
 	}
 	if p.EBGPMultiHop {
 		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}

@@ -57,6 +57,11 @@ type Peer struct {
 	// Address is the router's address. Required and unique: gobgp keys
 	// neighbors by address.
 	Address netip.Addr
+	// Interface makes the session unnumbered: Address is then the
+	// router's IPv6 link-local address on this interface, with the
+	// interface as its zone (the caller resolves it), and the session
+	// carries IPv4 and IPv6 (IPv4 with the link-local next hop, RFC 8950).
+	Interface string
 	// Port is the router's TCP port; 0 means 179.
 	Port uint16
 	// LocalASN is our AS number on this session; 0 means Config.ASN.
@@ -143,7 +148,7 @@ func (p Peer) localASN(global uint32) uint32 {
 // IPv6, by Address's family and DualStack.
 func (p Peer) families() (v4, v6 bool) {
 	v4, v6 = p.Address.Is4(), p.Address.Is6()
-	if p.DualStack {
+	if p.DualStack || p.Interface != "" {
 		v4, v6 = true, true
 	}
 	return v4, v6
@@ -154,9 +159,17 @@ func (p Peer) validate() error {
 	if p.Name == "" {
 		errs = append(errs, errors.New("name is empty"))
 	}
-	if !p.Address.IsValid() || p.Address.IsUnspecified() || p.Address.Zone() != "" {
+	switch {
+	case p.Interface != "":
+		if !p.Address.Is6() || !p.Address.IsLinkLocalUnicast() || p.Address.Zone() != p.Interface {
+			errs = append(errs, fmt.Errorf("address %v is not an IPv6 link-local address on interface %s", p.Address, p.Interface))
+		}
+		if p.Password != "" || p.SourceAddress.IsValid() || p.EBGPMultiHop {
+			errs = append(errs, errors.New("an unnumbered session takes no password, source address or multi-hop"))
+		}
+	case !p.Address.IsValid() || p.Address.IsUnspecified() || p.Address.Zone() != "":
 		errs = append(errs, fmt.Errorf("address %v is not a unicast address without zone", p.Address))
-	} else if p.Address.Is4In6() {
+	case p.Address.Is4In6():
 		errs = append(errs, fmt.Errorf("address %v is an IPv4-mapped IPv6 address; use the IPv4 form", p.Address))
 	}
 	switch {

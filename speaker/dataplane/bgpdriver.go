@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,6 +54,10 @@ type BGPDriver struct {
 	// OnStatus receives the sessions' state after each change and every
 	// few seconds (must not block).
 	OnStatus func(BGPStatus)
+	// Resolve finds the router of an unnumbered session on an interface
+	// (nil: LinkLocalNeighbor). The driver asks again every 2 s and keeps
+	// the last address found while nothing else is.
+	Resolve func(ifname string) (netip.Addr, error)
 
 	// wg counts the goroutines the driver starts (the BGP speaker, BFD and
 	// their followers); Run returns only when they have ended.
@@ -70,6 +75,10 @@ type BGPDriver struct {
 	bfdState   map[string]string     // BGP peer name → BFD state
 	applied    BGPPlan
 	appliedGen uint64
+	// routers are the routers found for unnumbered sessions, by
+	// interface; unresolved says why an interface has none.
+	routers    map[string]netip.Addr
+	unresolved map[string]string
 	// spkErr and bfdErr say why the BGP speaker or BFD did not start or
 	// stopped; cleared when one starts again.
 	spkErr, bfdErr string
@@ -123,6 +132,9 @@ func (d *BGPDriver) Run(ctx context.Context) error {
 		case <-d.kick.C():
 			d.apply(ctx)
 		case <-tick.C():
+			if d.resolveRouters() {
+				d.apply(ctx)
+			}
 		}
 		d.report()
 	}
@@ -145,9 +157,25 @@ func (d *BGPDriver) apply(ctx context.Context) {
 	if w == nil {
 		return
 	}
+	d.resolveRouters()
+	d.mu.Lock()
+	routers, unresolved := d.routers, d.unresolved
+	d.mu.Unlock()
+	skipped := maps.Clone(w.plan.Skipped)
 	peers := make([]bgp.Peer, 0, len(w.plan.Peers))
 	for _, p := range w.plan.Peers {
 		p.Password = w.passwords[p.Name]
+		if p.Interface != "" {
+			a, ok := routers[p.Interface]
+			if !ok {
+				if skipped == nil {
+					skipped = map[string]string{}
+				}
+				skipped[p.Name] = unresolved[p.Interface]
+				continue
+			}
+			p.Address = a
+		}
 		peers = append(peers, p)
 	}
 	if len(peers) == 0 {
@@ -156,7 +184,9 @@ func (d *BGPDriver) apply(ctx context.Context) {
 			_ = d.spk.SetPeers(nil)
 		}
 		d.applyBFD(ctx, w.plan)
-		d.setApplied(w.plan)
+		applied := w.plan
+		applied.Skipped = skipped
+		d.setApplied(applied)
 		return
 	}
 	// Every peer carries its own local ASN, so the global one only has to
@@ -190,7 +220,6 @@ func (d *BGPDriver) apply(ctx context.Context) {
 		})
 		d.wg.Go(func() { d.forwardEvents(sctx, spk) })
 	}
-	skipped := maps.Clone(w.plan.Skipped)
 	if err := d.spk.SetPeers(peers); err != nil {
 		// One peer that cannot be configured never stops the others.
 		var sk *bgp.SkippedPeersError
@@ -211,6 +240,54 @@ func (d *BGPDriver) apply(ctx context.Context) {
 	applied := w.plan
 	applied.Skipped = skipped
 	d.setApplied(applied)
+}
+
+// resolveRouters looks for the routers of the wanted plan's unnumbered
+// sessions, keeping the last one found on an interface while no other is,
+// and reports whether anything changed.
+func (d *BGPDriver) resolveRouters() bool {
+	d.mu.Lock()
+	var ifaces []string
+	if d.want != nil {
+		for _, p := range d.want.plan.Peers {
+			if p.Interface != "" && !slices.Contains(ifaces, p.Interface) {
+				ifaces = append(ifaces, p.Interface)
+			}
+		}
+	}
+	old, oldWhy := d.routers, d.unresolved
+	d.mu.Unlock()
+	if len(ifaces) == 0 && len(old) == 0 && len(oldWhy) == 0 {
+		return false
+	}
+	resolve := d.Resolve
+	if resolve == nil {
+		resolve = LinkLocalNeighbor
+	}
+	routers, why := map[string]netip.Addr{}, map[string]string{}
+	for _, ifname := range ifaces {
+		a, err := resolve(ifname)
+		switch {
+		case err == nil:
+			routers[ifname] = a
+		case old[ifname].IsValid():
+			routers[ifname] = old[ifname] // the router may be restarting
+		default:
+			why[ifname] = err.Error()
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if maps.Equal(routers, old) && maps.Equal(why, oldWhy) {
+		return false
+	}
+	for ifname, a := range routers {
+		if old[ifname] != a {
+			d.Log.Info("Found the router of an unnumbered BGP session", "interface", ifname, "address", a)
+		}
+	}
+	d.routers, d.unresolved = routers, why
+	return true
 }
 
 func (d *BGPDriver) setApplied(p BGPPlan) {

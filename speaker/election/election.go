@@ -61,11 +61,32 @@ func before(a, b string, scores map[string]uint64) bool {
 // separator and the address bytes, finished with a 64-bit mixer so close
 // names and addresses give unrelated scores.
 func Score(node string, key netip.Addr) uint64 {
+	b := key.As16()
+	return score(node, b[:])
+}
+
+// NameOwner is Owner for a key that is a name, not an address (the
+// speakers pick the one writer of a Service's BGP status by its
+// namespace/name): the same hashing over the name's bytes.
+func NameOwner(key string, candidates []string) string {
+	var (
+		best      string
+		bestScore uint64
+	)
+	for _, c := range candidates {
+		s := score(c, []byte(key))
+		if best == "" || s > bestScore || (s == bestScore && c < best) {
+			best, bestScore = c, s
+		}
+	}
+	return best
+}
+
+func score(node string, key []byte) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(node))
 	_, _ = h.Write([]byte{0})
-	b := key.As16()
-	_, _ = h.Write(b[:])
+	_, _ = h.Write(key)
 	return mix(h.Sum64())
 }
 

@@ -144,3 +144,38 @@ func BenchmarkJoinShare(b *testing.B) {
 	}
 	b.ReportMetric(float64(moved)/float64(len(ks)), "moved-share")
 }
+
+// TestNameOwner: names (a Service's namespace/name) spread evenly over the
+// nodes whatever their order, and a node that goes moves only its names.
+func TestNameOwner(t *testing.T) {
+	n := nodes(3)
+	count := map[string]int{}
+	moved := 0
+	for i := range 3000 {
+		name := fmt.Sprintf("default/svc-%d", i)
+		owner := NameOwner(name, n)
+		r := slices.Clone(n)
+		slices.Reverse(r)
+		if got := NameOwner(name, r); got != owner {
+			t.Fatalf("%s: %q reversed vs %q", name, got, owner)
+		}
+		count[owner]++
+		if after := NameOwner(name, n[1:]); after != owner {
+			moved++
+			if owner != n[0] {
+				t.Fatalf("%s moved from %s to %s when %s left", name, owner, after, n[0])
+			}
+		}
+	}
+	for _, node := range n {
+		if math.Abs(float64(count[node])-1000) > 100 {
+			t.Errorf("uneven spread: %v", count)
+		}
+	}
+	if moved != count[n[0]] {
+		t.Errorf("%d names moved, %s had %d", moved, n[0], count[n[0]])
+	}
+	if NameOwner("x", nil) != "" {
+		t.Error("an owner without candidates")
+	}
+}

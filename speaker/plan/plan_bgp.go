@@ -74,15 +74,24 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 		}
 		return 1
 	})
-	taken := map[netip.Addr]string{}
+	// Sessions by router address, or by interface for unnumbered ones.
+	taken := map[string]string{}
 	var ridFrom string // the peer that set plan.RouterID
 	for _, n := range names {
 		p := cfg.Peers[n]
 		if !anySelects(p.NodeSelectors, me.Labels) {
 			continue
 		}
-		if first, dup := taken[p.Address]; dup {
-			plan.Skipped[p.Name] = fmt.Sprintf("BGPPeer %q, created earlier, has the same address (%s) and also selects node %s; one node cannot hold two sessions to one router address", first, p.Address, self)
+		key := p.Address.String()
+		if p.Interface != "" {
+			key = "interface " + p.Interface
+		}
+		if first, dup := taken[key]; dup {
+			what := fmt.Sprintf("address (%s)", p.Address)
+			if p.Interface != "" {
+				what = fmt.Sprintf("interface (%s)", p.Interface)
+			}
+			plan.Skipped[p.Name] = fmt.Sprintf("BGPPeer %q, created earlier, has the same %s and also selects node %s; one node cannot hold two sessions to one router", first, what, self)
 			continue
 		}
 		if p.RouterID.IsValid() {
@@ -92,9 +101,9 @@ func BGP(cfg *config.Config, services []ServiceState, nodes []NodeState, self st
 			}
 			plan.RouterID, ridFrom = p.RouterID, p.Name
 		}
-		taken[p.Address] = p.Name
+		taken[key] = p.Name
 		plan.Peers = append(plan.Peers, bgp.Peer{
-			Name: p.Name, Address: p.Address, Port: p.Port, LocalASN: p.MyASN, PeerASN: p.PeerASN, DynamicASN: bgp.DynamicASN(p.DynamicASN),
+			Name: p.Name, Address: p.Address, Interface: p.Interface, Port: p.Port, LocalASN: p.MyASN, PeerASN: p.PeerASN, DynamicASN: bgp.DynamicASN(p.DynamicASN),
 			SourceAddress: p.SourceAddress, EBGPMultiHop: p.EBGPMultiHop,
 			HoldTime: p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectTime: p.ConnectTime,
 			GracefulRestart: p.GracefulRestart, DualStack: p.DualStackAddressFamily,

@@ -140,6 +140,34 @@ func TestPlanBGPResolvesOnePeerAddressPerNode(t *testing.T) {
 	}
 }
 
+// TestPlanBGPOneSessionPerInterface: unnumbered peers are told apart by
+// interface (they have no address): two on one interface that select one
+// node leave the later out there; two on different interfaces both run.
+func TestPlanBGPOneSessionPerInterface(t *testing.T) {
+	at := func(sec int) metav1.Time { return metav1.NewTime(time.Date(2026, 1, 1, 0, 0, sec, 0, time.UTC)) }
+	unnumbered := func(name, ifname string, sec int, sel map[string]string) lbv1.BGPPeer {
+		return lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: at(sec)}, Spec: lbv1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, Interface: ifname,
+			NodeSelectors: []metav1.LabelSelector{{MatchLabels: sel}}}}
+	}
+	cfg := mustConfig(t, config.Objects{Peers: []lbv1.BGPPeer{
+		unnumbered("a-later", "eth1", 2, map[string]string{"rack": "a"}),
+		unnumbered("z-earlier", "eth1", 1, map[string]string{"edge": "true"}),
+		unnumbered("other", "eth2", 3, map[string]string{"edge": "true"}),
+	}})
+	p := BGP(cfg, nil, []NodeState{{Name: "n", Labels: labels.Set{"rack": "a", "edge": "true"}}}, "n")
+	if got := peerNames(p); !slices.Equal(got, []string{"z-earlier", "other"}) {
+		t.Errorf("configures %v, want z-earlier and other (earliest first)", got)
+	}
+	if why := p.Skipped["a-later"]; !strings.Contains(why, `"z-earlier"`) || !strings.Contains(why, "interface (eth1)") {
+		t.Errorf("the skipped peer's reason %q does not name the earlier peer and the interface", why)
+	}
+	for _, peer := range p.Peers {
+		if peer.Address.IsValid() || peer.Interface == "" {
+			t.Errorf("peer %s: address %v, interface %q; want the interface alone (the node finds the router)", peer.Name, peer.Address, peer.Interface)
+		}
+	}
+}
+
 // TestPlanBGPOneRouterIDPerNode: a node has one BGP identifier. A peer
 // without routerID has no preference; of two that set different ones, a
 // node selecting both keeps the earlier and skips the later, naming both.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lbstack/lbstack/test/e2e/lab"
@@ -251,14 +252,43 @@ func (c *Cluster) startKubelet(n *Node) error {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return err
 	}
+	kubeletStart.Lock()
+	defer kubeletStart.Unlock()
+	_ = os.Remove(devicePluginSocket)
 	n.kubelet, err = c.Lab.StartNsenter(n.NS, "kubelet-"+n.Name, nil, filepath.Join(c.Bin, "kubelet"),
 		"--config="+path, "--kubeconfig="+kc, "--root-dir="+filepath.Join(n.dir, "kubelet"),
 		// Its self-signed serving certificate, of its own (the default is
 		// /var/lib/kubelet/pki, shared by every kubelet on the host).
 		"--cert-dir="+filepath.Join(n.dir, "kubelet-pki"),
 		"--hostname-override="+n.Name, "--node-ip="+n.IPv4.String()+","+n.IPv6.String(), "--v=1")
-	return err
+	if err != nil {
+		return err
+	}
+	// Hold the next kubelet back until this one has bound its socket (or
+	// exited, or a minute passed: a slow runtime must not stall the rest).
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) && n.kubelet.Running() {
+		if _, err := os.Stat(devicePluginSocket); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !n.kubelet.Running() {
+		return fmt.Errorf("kubelet exited while starting: %s", n.kubelet.Tail(2000))
+	}
+	return nil
 }
+
+// devicePluginSocket is bound by every kubelet on the host whatever its
+// root dir (the device plugin path is a constant). A starting kubelet
+// removes the files in its folder, then binds: two starting at once race
+// between one's removal and the other's bind, and the loser exits
+// ("Failed to start ContainerManager ... address already in use").
+const devicePluginSocket = kubeletDir + "/device-plugins/kubelet.sock"
+
+// kubeletStart serializes kubelet starts on the host until each has bound
+// devicePluginSocket.
+var kubeletStart sync.Mutex
 
 // startKubeProxy starts kube-proxy (iptables mode) on the node.
 func (c *Cluster) startKubeProxy(n *Node) error {

@@ -30,10 +30,21 @@ type BirdNeighbor struct {
 	Multihop bool
 }
 
+// BirdUnnumbered is a BGP session BIRD accepts from any IPv6 link-local
+// address on an interface (a dynamic "neighbor range"; BIRD only listens,
+// the node connects), carrying IPv4 with extended next hop. The sessions
+// are named Name followed by a number.
+type BirdUnnumbered struct {
+	Name      string
+	Interface string
+	ASN       uint32
+}
+
 // BirdConfig is the router's configuration.
 type BirdConfig struct {
-	ASN       uint32
-	Neighbors []BirdNeighbor
+	ASN        uint32
+	Neighbors  []BirdNeighbor
+	Unnumbered []BirdUnnumbered
 	// BFDInterval is the BFD tx/rx interval in ms (multiplier 3).
 	BFDInterval int
 	// GracefulRestart enables graceful restart toward the neighbors.
@@ -73,6 +84,18 @@ protocol bgp {{.Name}} {
 	{{if .BFD}}bfd on;{{end}}
 	{{if $.GracefulRestart}}graceful restart on; graceful restart time 60;{{end}}
 	ipv4 { import all; export none; {{if not .Address.Is4}}extended next hop on;{{end}} };
+	ipv6 { import all; export none; };
+}
+{{end}}
+{{range .Unnumbered}}
+protocol bgp {{.Name}} {
+	local as {{$.ASN}};
+	neighbor range fe80::/10 as {{.ASN}};
+	interface "{{.Interface}}";
+	dynamic name "{{.Name}}";
+	hold time 9; keepalive time 3;
+	error wait time {{index $.ErrorWait 0}}, {{index $.ErrorWait 1}};
+	ipv4 { import all; export none; extended next hop on; };
 	ipv6 { import all; export none; };
 }
 {{end}}

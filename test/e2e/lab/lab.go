@@ -318,6 +318,35 @@ func (l *Lab) veth(ns, ifname, tag string) error {
 	return l.run(ns, "ip", "link", "set", ifname, "up")
 }
 
+// PointToPoint links namespaces a and b with a veth pair named ifname on
+// both sides that carries only the given IPv6 link-local addresses (none
+// generated), as an unnumbered BGP session wants. The pair goes with the
+// namespaces.
+func (l *Lab) PointToPoint(a, b, ifname string, llA, llB netip.Addr) error {
+	const tmp = "lbp2ptmp"
+	if err := l.run(a, "ip", "link", "add", ifname, "type", "veth", "peer", "name", tmp, "netns", b); err != nil {
+		return err
+	}
+	if err := l.run(b, "ip", "link", "set", tmp, "name", ifname); err != nil {
+		return err
+	}
+	for _, end := range []struct {
+		ns   string
+		addr netip.Addr
+	}{{a, llA}, {b, llB}} {
+		for _, args := range [][]string{
+			{"ip", "link", "set", ifname, "addrgenmode", "none"},
+			{"ip", "-6", "addr", "add", end.addr.String() + "/64", "dev", ifname, "nodad"},
+			{"ip", "link", "set", ifname, "up"},
+		} {
+			if err := l.run(end.ns, args...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (l *Lab) addNS(ns string) error {
 	if err := l.run("", "ip", "netns", "add", ns); err != nil {
 		return err
