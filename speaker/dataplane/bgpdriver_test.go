@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -120,4 +121,66 @@ func TestBGPDriverMetricsWhileApplying(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestBGPDriverResolvesUnnumberedRouter: an unnumbered peer whose router
+// is not found yet is left out with the resolver's reason; the driver asks
+// again every 2 s and configures the peer at the address found; while the
+// router is not found again, the last address is kept.
+func TestBGPDriverResolvesUnnumberedRouter(t *testing.T) {
+	var mu sync.Mutex
+	answer, why := netip.Addr{}, "no IPv6 link-local neighbor on interface lo yet"
+	resolve := func(ifname string) (netip.Addr, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ifname != "lo" {
+			t.Errorf("resolving %q, want lo", ifname)
+		}
+		if !answer.IsValid() {
+			return netip.Addr{}, errors.New(why)
+		}
+		return answer, nil
+	}
+	var statusMu sync.Mutex
+	var last BGPStatus
+	d := &BGPDriver{Node: "a", Log: testr.New(t), Clock: clock.RealClock{}, Resolve: resolve,
+		OnStatus: func(s BGPStatus) { statusMu.Lock(); last = s; statusMu.Unlock() }}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	d.Set(BGPPlan{Peers: []bgp.Peer{{Name: "tor", Interface: "lo", PeerASN: 64512, LocalASN: 64513}}}, nil, netip.MustParseAddr("192.0.2.1"))
+
+	wait := func(what string, ok func(BGPStatus) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			statusMu.Lock()
+			st := last
+			statusMu.Unlock()
+			if ok(st) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: status %+v", what, st)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wait("left out with the reason", func(st BGPStatus) bool { return st.Plan.Skipped["tor"] == why && len(st.Sessions) == 0 })
+
+	router := netip.MustParseAddr("fe80::2").WithZone("lo")
+	mu.Lock()
+	answer = router
+	mu.Unlock()
+	configured := func(st BGPStatus) bool {
+		return len(st.Sessions) == 1 && st.Sessions[0].Name == "tor" && st.Sessions[0].Address == router && len(st.Plan.Skipped) == 0
+	}
+	wait("configured at the router found", configured)
+
+	mu.Lock()
+	answer = netip.Addr{}
+	mu.Unlock()
+	time.Sleep(2500 * time.Millisecond) // one more look
+	wait("still configured at the last router found", configured)
 }
