@@ -226,3 +226,38 @@ func TestWriteFromStaleCopyConflicts(t *testing.T) {
 		t.Fatalf("a write from the current copy did not land: %v, annotation %q", ing, got.Annotations[lbv1.AnnotationAllocatedFromPool])
 	}
 }
+
+// TestMetalLBServicesKeepTheirAddresses: Services that MetalLB served — its
+// annotations (both spellings) and the addresses it wrote in their status —
+// keep their addresses, pools and sharing when lbstack takes over, and a
+// new Service with MetalLB's request annotation gets exactly what it asks.
+func TestMetalLBServicesKeepTheirAddresses(t *testing.T) {
+	create(t, pool("mlb-a", "203.0.113.240/30"))
+	create(t, pool("mlb-b", "203.0.113.244/30"))
+	ns := namespace(t, nil)
+	// As MetalLB left them: two Services sharing .246 of its pool mlb-b.
+	for _, s := range []*corev1.Service{
+		service(ns, "dns-udp", port(53), ann("metallb.universe.tf/address-pool", "mlb-b"), ann("metallb.universe.tf/allow-shared-ip", "dns"),
+			func(s *corev1.Service) { s.Spec.Ports[0].Protocol = corev1.ProtocolUDP }),
+		service(ns, "dns-tcp", port(53), ann("metallb.io/address-pool", "mlb-b"), ann("metallb.io/allow-shared-ip", "dns")),
+	} {
+		create(t, s)
+		got := getService(t, ns, s.Name)
+		got.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.246"}}
+		if err := env.Client.Status().Update(ctx(t), got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startController(t, false, "metallb")
+	for _, name := range []string{"dns-udp", "dns-tcp"} {
+		if ip := waitAssigned(t, ns, name, "mlb-b"); ip != "203.0.113.246" {
+			t.Errorf("%s got %s, want the 203.0.113.246 MetalLB gave it", name, ip)
+		}
+	}
+	create(t, service(ns, "asks", ann("metallb.io/loadBalancerIPs", "203.0.113.241")))
+	if ip := waitAssigned(t, ns, "asks", "mlb-a"); ip != "203.0.113.241" {
+		t.Errorf("asks got %s, want the 203.0.113.241 its metallb.io/loadBalancerIPs names", ip)
+	}
+	holdsFor(t, ns, "dns-udp", "203.0.113.246", "mlb-b", time.Second)
+	holdsFor(t, ns, "dns-tcp", "203.0.113.246", "mlb-b", time.Second)
+}

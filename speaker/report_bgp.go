@@ -106,7 +106,8 @@ type BGPReporter struct {
 	// it expects (nil: never).
 	Isolated func() bool
 	// MinInterval is the least time between two computations of the
-	// Service entries (0: 200 ms).
+	// Service entries (0: 1 s); a computation that takes long spaces the
+	// next ten times its duration away.
 	MinInterval time.Duration
 
 	events eventQueue
@@ -282,7 +283,7 @@ func (r *BGPReporter) Run(ctx context.Context) error {
 func (r *BGPReporter) serviceLoop(ctx context.Context, kick <-chan struct{}) {
 	every := r.MinInterval
 	if every <= 0 {
-		every = 200 * time.Millisecond
+		every = time.Second
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -299,16 +300,18 @@ func (r *BGPReporter) serviceLoop(ctx context.Context, kick <-chan struct{}) {
 				continue
 			}
 		}
+		start := time.Now()
 		if err := r.services(ctx); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Reading ServiceAnnouncements; will retry")
 			r.mu.Lock()
 			r.live = nil // the next tick tries again
 			r.mu.Unlock()
 		}
+		// A status is a report: at most a tenth of a core goes to it.
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(every):
+		case <-time.After(max(every, 10*time.Since(start))):
 		}
 	}
 }

@@ -225,6 +225,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	watcher.OnBGP = driver.Set
 	watcher.OnBGPView = bgpReporter.View
 	watcher.Secrets = mgr.GetAPIReader()
+	watcher.Cache = mgr.GetCache()
 	watcher.Namespace = o.Namespace
 	if err := watcher.SetupWithManager(mgr); err != nil {
 		return err

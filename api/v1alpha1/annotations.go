@@ -13,6 +13,13 @@ const (
 	// AnnotationAllocatedFromPool is written by the controller: the pool
 	// the Service's IP came from.
 	AnnotationAllocatedFromPool = "lbstack.io/ip-allocated-from-pool"
+	// MetalLB's spellings of AnnotationLoadBalancerIPs, AnnotationAddressPool
+	// and AnnotationAllowSharedIP, which lbstack honours alike so that a
+	// Service keeps its IP, pool and sharing when lbstack takes over from
+	// MetalLB: the current prefix (MetalLB v0.14 and later) and the legacy
+	// one.
+	MetalLBAnnotationPrefix       = "metallb.io/"
+	MetalLBLegacyAnnotationPrefix = "metallb.universe.tf/"
 	// LabelExcludeFromExternalLoadBalancers is the well-known node label
 	// that keeps a node from announcing.
 	LabelExcludeFromExternalLoadBalancers = "node.kubernetes.io/exclude-from-external-load-balancers"

@@ -13,5 +13,5 @@ import (
 )
 
 func main() {
-	os.Exit(cli.Main(os.Args[1:], os.Stderr, []cli.Command{operatorCommand(), controllerCommand(), speakerCommand()}))
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr, []cli.Command{operatorCommand(), controllerCommand(), speakerCommand()}))
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/lbstack/lbstack/internal/testenv"
+	"github.com/lbstack/lbstack/internal/version"
 )
 
 var (
@@ -60,13 +62,25 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// TestVersion: `lbstack version` prints the version on stdout.
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(binary, "version").Output()
+	if err != nil {
+		t.Fatalf("lbstack version: %v", err)
+	}
+	if want := "lbstack " + version.Version + " (go"; !strings.HasPrefix(string(out), want) {
+		t.Errorf("lbstack version printed %q, want %q...", out, want)
+	}
+}
+
 func TestBadUsage(t *testing.T) {
 	for name, args := range map[string][]string{
-		"no command":      nil,
-		"unknown command": {"frobnicate"},
-		"bad log level":   {"controller", "--log-level=loud"},
-		"bad log format":  {"controller", "--log-format=xml"},
-		"unknown flag":    {"speaker", "--no-such-flag"},
+		"no command":             nil,
+		"unknown command":        {"frobnicate"},
+		"bad log level":          {"controller", "--log-level=loud"},
+		"bad log format":         {"controller", "--log-format=xml"},
+		"unknown flag":           {"speaker", "--no-such-flag"},
+		"version with arguments": {"version", "--short"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := exec.Command(binary, args...).Run()
@@ -113,8 +127,8 @@ func TestComponentsStopOnSIGTERM(t *testing.T) {
 		{"speaker", []string{"--node-name=node-a"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			probe := freePort(t)
-			args := append([]string{c.name, "--kubeconfig", kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=" + probe}, c.args...)
+			probe, metrics := freePort(t), freePort(t)
+			args := append([]string{c.name, "--kubeconfig", kubeconfig, "--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + probe}, c.args...)
 			cmd := exec.Command(binary, args...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -143,6 +157,16 @@ func TestComponentsStopOnSIGTERM(t *testing.T) {
 					t.Fatalf("%s not ready after 30s\n%s", c.name, stderr.String())
 				}
 				time.Sleep(50 * time.Millisecond)
+			}
+			// Every component says what it is on its metrics endpoint.
+			resp, err := http.Get("http://" + metrics + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := `lbstack_build_info{component="` + c.name + `",goversion="`; !strings.Contains(string(body), want) {
+				t.Errorf("%s's metrics have no %s...", c.name, want)
 			}
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)

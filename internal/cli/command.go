@@ -13,8 +13,12 @@ import (
 	"syscall"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/lbstack/lbstack/internal/version"
 )
 
 // Command is one subcommand of the lbstack binary.
@@ -29,15 +33,17 @@ type Command struct {
 	Flags func(fs *flag.FlagSet) func(ctx context.Context, log logr.Logger) error
 }
 
-// Main dispatches args to the named command and returns the process exit
-// code: 0 on success or clean shutdown, 1 on failure, 2 on bad usage.
-func Main(args []string, stderr io.Writer, commands []Command) int {
+// Main dispatches args to the named command (or prints the version on
+// stdout for "version") and returns the process exit code: 0 on success
+// or clean shutdown, 1 on failure, 2 on bad usage.
+func Main(args []string, stdout, stderr io.Writer, commands []Command) int {
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
 	usage := func() {
 		fmt.Fprintf(stderr, "lbstack: a load balancer for bare-metal Kubernetes clusters\n\nUsage: lbstack <command> [flags]\n\nCommands:\n")
 		for _, c := range commands {
 			fmt.Fprintf(stderr, "  %-12s %s\n", c.Name, c.Short)
 		}
+		fmt.Fprintf(stderr, "  %-12s %s\n", "version", "print the version of lbstack")
 		fmt.Fprintf(stderr, "\nRun 'lbstack <command> --help' for the flags of a command.\n")
 	}
 	if len(args) == 0 {
@@ -46,6 +52,14 @@ func Main(args []string, stderr io.Writer, commands []Command) int {
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage()
+		return 0
+	}
+	if args[0] == "version" || args[0] == "--version" {
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "lbstack version: unexpected arguments %q\n", args[1:])
+			return 2
+		}
+		fmt.Fprintln(stdout, version.String())
 		return 0
 	}
 	var cmd *Command
@@ -85,6 +99,12 @@ func Main(args []string, stderr io.Writer, commands []Command) int {
 		return 2
 	}
 	log = log.WithValues("component", cmd.Name)
+	// lbstack_build_info on the component's metrics endpoint. A second
+	// Main in one process (tests) finds it registered already.
+	if err := crmetrics.Registry.Register(version.BuildInfo(cmd.Name)); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		fmt.Fprintf(stderr, "lbstack %s: %v\n", cmd.Name, err)
+		return 1
+	}
 	// controller-runtime and client-go log through these.
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)

@@ -42,18 +42,53 @@ type Request struct {
 	Pool string
 }
 
+// annotation reads one of lbstack's Service annotations (its lbstack.io/
+// name), or MetalLB's spelling of it (metallb.io/ or metallb.universe.tf/
+// with the same name), so a Service migrated from MetalLB means the same.
+// It returns the value, the key it came from (for messages) and whether
+// any is set; several that disagree are an error naming them.
+func annotation(svc *corev1.Service, lbstackKey string) (value, key string, ok bool, err error) {
+	name := strings.TrimPrefix(lbstackKey, "lbstack.io/")
+	for _, k := range []string{lbstackKey, lbv1.MetalLBAnnotationPrefix + name, lbv1.MetalLBLegacyAnnotationPrefix + name} {
+		v, set := svc.Annotations[k]
+		if !set {
+			continue
+		}
+		if !ok {
+			value, key, ok = v, k, true
+			continue
+		}
+		if strings.TrimSpace(v) != strings.TrimSpace(value) {
+			return value, key, ok, fmt.Errorf("annotations %s (%q) and %s (%q) disagree; set one of them", key, value, k, v)
+		}
+	}
+	return value, key, ok, nil
+}
+
 // ParseRequest reads the IPs and pool a Service requests, from
-// spec.loadBalancerIP and lbstack's annotations. On an error the returned
-// Request still holds the pool.
+// spec.loadBalancerIP and lbstack's annotations (or MetalLB's spelling of
+// them). On an error the returned Request still holds the pool.
 func ParseRequest(svc *corev1.Service) (Request, error) {
-	req := Request{Pool: svc.Annotations[lbv1.AnnotationAddressPool]}
+	var req Request
+	pool, _, _, err := annotation(svc, lbv1.AnnotationAddressPool)
+	req.Pool = pool
+	if err != nil {
+		return req, err
+	}
+	if _, _, _, err := annotation(svc, lbv1.AnnotationAllowSharedIP); err != nil {
+		return req, err
+	}
+	ipsValue, ipsKey, ipsSet, err := annotation(svc, lbv1.AnnotationLoadBalancerIPs)
+	if err != nil {
+		return req, err
+	}
 	var raw []string
-	if v, ok := svc.Annotations[lbv1.AnnotationLoadBalancerIPs]; ok {
-		for _, s := range strings.Split(v, ",") {
+	if ipsSet {
+		for _, s := range strings.Split(ipsValue, ",") {
 			raw = append(raw, strings.TrimSpace(s))
 		}
 		if svc.Spec.LoadBalancerIP != "" {
-			return req, fmt.Errorf("spec.loadBalancerIP and annotation %s are both set; use the annotation only", lbv1.AnnotationLoadBalancerIPs)
+			return req, fmt.Errorf("spec.loadBalancerIP and annotation %s are both set; use the annotation only", ipsKey)
 		}
 	} else if svc.Spec.LoadBalancerIP != "" {
 		raw = []string{svc.Spec.LoadBalancerIP}
@@ -65,7 +100,7 @@ func ParseRequest(svc *corev1.Service) (Request, error) {
 			return req, fmt.Errorf("requested IP: %w", err)
 		}
 		if (a.Is4() && seen4) || (a.Is6() && seen6) {
-			return req, fmt.Errorf("annotation %s requests two IPs of one family; at most one IPv4 and one IPv6", lbv1.AnnotationLoadBalancerIPs)
+			return req, fmt.Errorf("annotation %s requests two IPs of one family; at most one IPv4 and one IPv6", ipsKey)
 		}
 		seen4, seen6 = seen4 || a.Is4(), seen6 || a.Is6()
 		req.IPs = append(req.IPs, a)
@@ -94,7 +129,9 @@ type Sharing struct {
 
 // SharingOf reads a Service's sharing key, ports and backend.
 func SharingOf(svc *corev1.Service) Sharing {
-	s := Sharing{Key: svc.Annotations[lbv1.AnnotationAllowSharedIP]}
+	// Disagreeing spellings are ParseRequest's error; the first is used.
+	key, _, _, _ := annotation(svc, lbv1.AnnotationAllowSharedIP)
+	s := Sharing{Key: key}
 	for _, p := range svc.Spec.Ports {
 		proto := string(p.Protocol)
 		if proto == "" {

@@ -56,6 +56,15 @@ func TestParseRequest(t *testing.T) {
 		{ann: map[string]string{lbv1.AnnotationLoadBalancerIPs: "198.51.100.1"}, lbIP: "198.51.100.1", wantErr: "both set"},
 		{ann: map[string]string{lbv1.AnnotationLoadBalancerIPs: "198.51.100.1,198.51.100.2"}, wantErr: "two IPs of one family"},
 		{ann: map[string]string{lbv1.AnnotationLoadBalancerIPs: "not-an-ip", lbv1.AnnotationAddressPool: "kept"}, pool: "kept", wantErr: "not an IP address"},
+		// MetalLB's spellings mean the same (a migrated Service keeps its
+		// request); spellings that disagree are refused, naming both.
+		{ann: map[string]string{"metallb.universe.tf/loadBalancerIPs": "198.51.100.7", "metallb.universe.tf/address-pool": "legacy"}, want: []string{"198.51.100.7"}, pool: "legacy"},
+		{ann: map[string]string{"metallb.io/loadBalancerIPs": "2001:db8::7", "metallb.io/address-pool": "current"}, want: []string{"2001:db8::7"}, pool: "current"},
+		{ann: map[string]string{lbv1.AnnotationAddressPool: "p", "metallb.io/address-pool": "p", "metallb.universe.tf/address-pool": " p"}, pool: "p"},
+		{ann: map[string]string{lbv1.AnnotationAddressPool: "a", "metallb.universe.tf/address-pool": "b"}, pool: "a",
+			wantErr: `annotations lbstack.io/address-pool ("a") and metallb.universe.tf/address-pool ("b") disagree`},
+		{ann: map[string]string{"metallb.io/loadBalancerIPs": "198.51.100.1"}, lbIP: "198.51.100.1", wantErr: "spec.loadBalancerIP and annotation metallb.io/loadBalancerIPs are both set"},
+		{ann: map[string]string{"metallb.io/allow-shared-ip": "x", "metallb.universe.tf/allow-shared-ip": "y"}, wantErr: "metallb.io/allow-shared-ip"},
 	}
 	for i, c := range cases {
 		s := svc(c.ann, func(s *corev1.Service) { s.Spec.LoadBalancerIP = c.lbIP })
@@ -77,6 +86,23 @@ func TestParseRequest(t *testing.T) {
 		if req.Pool != c.pool {
 			t.Errorf("case %d: pool %q, want %q", i, req.Pool, c.pool)
 		}
+	}
+}
+
+// TestSharingKeyFromMetalLB: MetalLB's allow-shared-ip spellings are
+// sharing keys too, so two migrated Services keep sharing their IP.
+func TestSharingKeyFromMetalLB(t *testing.T) {
+	a := SharingOf(svc(map[string]string{"metallb.universe.tf/allow-shared-ip": "dns"}, func(s *corev1.Service) {
+		s.Spec.Ports = []corev1.ServicePort{{Port: 53, Protocol: corev1.ProtocolUDP}}
+	}))
+	b := SharingOf(svc(map[string]string{lbv1.AnnotationAllowSharedIP: "dns"}, func(s *corev1.Service) {
+		s.Spec.Ports = []corev1.ServicePort{{Port: 53, Protocol: corev1.ProtocolTCP}}
+	}))
+	if a.Key != "dns" {
+		t.Fatalf("key %q from metallb.universe.tf/allow-shared-ip", a.Key)
+	}
+	if why := a.Conflict(b); why != "" {
+		t.Errorf("a MetalLB-annotated and an lbstack-annotated Service with one key cannot share: %s", why)
 	}
 }
 
