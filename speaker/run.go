@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -94,6 +95,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	})
 }
 
+// speakerGCPercent is the speaker's GOGC unless the environment sets one.
+const speakerGCPercent = 50
+
 // Run runs a speaker until ctx ends. On the way out it stops answering and
 // leaves the membership at once, so the others take over in tens of
 // milliseconds.
@@ -103,6 +107,13 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	}
 	log = log.WithValues("node", o.NodeName)
 	ctx = ctrl.LoggerInto(ctx, log)
+	if os.Getenv("GOGC") == "" {
+		// The speaker's heap is mostly long-lived (the cached Services, the
+		// plan, gobgp's tables): half the default headroom keeps its
+		// footprint near its live heap for a little more GC work, which
+		// the spaced passes keep small. GOGC overrides it.
+		debug.SetGCPercent(speakerGCPercent)
+	}
 	var key []byte
 	if o.KeyFile != "" {
 		b, err := os.ReadFile(o.KeyFile)

@@ -92,6 +92,7 @@ type BGPAdvertisementSpec struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=bgpadv,categories=lbstack
 // +kubebuilder:printcolumn:name="Pools",type=string,JSONPath=`.spec.ipAddressPools`
+// +kubebuilder:printcolumn:name="Pool Selectors",type=string,JSONPath=`.spec.ipAddressPoolSelectors`
 // +kubebuilder:printcolumn:name="Peers",type=string,JSONPath=`.spec.peers`
 // +kubebuilder:printcolumn:name="Aggregation",type=integer,JSONPath=`.spec.aggregationLength`
 // +kubebuilder:printcolumn:name="LocalPref",type=integer,JSONPath=`.spec.localPref`

@@ -62,9 +62,14 @@ type AnnouncementMove struct {
 	// +optional
 	To string `json:"to,omitempty"`
 
-	// reason is a machine-readable word for the move, for example
-	// "NodeFailed", "NodeLeft", "CarrierLost", "NotEligible",
-	// "EndpointsGone" or "Rebalanced".
+	// reason is a machine-readable word for the move: "Assigned" (the
+	// address was new, or had no owner), "NodeFailed" (the owner stopped
+	// heartbeating), "NodeLeft" (the owner's speaker stopped cleanly),
+	// "InterfaceDown" (the owner's announcing interfaces lost carrier),
+	// "NotEligible" (node selector, exclusion label, NetworkUnavailable, or
+	// no ready endpoint with externalTrafficPolicy Local) or "Rebalanced"
+	// (a node joined or became eligible and the election gave it the
+	// address).
 	// +kubebuilder:validation:MaxLength=64
 	// +required
 	Reason string `json:"reason"`
