@@ -227,9 +227,11 @@ func (f *l2Fixture) checkOneMAC(t *testing.T, what string, from, to time.Time, w
 // TestL2SpeakerRestarts restarts the owner's speaker 20 times, alternately
 // killed (crash loop) and stopped (rolling update), each time starting it
 // again at once. Through all of it the client never gets two answers to one
-// ARP request, each restart moves the address once (to another node, which
-// keeps it when the restarted speaker is back), and the restarted speaker
-// answers for nothing another node announces.
+// ARP request, and each restart moves the address at most once: a stopped
+// speaker's address goes to another node, which keeps it when the speaker is
+// back; a killed one's goes to another node too unless the restarted
+// speaker was back before the others declared it dead, when it keeps it —
+// never away and back.
 func TestL2SpeakerRestarts(t *testing.T) {
 	f := newL2Fixture(t, "restart", "192.0.2.160-192.0.2.169", 1)
 	ip, url := f.ips[0], f.urls[0]
@@ -242,20 +244,38 @@ func TestL2SpeakerRestarts(t *testing.T) {
 		}
 		at := time.Now()
 		f.restartSpeaker(t, owner, sig)
-		next := f.answeredBy(t, url, at, owner.Name)
+		var next string
+		if sig == syscall.SIGTERM {
+			// A speaker that leaves says goodbye: another node takes over.
+			next = f.answeredBy(t, url, at, owner.Name)
+		}
 		// The restarted speaker joins and must not take the address back.
 		waitLog(t, f.c.Speakers[owner.Name], "Joined: electing", 15*time.Second)
 		time.Sleep(time.Second)
-		if now := f.owner(t, ip); now.Name != next {
+		now := f.owner(t, ip)
+		if next != "" && now.Name != next {
 			t.Fatalf("restart %d (%s of %s): the address moved to %s, then to %s once the speaker was back (two moves)", i+1, sig, owner.Name, next, now.Name)
 		}
-		var silent []string
+		// A killed speaker started again at once may be back before the
+		// others declare it dead (missed heartbeats, about 0.4 s): then
+		// nobody saw it fail and it keeps its address once it has joined.
+		// Either way the address moves at most once: the answering MAC
+		// changes at most once.
+		var silent, macs []string
 		for _, x := range f.arp.between(at, time.Now()) {
 			if len(x.macs) == 0 {
 				silent = append(silent, x.at.Format("05.000"))
+				continue
+			}
+			if len(macs) == 0 || !strings.EqualFold(macs[len(macs)-1], x.macs[0]) {
+				macs = append(macs, x.macs[0])
 			}
 		}
-		t.Logf("restart %d at %s: %s of %s's speaker; %s took over and kept the address; probe gaps %v; unanswered ARP samples at %v",
+		if len(macs) > 2 || len(macs) == 2 && !strings.EqualFold(macs[0], owner.MAC) {
+			t.Fatalf("restart %d (%s of %s): the answering MAC went %v (%s is %s): more than one move", i+1, sig, owner.Name, macs, owner.Name, owner.MAC)
+		}
+		next = now.Name
+		t.Logf("restart %d at %s: %s of %s's speaker; %s has the address after it, without a second move; probe gaps %v; unanswered ARP samples at %v",
 			i+1, at.Format("15:04:05.000"), sig, owner.Name, next, f.probe.Gaps(url, at, time.Now()), silent)
 	}
 	if d := doubles(f.arp.between(start, time.Now())); len(d) > 0 {
