@@ -123,11 +123,7 @@ func TestBGPServiceEntriesHaveOneWriter(t *testing.T) {
 	}
 	var services []plan.ServiceState
 	for i := range 12 {
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("s%d", i)},
-			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}}}
-		if err := env.Client.Create(ctx, svc); err != nil {
-			t.Fatal(err)
-		}
+		svc := createLBService(t, ctx, env.Client, fmt.Sprintf("s%d", i))
 		addr := netip.MustParseAddr(fmt.Sprintf("198.51.100.%d", i+1))
 		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: addr.String()}}
 		if err := env.Client.Status().Update(ctx, svc); err != nil {
@@ -221,6 +217,17 @@ func TestBGPServiceEntriesHaveOneWriter(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// createLBService creates the Service default/name of type LoadBalancer.
+func createLBService(t *testing.T, ctx context.Context, c client.Client, name string) *corev1.Service {
+	t.Helper()
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}}}
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }
 
 // waitFor polls check until it returns nil or ctx ends.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/lbstack/lbstack/internal/cli"
@@ -24,11 +23,7 @@ func TestWatcherListsServicesFromTheStore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	for _, name := range []string{"a", "b"} {
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
-			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}}}
-		if err := env.Client.Create(ctx, svc); err != nil {
-			t.Fatal(err)
-		}
+		createLBService(t, ctx, env.Client, name)
 	}
 	scheme, err := cli.Scheme()
 	if err != nil {

@@ -130,6 +130,7 @@ func (d *BGPDriver) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.kick.C():
+			d.resolveRouters() // a new plan may name new interfaces
 			d.apply(ctx)
 		case <-tick.C():
 			if d.resolveRouters() {
@@ -157,7 +158,6 @@ func (d *BGPDriver) apply(ctx context.Context) {
 	if w == nil {
 		return
 	}
-	d.resolveRouters()
 	d.mu.Lock()
 	routers, unresolved := d.routers, d.unresolved
 	d.mu.Unlock()
@@ -244,7 +244,8 @@ func (d *BGPDriver) apply(ctx context.Context) {
 
 // resolveRouters looks for the routers of the wanted plan's unnumbered
 // sessions, keeping the last one found on an interface while no other is,
-// and reports whether anything changed.
+// and reports whether anything changed. Run calls it before applying a new
+// plan and every tick; apply uses what it found.
 func (d *BGPDriver) resolveRouters() bool {
 	d.mu.Lock()
 	var ifaces []string

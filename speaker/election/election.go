@@ -18,12 +18,18 @@ import (
 // Owner returns the candidate that announces key, or "" when there is none.
 // The order of candidates does not matter; duplicates are harmless.
 func Owner(key netip.Addr, candidates []string) string {
+	return highest(candidates, func(c string) uint64 { return Score(c, key) })
+}
+
+// highest returns the candidate with the highest score (the smaller name
+// on a tie), "" when there is none.
+func highest(candidates []string, score func(string) uint64) string {
 	var (
 		best      string
 		bestScore uint64
 	)
 	for _, c := range candidates {
-		s := Score(c, key)
+		s := score(c)
 		if best == "" || s > bestScore || (s == bestScore && c < best) {
 			best, bestScore = c, s
 		}
@@ -69,17 +75,7 @@ func Score(node string, key netip.Addr) uint64 {
 // speakers pick the one writer of a Service's BGP status by its
 // namespace/name): the same hashing over the name's bytes.
 func NameOwner(key string, candidates []string) string {
-	var (
-		best      string
-		bestScore uint64
-	)
-	for _, c := range candidates {
-		s := score(c, []byte(key))
-		if best == "" || s > bestScore || (s == bestScore && c < best) {
-			best, bestScore = c, s
-		}
-	}
-	return best
+	return highest(candidates, func(c string) uint64 { return score(c, []byte(key)) })
 }
 
 func score(node string, key []byte) uint64 {
