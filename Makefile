@@ -78,8 +78,9 @@ lint: ## go vet and gofmt checks.
 ##@ Build
 
 .PHONY: build
-build: ## Build the lbstack binary into bin/.
+build: ## Build the lbstack binary and the kubectl plugin (kubectl-lbstack) into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/lbstack ./cmd/lbstack
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kubectl-lbstack ./cmd/kubectl-lbstack
 
 # OCI image archives, written without a registry or a Docker daemon and byte
 # for byte reproducible (SOURCE_DATE_EPOCH moves the timestamps from Unix 0).

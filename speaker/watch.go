@@ -364,16 +364,7 @@ func (w *Watcher) endpointNodes(ctx context.Context, s *corev1.Service) (map[str
 	if err := w.Client.List(ctx, &slices, client.InNamespace(s.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing EndpointSlices of %s: %w", client.ObjectKeyFromObject(s), err)
 	}
-	out := map[string]bool{}
-	for _, sl := range slices.Items {
-		for _, ep := range sl.Endpoints {
-			if ep.NodeName == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
-				continue
-			}
-			out[*ep.NodeName] = true
-		}
-	}
-	return out, nil
+	return lbservice.ReadyEndpointNodes(slices.Items), nil
 }
 
 // nodeStates reduces Nodes to what eligibility needs, and returns the
@@ -385,14 +376,7 @@ func nodeStates(items []corev1.Node, self string, port int) ([]plan.NodeState, [
 	var peers []string
 	for i := range items {
 		n := &items[i]
-		st := plan.NodeState{Name: n.Name, Labels: labels.Set(n.Labels)}
-		_, st.Excluded = n.Labels[lbv1.LabelExcludeFromExternalLoadBalancers]
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
-				st.NetworkUnavailable = true
-			}
-		}
-		nodes = append(nodes, st)
+		nodes = append(nodes, plan.NodeOf(n))
 		if n.Name == self {
 			for _, a := range n.Status.Addresses {
 				if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP && ip.Is4() && !selfIP.IsValid() {

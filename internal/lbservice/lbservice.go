@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
@@ -186,4 +187,20 @@ func PoolOf(cfg *config.Config, annotated string, ip netip.Addr) string {
 		return annotated
 	}
 	return cfg.PoolOf(ip)
+}
+
+// ReadyEndpointNodes returns the nodes with a ready endpoint in the
+// EndpointSlices of one Service (an endpoint without a Ready condition
+// counts as ready, as the API says).
+func ReadyEndpointNodes(slices []discoveryv1.EndpointSlice) map[string]bool {
+	out := map[string]bool{}
+	for _, sl := range slices {
+		for _, ep := range sl.Endpoints {
+			if ep.NodeName == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
+				continue
+			}
+			out[*ep.NodeName] = true
+		}
+	}
+	return out
 }

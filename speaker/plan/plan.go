@@ -5,9 +5,11 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
 	"github.com/lbstack/lbstack/internal/lbservice"
 	"github.com/lbstack/lbstack/speaker/dataplane"
@@ -38,6 +40,18 @@ type NodeState struct {
 	Excluded bool
 	// NetworkUnavailable: the node's NetworkUnavailable condition is true.
 	NetworkUnavailable bool
+}
+
+// NodeOf reduces a Node to what eligibility needs.
+func NodeOf(n *corev1.Node) NodeState {
+	st := NodeState{Name: n.Name, Labels: labels.Set(n.Labels)}
+	_, st.Excluded = n.Labels[lbv1.LabelExcludeFromExternalLoadBalancers]
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
+			st.NetworkUnavailable = true
+		}
+	}
+	return st
 }
 
 // L2 computes the layer-2 groups: which addresses are announced over
