@@ -4,6 +4,16 @@
 // server reads them (which reloads changed files by itself), and injects
 // the CA into the webhook configurations. Under OLM, which provides and
 // injects certificates itself, the operator turns it off.
+//
+// Every replica of the operator runs a Rotator and serves the webhooks, so
+// the injected caBundle must trust whatever certificate any replica may
+// still serve. When the CA is renewed, the previous CA stays in the Secret
+// and in the caBundle, after the new one, for an overlap period (see
+// [Rotator.Overlap]); a replica injects the bundle before it serves a
+// certificate of a new CA. The Rotator watches the Secret and the webhook
+// configurations, so a caBundle someone blanked or a configuration
+// recreated gets the bundle again at once, and a renewal by one replica
+// reaches the others' files at once.
 package certs
 
 import (
@@ -22,6 +32,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,16 +47,45 @@ import (
 
 // Secret data keys.
 const (
+	// KeyCACert is the CA certificate (PEM) that signs the serving certificate.
 	KeyCACert = "ca.crt"
-	KeyCAKey  = "ca.key"
-	KeyCert   = corev1.TLSCertKey
-	KeyKey    = corev1.TLSPrivateKeyKey
+	// KeyCAKey is the CA's private key (PEM).
+	KeyCAKey = "ca.key"
+	// KeyCert is the serving certificate (PEM).
+	KeyCert = corev1.TLSCertKey
+	// KeyKey is the serving certificate's private key (PEM).
+	KeyKey = corev1.TLSPrivateKeyKey
+	// KeyPreviousCACert is the CA certificate (PEM) that KeyCACert
+	// replaced, kept in the injected bundle until KeyPreviousCAUntil so
+	// that the serving certificates it signed, which other replicas may
+	// still serve, stay trusted. Absent outside an overlap.
+	KeyPreviousCACert = "ca-previous.crt"
+	// KeyPreviousCAUntil is when (RFC 3339) KeyPreviousCACert leaves the
+	// Secret and the bundle.
+	KeyPreviousCAUntil = "ca-previous-until"
 )
+
+// minOverlap is the shortest time the previous CA stays trusted after a
+// renewal: several of the webhook server's certificate reload polls (10 s)
+// and failed syncs.
+const minOverlap = 5 * time.Minute
+
+// minSyncGap is the shortest time between two syncs that watch events
+// trigger, so that another writer fighting over the caBundle cannot make
+// the Rotator write in a tight loop.
+const minSyncGap = time.Second
+
+// maxAttempts bounds the retries of a sync that lost a race with another
+// replica.
+const maxAttempts = 5
 
 // Rotator keeps the webhook serving certificate valid.
 type Rotator struct {
 	// Client reads and writes the Secret and the webhook configurations;
-	// it should be uncached.
+	// it should be uncached. When it is also a client.WithWatch
+	// (client.NewWithWatch), Start watches the Secret and the webhook
+	// configurations and syncs as soon as either changes; otherwise it
+	// only syncs every InjectInterval.
 	Client client.Client
 	// Secret holds the CA and the serving certificate.
 	Secret types.NamespacedName
@@ -63,10 +103,12 @@ type Rotator struct {
 	// Interval is the longest time between two checks of the certificates'
 	// lifetimes (0: InjectInterval).
 	Interval time.Duration
-	// InjectInterval is how often Start syncs (default 10 s): a webhook
-	// configuration created after the operator started (Helm creates it
-	// after the Deployment) or recreated (`helm upgrade --force`, a
-	// re-apply) gets the CA within this time. A sync that finds everything
+	// InjectInterval is how often Start syncs at the latest (default
+	// 10 s). With a watching Client, Start also syncs within about a
+	// second of a change of the Secret or of a webhook configuration
+	// (created after the operator started, as Helm does, recreated by
+	// `helm upgrade --force` or a re-apply, caBundle blanked or changed);
+	// the periodic sync is the backstop. A sync that finds everything
 	// current costs a GET of the Secret and one per configuration, and
 	// writes nothing.
 	InjectInterval time.Duration
@@ -80,12 +122,32 @@ type Rotator struct {
 	Log logr.Logger
 }
 
-func (r *Rotator) now() time.Time {
+func (r *Rotator) clock() clock.Clock {
 	if r.Clock == nil {
-		return time.Now()
+		return clock.RealClock{}
 	}
-	return r.Clock.Now()
+	return r.Clock
 }
+
+func (r *Rotator) now() time.Time { return r.clock().Now() }
+
+// period is the longest time between two syncs of Start.
+func (r *Rotator) period() time.Duration {
+	every := r.InjectInterval
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	if r.Interval > 0 && r.Interval < every {
+		every = r.Interval
+	}
+	return every
+}
+
+// Overlap is how long the previous CA stays in the Secret and the injected
+// bundle after a renewal: three sync periods, and at least five minutes,
+// so that every replica has moved to a serving certificate of the new CA
+// before the old CA is no longer trusted.
+func (r *Rotator) Overlap() time.Duration { return max(minOverlap, 3*r.period()) }
 
 // Sync makes the Secret, the files and the caBundles current. Run it once
 // before the webhook server starts, so the server finds its files.
@@ -94,32 +156,51 @@ func (r *Rotator) Sync(ctx context.Context) error { return r.sync(ctx, false) }
 // Rotate issues a new serving certificate now, whatever the old one's age.
 func (r *Rotator) Rotate(ctx context.Context) error { return r.sync(ctx, true) }
 
-// Start runs Sync every Interval until ctx ends. It is a manager.Runnable
-// that runs on every replica, leader or not, since every replica serves
-// the webhooks.
+// Start syncs until ctx ends: within about a second of a change of the
+// Secret or of a webhook configuration (when Client can watch), and at
+// least every InjectInterval (or Interval, if shorter). It is a
+// manager.Runnable that runs on every replica, leader or not, since every
+// replica serves the webhooks.
 func (r *Rotator) Start(ctx context.Context) error {
-	clk := r.Clock
-	if clk == nil {
-		clk = clock.RealClock{}
+	clk := r.clock()
+	every := r.period()
+	kick := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if wc, ok := r.Client.(client.WithWatch); ok {
+		for _, t := range r.watchTargets() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.watch(ctx, wc, t, kick)
+			}()
+		}
+	} else {
+		r.Log.Info("Client cannot watch; syncing the webhook certificate periodically only", "interval", every)
 	}
-	// Sync does nothing when all agrees (two GETs and a comparison of the
-	// files), so the short interval also brings this replica's files in
-	// line soon after another replica renewed the certificate.
-	every := r.InjectInterval
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	if r.Interval > 0 && r.Interval < every {
-		every = r.Interval
-	}
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-clk.After(every):
-			if err := r.Sync(ctx); err != nil {
-				r.Log.Error(err, "Refreshing webhook certificate")
+		case <-kick:
+			// Our own writes come back as events too; the sync they
+			// trigger finds everything current and writes nothing. The
+			// gap only bounds a fight with another writer.
+			if wait := minSyncGap - clk.Since(last); wait > 0 && !last.IsZero() {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-clk.After(wait):
+				}
 			}
+		}
+		last = clk.Now()
+		if err := r.Sync(ctx); err != nil {
+			r.Log.Error(err, "Refreshing webhook certificate")
 		}
 	}
 }
@@ -127,7 +208,46 @@ func (r *Rotator) Start(ctx context.Context) error {
 // NeedLeaderElection reports false: every replica needs current files.
 func (r *Rotator) NeedLeaderElection() bool { return false }
 
+// Reasons for syncOnce to be tried again.
+var (
+	// errRenewedElsewhere: another replica wrote the Secret first.
+	errRenewedElsewhere = errors.New("another replica wrote the Secret")
+	// errStaleView: a webhook configuration trusts a CA newer than the
+	// Secret as read, so another replica renewed since.
+	errStaleView = errors.New("the webhook configuration trusts a newer CA than the Secret as read")
+	// errInjectConflict: the webhook configuration changed between read
+	// and patch.
+	errInjectConflict = errors.New("the webhook configuration changed while injecting")
+)
+
 func (r *Rotator) sync(ctx context.Context, force bool) error {
+	trustNewer := false
+	for attempt := 1; ; attempt++ {
+		err := r.syncOnce(ctx, force, trustNewer)
+		switch {
+		case err == nil:
+			return nil
+		case attempt == maxAttempts:
+			return err
+		case errors.Is(err, errRenewedElsewhere):
+			// Take the other replica's result.
+			force = false
+		case errors.Is(err, errStaleView):
+			// The Secret read again is at least as new as the bundle
+			// seen; a newer CA still missing from it is not ours.
+			trustNewer = true
+		case errors.Is(err, errInjectConflict):
+		default:
+			return err
+		}
+	}
+}
+
+// syncOnce brings the Secret up to date, then injects its bundle, then
+// writes the files: a replica serves a certificate of a new CA only once
+// the bundle trusts it. With trustNewer false it refuses to replace a
+// caBundle that trusts a CA issued after the Secret's (errStaleView).
+func (r *Rotator) syncOnce(ctx context.Context, force, trustNewer bool) error {
 	var sec corev1.Secret
 	err := r.Client.Get(ctx, r.Secret, &sec)
 	exists := err == nil
@@ -139,15 +259,32 @@ func (r *Rotator) sync(ctx context.Context, force bool) error {
 		data = map[string][]byte{}
 	}
 	changed := false
+	now := r.now()
 	ca, caKey, err := parsePair(data[KeyCACert], data[KeyCAKey])
 	if err != nil || r.expiring(ca) {
-		r.Log.Info("Issuing webhook CA", "secret", r.Secret, "reason", reason(err))
+		why := "expiring"
+		if err != nil {
+			why = err.Error()
+		}
+		r.Log.Info("Issuing webhook CA", "secret", r.Secret, "reason", why)
+		delete(data, KeyPreviousCACert)
+		delete(data, KeyPreviousCAUntil)
+		// Certificates the old CA signed stay trusted for the overlap.
+		if old, err := parseCert(data[KeyCACert]); err == nil && now.Before(old.NotAfter) {
+			data[KeyPreviousCACert] = data[KeyCACert]
+			data[KeyPreviousCAUntil] = []byte(now.Add(r.Overlap()).UTC().Format(time.RFC3339))
+		}
 		ca, caKey, data[KeyCACert], data[KeyCAKey], err = r.issue(nil, nil, r.CAValidity)
 		if err != nil {
 			return err
 		}
 		// A new CA invalidates the serving certificate.
 		delete(data, KeyCert)
+		changed = true
+	} else if hasPrevious(data) && !keepPrevious(data, now) {
+		r.Log.Info("Dropping the previous webhook CA from the bundle", "secret", r.Secret)
+		delete(data, KeyPreviousCACert)
+		delete(data, KeyPreviousCAUntil)
 		changed = true
 	}
 	cert, _, err := parsePair(data[KeyCert], data[KeyKey])
@@ -172,17 +309,54 @@ func (r *Rotator) sync(ctx context.Context, force bool) error {
 			err = r.Client.Create(ctx, &sec)
 		}
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
-			// Another replica rotated at the same time; take its result.
-			return r.sync(ctx, false)
+			return fmt.Errorf("writing Secret %s: %w", r.Secret, errRenewedElsewhere)
 		}
 		if err != nil {
 			return fmt.Errorf("writing Secret %s: %w", r.Secret, err)
 		}
 	}
-	if err := r.writeFiles(data[KeyCert], data[KeyKey]); err != nil {
+	if err := r.inject(ctx, Bundle(data), ca, trustNewer); err != nil {
 		return err
 	}
-	return r.inject(ctx, data[KeyCACert])
+	return r.writeFiles(data[KeyCert], data[KeyKey])
+}
+
+// Bundle is the caBundle for the Secret's data: the CA, then the previous
+// CA while it is kept.
+func Bundle(data map[string][]byte) []byte {
+	b := withNewline(data[KeyCACert])
+	if prev := data[KeyPreviousCACert]; len(prev) > 0 {
+		b = append(b, withNewline(prev)...)
+	}
+	return b
+}
+
+func withNewline(b []byte) []byte {
+	out := bytes.Clone(b)
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return out
+}
+
+func hasPrevious(data map[string][]byte) bool {
+	_, cert := data[KeyPreviousCACert]
+	_, until := data[KeyPreviousCAUntil]
+	return cert || until
+}
+
+// keepPrevious reports whether the previous CA is still in its overlap
+// and unexpired; an unreadable one is dropped.
+func keepPrevious(data map[string][]byte, now time.Time) bool {
+	prev, err := parseCert(data[KeyPreviousCACert])
+	if err != nil {
+		return false
+	}
+	until, err := time.Parse(time.RFC3339, string(data[KeyPreviousCAUntil]))
+	if err != nil {
+		return false
+	}
+	return now.Before(until) && now.Before(prev.NotAfter)
 }
 
 func reason(err error) string {
@@ -261,6 +435,33 @@ func firstOr(s []string, def string) string {
 	return def
 }
 
+// parseCert reads the first certificate of a PEM bundle.
+func parseCert(certPEM []byte) (*x509.Certificate, error) {
+	certs := parseCerts(certPEM)
+	if len(certs) == 0 {
+		return nil, errors.New("no certificate")
+	}
+	return certs[0], nil
+}
+
+// parseCerts reads the certificates of a PEM bundle, skipping what is not one.
+func parseCerts(bundle []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, bundle = pem.Decode(bundle)
+		if block == nil {
+			return out
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
+}
+
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	if len(certPEM) == 0 || len(keyPEM) == 0 {
 		return nil, nil, errors.New("missing")
@@ -306,8 +507,12 @@ func (r *Rotator) writeFiles(cert, key []byte) error {
 	return nil
 }
 
-// inject sets caBundle on every webhook of the named configurations.
-func (r *Rotator) inject(ctx context.Context, ca []byte) error {
+// inject sets caBundle to bundle on every webhook of the named
+// configurations. Unless trustNewer, it refuses (errStaleView) to replace a
+// caBundle that trusts a CA issued no earlier than ca and missing from
+// bundle: another replica renewed the CA after this sync read the Secret,
+// and may already serve a certificate of that CA.
+func (r *Rotator) inject(ctx context.Context, bundle []byte, ca *x509.Certificate, trustNewer bool) error {
 	for _, name := range r.Webhooks {
 		var cfg admissionregistrationv1.ValidatingWebhookConfiguration
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &cfg); apierrors.IsNotFound(err) {
@@ -322,18 +527,40 @@ func (r *Rotator) inject(ctx context.Context, ca []byte) error {
 		patch := client.MergeFromWithOptions(cfg.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		dirty := false
 		for i := range cfg.Webhooks {
-			if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, ca) {
-				cfg.Webhooks[i].ClientConfig.CABundle = ca
-				dirty = true
+			have := cfg.Webhooks[i].ClientConfig.CABundle
+			if bytes.Equal(have, bundle) {
+				continue
 			}
+			if !trustNewer && trustsNewer(have, bundle, ca) {
+				return fmt.Errorf("injecting CA into ValidatingWebhookConfiguration %s: %w", name, errStaleView)
+			}
+			cfg.Webhooks[i].ClientConfig.CABundle = bundle
+			dirty = true
 		}
 		if !dirty {
 			continue
 		}
-		if err := r.Client.Patch(ctx, &cfg, patch); err != nil {
+		if err := r.Client.Patch(ctx, &cfg, patch); apierrors.IsConflict(err) {
+			return fmt.Errorf("injecting CA into ValidatingWebhookConfiguration %s: %w", name, errInjectConflict)
+		} else if err != nil {
 			return fmt.Errorf("injecting CA into ValidatingWebhookConfiguration %s: %w", name, err)
 		}
-		r.Log.Info("Injected webhook CA", "ValidatingWebhookConfiguration", name)
+		r.Log.Info("Injected webhook CA", "ValidatingWebhookConfiguration", name, "cas", len(parseCerts(bundle)))
 	}
 	return nil
+}
+
+// trustsNewer reports whether have holds a CA certificate missing from
+// bundle and issued no earlier than ca.
+func trustsNewer(have, bundle []byte, ca *x509.Certificate) bool {
+	ours := parseCerts(bundle)
+	for _, c := range parseCerts(have) {
+		if c.NotBefore.Before(ca.NotBefore) {
+			continue
+		}
+		if !slices.ContainsFunc(ours, c.Equal) {
+			return true
+		}
+	}
+	return false
 }
