@@ -46,20 +46,21 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests, and the API reference docs/reference/api.md.
 	rm -f config/crd/bases/*.yaml
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=operator webhook paths=./... \
 		output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+	$(GO) run ./hack/crdref -crds config/crd/bases -out docs/reference/api.md
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when a generated file is stale.
 	@# The bundle is made from the manifests, so after them (also under make -j).
 	$(MAKE) --no-print-directory bundle
 	$(MAKE) --no-print-directory chart
-	@if [ -n "$$(git status --porcelain -- api config bundle bundle.Dockerfile charts)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config bundle bundle.Dockerfile charts docs/reference)" ]; then \
 		echo "Generated files are stale; run 'make generate manifests bundle chart' and commit:"; \
-		git status --porcelain -- api config bundle bundle.Dockerfile charts; git --no-pager diff --stat -- api config bundle bundle.Dockerfile charts; exit 1; fi
+		git status --porcelain -- api config bundle bundle.Dockerfile charts docs/reference; git --no-pager diff --stat -- api config bundle bundle.Dockerfile charts docs/reference; exit 1; fi
 
 .PHONY: chart
 chart: ## Generate the Helm chart's CRDs and files/generated.yaml (RBAC, webhooks, operator pod) from config/ (run `make manifests` first).
