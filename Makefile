@@ -49,7 +49,8 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests, and the API reference docs/reference/api.md.
 	rm -f config/crd/bases/*.yaml
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=operator webhook paths=./... \
+	@# Not paths=./...: controller-gen also loads the nested tool modules under hack/tools.
+	$(CONTROLLER_GEN) rbac:roleName=operator webhook paths="./api/...;./cmd/...;./controllers/...;./internal/...;./speaker/...;./webhooks/..." \
 		output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 	$(GO) run ./hack/crdref -crds config/crd/bases -out docs/reference/api.md
 
@@ -58,9 +59,9 @@ verify-generated: generate manifests ## Fail when a generated file is stale.
 	@# The bundle is made from the manifests, so after them (also under make -j).
 	$(MAKE) --no-print-directory bundle
 	$(MAKE) --no-print-directory chart
-	@if [ -n "$$(git status --porcelain -- api config bundle bundle.Dockerfile charts docs/reference)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config bundle bundle.Dockerfile catalog catalog.Dockerfile charts docs/reference)" ]; then \
 		echo "Generated files are stale; run 'make generate manifests bundle chart' and commit:"; \
-		git status --porcelain -- api config bundle bundle.Dockerfile charts docs/reference; git --no-pager diff --stat -- api config bundle bundle.Dockerfile charts docs/reference; exit 1; fi
+		git status --porcelain -- api config bundle bundle.Dockerfile catalog catalog.Dockerfile charts docs/reference; git --no-pager diff --stat -- api config bundle bundle.Dockerfile catalog catalog.Dockerfile charts docs/reference; exit 1; fi
 
 .PHONY: chart
 chart: ## Generate the Helm chart's CRDs and files/generated.yaml (RBAC, webhooks, operator pod) from config/ (run `make manifests` first).
@@ -193,11 +194,16 @@ BUNDLE_WORK := $(BIN)/.bundle
 # Fail on any warning but this one: OLM's naming advice (stable, fast,
 # candidate) for the alpha channel lbstack publishes while its API is v1alpha1.
 BUNDLE_VALIDATE_FLAGS ?= -strict -dockerfile bundle.Dockerfile -ignore-warning 'channel(s) ["alpha"] are not following'
+# The file-based catalog (catalog/, catalog.Dockerfile) refers to the bundle by
+# this image; `make catalog BUNDLE_IMG=...` for another registry (not to commit).
+BUNDLE_IMG ?= ghcr.io/lbstack/lbstack-bundle:v$(BUNDLE_VERSION)
+CATALOG ?= $(BIN)/catalog
+CATALOG_FLAGS ?= -image $(BUNDLE_IMG)
 OPERATOR_SDK_LDFLAGS := $(foreach v,Version GitVersion ImageVersion,-X github.com/operator-framework/operator-sdk/internal/version.$(v)=$(OPERATOR_SDK_VERSION)) \
 	-X github.com/operator-framework/operator-sdk/internal/version.KubernetesVersion=v1.33.1
 
 .PHONY: bundle
-bundle: $(OPERATOR_SDK) $(KUSTOMIZE) $(BUNDLE_VALIDATE) ## Generate the OLM bundle (bundle/, bundle.Dockerfile) from config/ (run `make manifests` first).
+bundle: $(OPERATOR_SDK) $(KUSTOMIZE) $(BUNDLE_VALIDATE) $(CATALOG) ## Generate the OLM bundle (bundle/, bundle.Dockerfile) and its catalog (catalog/, catalog.Dockerfile) from config/ (run `make manifests` first).
 	@# operator-sdk $(OPERATOR_SDK_VERSION) cannot parse this PROJECT (written by a newer kubebuilder), so it
 	@# runs in $(BUNDLE_WORK) with a PROJECT of only the fields it reads (project name and layout).
 	rm -rf bundle bundle.Dockerfile $(BUNDLE_WORK)
@@ -210,12 +216,28 @@ bundle: $(OPERATOR_SDK) $(KUSTOMIZE) $(BUNDLE_VALIDATE) ## Generate the OLM bund
 	@# operator-sdk stamps the time of generation; drop it so the bundle changes only with its input.
 	sed -i '/^    createdAt: /d' $(BUNDLE_CSV)
 	@if grep -q createdAt $(BUNDLE_CSV); then echo "createdAt left in $(BUNDLE_CSV)"; exit 1; fi
+	@# operator-sdk drops spec.relatedImages (it writes them only with --use-image-digests, which
+	@# pulls). One image runs the operator, the controller and the speakers: list it, so
+	@# disconnected installs mirror it.
+	img=$$(awk '$$1 == "image:" {print $$2; exit}' $(BUNDLE_CSV)); test -n "$$img"; \
+		printf '  relatedImages:\n  - image: %s\n    name: lbstack\n' "$$img" >> $(BUNDLE_CSV)
 	rm -rf $(BUNDLE_WORK)
 	$(BUNDLE_VALIDATE) $(BUNDLE_VALIDATE_FLAGS) bundle
+	$(CATALOG) $(CATALOG_FLAGS)
 
 .PHONY: bundle-validate
 bundle-validate: $(BUNDLE_VALIDATE) ## Validate bundle/ offline (operator-framework validators, bundle format), failing on warnings.
 	$(BUNDLE_VALIDATE) $(BUNDLE_VALIDATE_FLAGS) bundle
+
+# The file-based catalog of the bundle, rendered and validated offline with
+# operator-registry's own code (what `opm render` and `opm validate` run).
+.PHONY: catalog
+catalog: $(CATALOG) ## Generate the file-based catalog (catalog/lbstack/catalog.yaml, catalog.Dockerfile) from bundle/ offline, then validate it.
+	$(CATALOG) $(CATALOG_FLAGS)
+
+.PHONY: catalog-validate
+catalog-validate: $(CATALOG) ## Validate catalog/ offline as `opm validate` does, and fail when it is stale with bundle/.
+	$(CATALOG) $(CATALOG_FLAGS) -validate
 
 $(OPERATOR_SDK): hack/tools/operator-sdk/go.mod hack/tools/operator-sdk/go.sum
 	@echo "Building operator-sdk $(OPERATOR_SDK_VERSION) (first time takes ~7 minutes on 2 cores)"
@@ -227,3 +249,8 @@ $(KUSTOMIZE): hack/tools/operator-sdk/go.mod hack/tools/operator-sdk/go.sum
 
 $(BUNDLE_VALIDATE): hack/tools/bundle-validate/go.mod hack/tools/bundle-validate/go.sum hack/tools/bundle-validate/main.go
 	$(GO) -C hack/tools/bundle-validate build -o $@ .
+
+# operator-registry's render pulls in go-sqlite3 (cgo) and containers/image
+# (gpgme, cgo, unless containers_image_openpgp): build without cgo, as operator-sdk.
+$(CATALOG): hack/tools/catalog/go.mod hack/tools/catalog/go.sum $(filter-out %_test.go,$(wildcard hack/tools/catalog/*.go))
+	CGO_ENABLED=0 $(GO) -C hack/tools/catalog build -tags=containers_image_openpgp -o $@ .

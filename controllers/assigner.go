@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,6 +52,8 @@ type assigner struct {
 	// touched and touchedAll are told which pools' counters changed.
 	touched    func(pools ...string)
 	touchedAll func()
+	// metrics count allocations, releases and restores; nil: none.
+	metrics *controllerMetrics
 }
 
 func newAssigner() *assigner {
@@ -112,6 +115,7 @@ func (a *assigner) prepare(ctx context.Context, c client.Reader) error {
 			a.cfg = cfg
 			a.alloc.SetConfig(cfg)
 			a.touchedAll()
+			a.metrics.forgetPools(func(pool string) bool { return cfg.Pools[pool] != nil })
 		}
 	}
 	if a.restored || a.cfg == nil {
@@ -144,8 +148,17 @@ func (a *assigner) prepare(ctx context.Context, c client.Reader) error {
 		}
 		if err := a.alloc.Restore(in, ips); err != nil {
 			ctrl.LoggerFrom(ctx).Info("Not restoring a conflicting address; the Service will get another", "Service", klog.KObj(s), "reason", err.Error())
+			a.metrics.restoredAddresses(RestoreConflict, len(ips))
 			continue
 		}
+		outside := 0
+		for _, ip := range ips {
+			if a.cfg.PoolOf(ip) == "" {
+				outside++
+			}
+		}
+		a.metrics.restoredAddresses(RestoreOutsidePool, outside)
+		a.metrics.restoredAddresses(RestoreRestored, len(ips)-outside)
 		restored++
 	}
 	a.restored = true
@@ -171,6 +184,12 @@ func (a *assigner) assign(in ipam.Service) (assignment, error) {
 			out.orphan = true
 		}
 	}
+	if !slices.Equal(out.before.IPs, res.IPs) {
+		a.metrics.allocated(res.Pool)
+		if len(out.before.IPs) > 0 {
+			a.metrics.released(out.before.Pool)
+		}
+	}
 	a.touched(out.before.Pool, res.Pool)
 	return out, nil
 }
@@ -188,6 +207,9 @@ func (a *assigner) release(key string) {
 	delete(a.unclassed, key)
 	if !ok {
 		return
+	}
+	if len(before.IPs) > 0 {
+		a.metrics.released(before.Pool)
 	}
 	a.touched(before.Pool)
 	if a.queue == nil {
@@ -270,4 +292,29 @@ func (a *assigner) Usage(pool string) (ipam.Usage, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.alloc.Usage(pool)
+}
+
+// usages reports the counters of every pool in the configuration in
+// force, by pool (the metrics read them); none before a valid
+// configuration was seen.
+func (a *assigner) usages() map[string]ipam.Usage {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cfg == nil {
+		return nil
+	}
+	out := make(map[string]ipam.Usage, len(a.cfg.Pools))
+	for name := range a.cfg.Pools {
+		if u, ok := a.alloc.Usage(name); ok {
+			out[name] = u
+		}
+	}
+	return out
+}
+
+// failing counts the Services whose last allocation attempt failed.
+func (a *assigner) failing() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.lastError)
 }

@@ -26,5 +26,15 @@ package controllers
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
+// Serving the metrics to authenticated and authorized callers only (every
+// component's --metrics-secure): TokenReviews and SubjectAccessReviews, for
+// the operator itself and granted onward to the controller and the speakers.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// OpenShift: the speakers' pods run under the privileged
+// SecurityContextConstraints, which the operator grants onward.
+// +kubebuilder:rbac:groups=security.openshift.io,resources=securitycontextconstraints,resourceNames=privileged,verbs=use
+
 // Serving the admission webhooks with a self-managed certificate.
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;update;patch

@@ -163,7 +163,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, nil
 	case unknown:
 		if lbservice.Serves(svc, "") && len(svc.Status.LoadBalancer.Ingress) == 0 {
-			r.fail(ctx, svc, errors.New("no valid lbstack configuration (no LoadBalancerStack or IPAddressPool, or the configuration is invalid)"))
+			r.fail(ctx, svc, FailureNoConfiguration, errors.New("no valid lbstack configuration (no LoadBalancerStack or IPAddressPool, or the configuration is invalid)"))
 		}
 		return ctrl.Result{}, nil
 	case unclassed:
@@ -177,12 +177,12 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	in, err := describeService(ctx, r.Client, svc)
 	if err != nil {
-		r.fail(ctx, svc, err)
+		r.fail(ctx, svc, FailureInvalidRequest, err)
 		return ctrl.Result{}, nil
 	}
 	got, err := r.assign.assign(in)
 	if err != nil {
-		r.fail(ctx, svc, err)
+		r.fail(ctx, svc, failureReason(err), err)
 		return r.result(ctx, r.clearUnbacked(ctx, svc))
 	}
 	before := svc.DeepCopy()
@@ -334,8 +334,11 @@ func describeService(ctx context.Context, c client.Reader, svc *corev1.Service) 
 	return in, reqErr
 }
 
-// fail reports an allocation failure once per distinct reason.
-func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, err error) {
+// fail counts an allocation failure (reason is its label in
+// lbstack_controller_allocation_failures_total) and reports it once per
+// distinct message.
+func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, reason string, err error) {
+	r.assign.metrics.failed(reason)
 	if r.assign.failed(svc.Namespace+"/"+svc.Name, err.Error()) {
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -34,6 +35,15 @@ func TestMain(m *testing.M) {
 // called (or the test ends).
 func startController(t *testing.T, leaderElect bool, id string) (stop func()) {
 	t.Helper()
+	stop, _ = startControllerWithMetrics(t, leaderElect, id)
+	return stop
+}
+
+// startControllerWithMetrics is startController, also returning the
+// registry holding the controller's metrics (one per controller, as
+// several run in this process).
+func startControllerWithMetrics(t *testing.T, leaderElect bool, id string) (stop func(), reg *prometheus.Registry) {
+	t.Helper()
 	o := cli.ManagerOptions{MetricsAddr: "0", ProbeAddr: "0", LeaderElect: leaderElect,
 		LeaderElectionID: "lbstack-controller-" + id, LeaderElectionNamespace: "default",
 		LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond}
@@ -43,10 +53,11 @@ func startController(t *testing.T, leaderElect bool, id string) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := controllers.SetupController(mgr, controllers.ControllerOptions{Workers: 4, PoolStatusInterval: 200 * time.Millisecond}); err != nil {
+	reg = prometheus.NewRegistry()
+	if err := controllers.SetupController(mgr, controllers.ControllerOptions{Workers: 4, PoolStatusInterval: 200 * time.Millisecond, Registry: reg}); err != nil {
 		t.Fatal(err)
 	}
-	return testenv.RunManager(t, mgr)
+	return testenv.RunManager(t, mgr), reg
 }
 
 func ctx(t *testing.T) context.Context {

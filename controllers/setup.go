@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 // ControllerOptions configure the IP-assigning controller.
@@ -14,14 +16,35 @@ type ControllerOptions struct {
 	Workers int
 	// PoolStatusInterval is how often pool counters are written at most.
 	PoolStatusInterval time.Duration
+	// Registry receives the controller's metrics (lbstack_controller_*);
+	// controller-runtime's registry, which the manager serves, when nil.
+	Registry prometheus.Registerer
 }
 
 // SetupController adds the Service reconciler, the pool status writer and
-// the BGPPeer session counter to mgr. Both run only on the leader; a new leader starts with an empty
+// the BGPPeer session counter to mgr, and registers the controller's
+// metrics. Both run only on the leader; a new leader starts with an empty
 // allocator and rebuilds it from the Services' statuses.
 func SetupController(mgr ctrl.Manager, o ControllerOptions) error {
 	pools := &PoolStatusWriter{Client: mgr.GetClient(), Interval: o.PoolStatusInterval}
 	r := NewServiceReconciler(mgr.GetClient(), mgr.GetEventRecorder("lbstack-controller"), pools)
+	reg := o.Registry
+	if reg == nil {
+		reg = crmetrics.Registry
+	}
+	elected := mgr.Elected()
+	m, err := newControllerMetrics(reg, r.assign, func() bool {
+		select {
+		case <-elected:
+			return true
+		default:
+			return false
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("registering the controller's metrics: %w", err)
+	}
+	r.assign.metrics = m
 	if err := r.SetupWithManager(mgr, o.Workers); err != nil {
 		return fmt.Errorf("setting up the Service controller: %w", err)
 	}

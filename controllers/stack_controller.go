@@ -74,6 +74,9 @@ type StackReconciler struct {
 	// its label must not look missing, or the key would be replaced). The
 	// Client when nil.
 	APIReader client.Reader
+	// Metrics counts applies and repaired drift and reports the stacks'
+	// conditions; nil: no metrics.
+	Metrics *OperatorMetrics
 }
 
 // SetupWithManager registers the reconciler: it follows stacks, the
@@ -109,9 +112,13 @@ func (r *StackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *StackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	stack := &lbv1.LoadBalancerStack{}
 	if err := r.Client.Get(ctx, req.NamespacedName, stack); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Metrics.forgetStack(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !stack.DeletionTimestamp.IsZero() {
+		r.Metrics.forgetStack(stack.Name)
 		return ctrl.Result{}, nil // garbage collection removes the children
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("LoadBalancerStack", klog.KObj(stack))
@@ -129,6 +136,7 @@ func (r *StackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err2 := r.writeStatus(ctx, before, st); err2 != nil {
 		err = errors.Join(err, err2)
 	}
+	r.Metrics.observeStack(stack)
 	if err == nil && st.degraded != nil && st.degraded.Reason != ReasonApplyFailed {
 		// Invalid configuration: retrying cannot help; a change to the
 		// stack or the configuration triggers the next pass.
@@ -239,27 +247,38 @@ func (r *StackReconciler) apply(ctx context.Context, st *stackState) error {
 // applyParallelism bounds the concurrent writes of one pass.
 const applyParallelism = 8
 
-// applyOne applies obj unless the live object already contains it.
+// applyOne applies obj unless the live object already contains it. A live
+// object that lacks desired fields although it carries the hash of the
+// very desired state (render.AnnotationHash) has drifted: someone changed
+// what the operator owns since its last apply.
 func (r *StackReconciler) applyOne(ctx context.Context, log logr.Logger, obj client.Object) error {
 	u, err := render.Desired(obj)
 	if err != nil {
 		return err
 	}
+	kind := obj.GetObjectKind().GroupVersionKind().Kind
 	live := obj.DeepCopyObject().(client.Object)
 	err = r.Client.Get(ctx, client.ObjectKeyFromObject(obj), live)
+	drifted := false
 	switch {
 	case err == nil:
 		liveMap, err := render.Normalize(live)
 		if err == nil && render.Contains(liveMap, u.Object) {
 			return nil
 		}
+		drifted = live.GetAnnotations()[render.AnnotationHash] == u.GetAnnotations()[render.AnnotationHash]
 	case !apierrors.IsNotFound(err):
 		return fmt.Errorf("reading %s: %w", render.Key(obj), err)
 	}
-	log.Info("Applying "+obj.GetObjectKind().GroupVersionKind().Kind, "name", obj.GetName(), "namespace", obj.GetNamespace())
+	if drifted {
+		log.Info("Repairing drifted "+kind, "name", obj.GetName(), "namespace", obj.GetNamespace())
+	} else {
+		log.Info("Applying "+kind, "name", obj.GetName(), "namespace", obj.GetNamespace())
+	}
 	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(render.FieldOwner), client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying %s: %w", render.Key(obj), err)
 	}
+	r.Metrics.childApplied(kind, drifted)
 	return nil
 }
 

@@ -3,10 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -54,7 +54,7 @@ func TestHelp(t *testing.T) {
 		if err != nil {
 			t.Errorf("lbstack %s --help: %v\n%s", c, err, out)
 		}
-		for _, f := range []string{"-log-level", "-log-format", "-kubeconfig", "-metrics-bind-address", "-health-probe-bind-address"} {
+		for _, f := range []string{"-log-level", "-log-format", "-kubeconfig", "-metrics-bind-address", "-metrics-secure", "-metrics-cert-dir", "-health-probe-bind-address"} {
 			if !strings.Contains(string(out), f) {
 				t.Errorf("lbstack %s --help does not document %s", c, f)
 			}
@@ -92,16 +92,6 @@ func TestBadUsage(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func portOf(t *testing.T, addr string) string {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -111,23 +101,26 @@ func portOf(t *testing.T, addr string) string {
 }
 
 // TestComponentsStopOnSIGTERM runs each component against the real API
-// server, waits until it reports ready, sends SIGTERM and expects a clean
-// exit with JSON logs.
+// server, waits until it reports ready, reads its metrics as Prometheus
+// would (HTTPS, the token of a ServiceAccount bound to the metrics-reader
+// ClusterRole: every component serves them securely by default), sends
+// SIGTERM and expects a clean exit with JSON logs.
 func TestComponentsStopOnSIGTERM(t *testing.T) {
 	kubeconfig, err := env.WriteKubeconfig(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	token := env.MetricsToken(t, "default", "prometheus", true)
 	for _, c := range []struct {
 		name string
 		args []string
 	}{
-		{"operator", []string{"--leader-election-namespace=default", "--namespace=default", "--webhook-port=" + portOf(t, freePort(t)), "--webhook-cert-dir=" + t.TempDir()}},
+		{"operator", []string{"--leader-election-namespace=default", "--namespace=default", "--webhook-port=" + portOf(t, testenv.FreeAddr(t)), "--webhook-cert-dir=" + t.TempDir()}},
 		{"controller", []string{"--leader-election-namespace=default"}},
 		{"speaker", []string{"--node-name=node-a"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			probe, metrics := freePort(t), freePort(t)
+			probe, metrics := testenv.FreeAddr(t), testenv.FreeAddr(t)
 			args := append([]string{c.name, "--kubeconfig", kubeconfig, "--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + probe}, c.args...)
 			cmd := exec.Command(binary, args...)
 			var stderr bytes.Buffer
@@ -158,14 +151,19 @@ func TestComponentsStopOnSIGTERM(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			// Every component says what it is on its metrics endpoint.
-			resp, err := http.Get("http://" + metrics + "/metrics")
-			if err != nil {
-				t.Fatal(err)
+			// Every component says what it is on its metrics endpoint
+			// (which may open a moment after the readiness endpoint).
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			code, body, err := testenv.ScrapeMetrics(ctx, metrics, token)
+			for err != nil && ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond)
+				code, body, err = testenv.ScrapeMetrics(ctx, metrics, token)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if want := `lbstack_build_info{component="` + c.name + `",goversion="`; !strings.Contains(string(body), want) {
+			if err != nil || code != http.StatusOK {
+				t.Fatalf("scraping %s's metrics with a metrics-reader token: status %d, %v\n%s", c.name, code, err, body)
+			}
+			if want := `lbstack_build_info{component="` + c.name + `",goversion="`; !strings.Contains(body, want) {
 				t.Errorf("%s's metrics have no %s...", c.name, want)
 			}
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

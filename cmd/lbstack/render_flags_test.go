@@ -43,5 +43,8 @@ func TestRenderedArgsParse(t *testing.T) {
 		if fs.NArg() != 0 {
 			t.Errorf("%s: unexpected arguments %v", args[0], fs.Args())
 		}
+		if f := fs.Lookup("metrics-secure"); f == nil || f.Value.String() != "true" {
+			t.Errorf("%s does not serve its metrics securely", args[0])
+		}
 	}
 }

@@ -226,7 +226,6 @@ func escape(s string) string {
 	return strings.ReplaceAll(s, "|", `\|`)
 }
 
-
 func plural(n int64) string {
 	if n == 1 {
 		return ""

@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -12,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
@@ -24,6 +29,15 @@ type ManagerOptions struct {
 	Kubeconfig string
 	// MetricsAddr is the Prometheus metrics listen address; "0" disables it.
 	MetricsAddr string
+	// MetricsSecure serves the metrics over HTTPS to authenticated and
+	// authorized callers only: a bearer token the API server accepts
+	// (TokenReview) whose user may get the non-resource URL /metrics
+	// (SubjectAccessReview). AddFlags turns it on; the zero value serves
+	// plain HTTP to anyone (tests, labs).
+	MetricsSecure bool
+	// MetricsCertDir holds the metrics server's tls.crt and tls.key; empty:
+	// a self-signed certificate generated at start. Only with MetricsSecure.
+	MetricsCertDir string
 	// ProbeAddr is the /healthz and /readyz listen address; "0" disables it.
 	ProbeAddr string
 	// PprofAddr serves net/http/pprof for profiling; "" or "0" disables it.
@@ -43,6 +57,8 @@ type ManagerOptions struct {
 func (o *ManagerOptions) AddFlags(fs *flag.FlagSet, defaultMetrics, defaultProbe string, leaderElect bool) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty uses the in-cluster configuration")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", defaultMetrics, "address the Prometheus metrics endpoint listens on; 0 disables it")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "serve the metrics over HTTPS, only to callers whose bearer token the API server authenticates and authorizes to get /metrics; false serves plain HTTP to anyone")
+	fs.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "folder with the metrics server's tls.crt and tls.key (with --metrics-secure); empty: a self-signed certificate generated at start")
 	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "", "address net/http/pprof listens on, for profiling (keep it on localhost); empty disables it")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", defaultProbe, "address the /healthz and /readyz endpoints listen on; 0 disables them")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", leaderElect, "run leader election so only one replica is active")
@@ -91,9 +107,13 @@ func (o ManagerOptions) NewManager(cfg *rest.Config, extra func(*manager.Options
 	if err != nil {
 		return nil, err
 	}
+	metrics, err := o.MetricsServerOptions()
+	if err != nil {
+		return nil, err
+	}
 	opts := manager.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.ProbeAddr,
 		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElect,
@@ -119,4 +139,34 @@ func (o ManagerOptions) NewManager(cfg *rest.Config, extra func(*manager.Options
 		return nil, fmt.Errorf("adding readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// MetricsServerOptions returns the metrics server's options. With
+// MetricsSecure it serves HTTPS (HTTP/1.1 only, as kubebuilder's scaffold
+// does by default, out of reach of HTTP/2's Rapid Reset attack) behind
+// controller-runtime's authentication and authorization filter, which asks
+// the API server (TokenReview, SubjectAccessReview) about every caller. A
+// certificate folder that lacks the certificate or the key is an error, not
+// a silent fall-back to a self-signed certificate.
+func (o ManagerOptions) MetricsServerOptions() (metricsserver.Options, error) {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if !o.MetricsSecure {
+		if o.MetricsCertDir != "" {
+			return m, errors.New("--metrics-cert-dir needs --metrics-secure")
+		}
+		return m, nil
+	}
+	m.SecureServing = true
+	m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	m.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	if o.MetricsCertDir != "" {
+		// controller-runtime's default names of the certificate and key.
+		for _, f := range []string{"tls.crt", "tls.key"} {
+			if _, err := os.Stat(filepath.Join(o.MetricsCertDir, f)); err != nil {
+				return m, fmt.Errorf("--metrics-cert-dir: %w", err)
+			}
+		}
+		m.CertDir = o.MetricsCertDir
+	}
+	return m, nil
 }

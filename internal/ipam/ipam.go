@@ -78,6 +78,9 @@ type (
 	NotAllowedError struct{ Pool string }
 	// NoPoolError: no pool may serve the Service.
 	NoPoolError struct{ Families string }
+	// InvalidRequestError: the requested IPs contradict the Service's IP
+	// families or each other (they are in different pools).
+	InvalidRequestError struct{ Reason string }
 )
 
 func (e *PoolExhaustedError) Error() string {
@@ -99,6 +102,7 @@ func (e *NotAllowedError) Error() string {
 func (e *NoPoolError) Error() string {
 	return fmt.Sprintf("no IPAddressPool with %s addresses may serve this Service", e.Families)
 }
+func (e *InvalidRequestError) Error() string { return e.Reason }
 
 // Result is a Service's assignment.
 type Result struct {
@@ -675,7 +679,7 @@ func (a *Allocator) chooseRequested(svc Service, h *holder, required []bool) (Re
 	if svc.Policy == SingleStack {
 		for _, ip := range req.IPs {
 			if ip.Is4() != svc.IPv4First {
-				return Result{}, fmt.Errorf("requested IP %s is %s, but the Service is single-stack %s", ip, familyName(ip.Is4()), familyName(svc.IPv4First))
+				return Result{}, &InvalidRequestError{Reason: fmt.Sprintf("requested IP %s is %s, but the Service is single-stack %s", ip, familyName(ip.Is4()), familyName(svc.IPv4First))}
 			}
 		}
 	}
@@ -689,7 +693,7 @@ func (a *Allocator) chooseRequested(svc Service, h *holder, required []bool) (Re
 			return Result{}, &NotAllowedError{Pool: ps.cfg.Name}
 		}
 		if pool != nil && pool != ps {
-			return Result{}, fmt.Errorf("requested IPs %s are in different pools (%s, %s); both families must come from one pool", joinIPs(req.IPs), pool.cfg.Name, ps.cfg.Name)
+			return Result{}, &InvalidRequestError{Reason: fmt.Sprintf("requested IPs %s are in different pools (%s, %s); both families must come from one pool", joinIPs(req.IPs), pool.cfg.Name, ps.cfg.Name)}
 		}
 		pool = ps
 		if err := a.canHold(h, ip); err != nil {
@@ -697,11 +701,11 @@ func (a *Allocator) chooseRequested(svc Service, h *holder, required []bool) (Re
 		}
 	}
 	if svc.Policy == RequireDualStack && len(req.IPs) < 2 {
-		return Result{}, fmt.Errorf("ipFamilyPolicy RequireDualStack needs one requested IP per family, got %s", joinIPs(req.IPs))
+		return Result{}, &InvalidRequestError{Reason: fmt.Sprintf("ipFamilyPolicy RequireDualStack needs one requested IP per family, got %s", joinIPs(req.IPs))}
 	}
 	for _, f := range required {
 		if !slices.ContainsFunc(req.IPs, func(ip netip.Addr) bool { return ip.Is4() == f }) {
-			return Result{}, fmt.Errorf("requested IPs %s include no %s address, the Service's first IP family", joinIPs(req.IPs), familyName(f))
+			return Result{}, &InvalidRequestError{Reason: fmt.Sprintf("requested IPs %s include no %s address, the Service's first IP family", joinIPs(req.IPs), familyName(f))}
 		}
 	}
 	return Result{Pool: pool.cfg.Name, IPs: append([]netip.Addr(nil), req.IPs...)}, nil

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/lbstack/lbstack/controllers"
@@ -93,7 +94,7 @@ func SetupWebhooks(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o
 		if o.Namespace == "" {
 			return nil, fmt.Errorf("--namespace (or $POD_NAMESPACE) is required for --cert-rotation")
 		}
-		direct, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme()})
+		direct, err := client.NewWithWatch(cfg, client.Options{Scheme: mgr.GetScheme()})
 		if err != nil {
 			return nil, fmt.Errorf("creating client: %w", err)
 		}
@@ -121,12 +122,17 @@ func SetupWebhooks(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o
 }
 
 // Setup adds everything the operator runs to mgr: the LoadBalancerStack
-// reconciler and the webhooks (see SetupWebhooks).
+// reconciler, with its metrics in controller-runtime's registry (so once
+// per process), and the webhooks (see SetupWebhooks).
 func Setup(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options, log logr.Logger) (*certs.Rotator, error) {
 	if o.Namespace == "" {
 		return nil, fmt.Errorf("--namespace (or $POD_NAMESPACE) is required: the controller and the speakers run there")
 	}
 	d := o.ResolveWorkloadDefaults(ctx, mgr.GetAPIReader(), log)
+	m, err := controllers.NewOperatorMetrics(crmetrics.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("registering the operator's metrics: %w", err)
+	}
 	r := &controllers.StackReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
@@ -134,6 +140,7 @@ func Setup(ctx context.Context, mgr manager.Manager, cfg *rest.Config, o Options
 		Namespace:        o.Namespace,
 		Image:            d.Image,
 		ImagePullSecrets: d.ImagePullSecrets,
+		Metrics:          m,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LoadBalancerStack reconciler: %w", err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -126,6 +127,8 @@ type operatorUnderTest struct {
 	r      *controllers.StackReconciler
 	writes *writes
 	stop   func()
+	// metrics holds the operator's metrics.
+	metrics *prometheus.Registry
 }
 
 func startOperator(t testing.TB) *operatorUnderTest {
@@ -149,7 +152,13 @@ func startOperatorWith(t testing.TB, d operator.WorkloadDefaults) *operatorUnder
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := prometheus.NewRegistry()
+	m, err := controllers.NewOperatorMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := &controllers.StackReconciler{
+		Metrics:          m,
 		Client:           countingClient(cl, w),
 		APIReader:        mgr.GetAPIReader(),
 		Recorder:         mgr.GetEventRecorder("lbstack-operator"),
@@ -164,7 +173,17 @@ func startOperatorWith(t testing.TB, d operator.WorkloadDefaults) *operatorUnder
 	if !mgr.GetCache().WaitForCacheSync(tctx(t)) {
 		t.Fatal("cache did not sync")
 	}
-	return &operatorUnderTest{r: r, writes: w, stop: stop}
+	return &operatorUnderTest{r: r, writes: w, stop: stop, metrics: reg}
+}
+
+// metric reads one series of the operator's metrics (0 when absent).
+func (o *operatorUnderTest) metric(t testing.TB, name string, labels map[string]string) float64 {
+	t.Helper()
+	v, _, err := testenv.MetricValue(o.metrics, name, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func tctx(t testing.TB) context.Context {
@@ -374,11 +393,32 @@ func TestStackLifecycle(t *testing.T) {
 			t.Errorf("status pools %v", names)
 		}
 		eventually(t, "Available event", func() error { return findEvent(t, controllers.ReasonRolledOut) })
+		eventually(t, "the condition gauges", func() error {
+			for cond, want := range map[string]float64{"Available/True": 1, "Available/False": 0, "Progressing/False": 1, "Degraded/False": 1} {
+				c, st, _ := strings.Cut(cond, "/")
+				if v := op.metric(t, "lbstack_operator_stack_condition", map[string]string{"stack": "lbstack", "condition": c, "status": st}); v != want {
+					return fmt.Errorf("%s is %v, want %v", cond, v, want)
+				}
+			}
+			return nil
+		})
+		if v := op.metric(t, "lbstack_operator_children_applied_total", map[string]string{"kind": "DaemonSet"}); v < 1 {
+			t.Errorf("applies of the DaemonSet counted: %v", v)
+		}
+		if v := op.metric(t, "lbstack_operator_drift_repaired_total", map[string]string{"kind": "DaemonSet"}); v != 0 {
+			t.Errorf("drift of the DaemonSet counted before any: %v", v)
+		}
 	})
 
 	t.Run("no-op resync writes nothing", func(t *testing.T) {
 		op.quiet(t)
 		op.writes.reset()
+		applied := op.metric(t, "lbstack_operator_children_applied_total", map[string]string{"kind": "DaemonSet"})
+		defer func() {
+			if v := op.metric(t, "lbstack_operator_children_applied_total", map[string]string{"kind": "DaemonSet"}); v != applied {
+				t.Errorf("no-op passes counted applies: %v, was %v", v, applied)
+			}
+		}()
 		for range 5 {
 			if _, err := op.r.Reconcile(tctx(t), ctrl.Request{NamespacedName: types.NamespacedName{Name: "lbstack"}}); err != nil {
 				t.Fatal(err)
@@ -439,6 +479,12 @@ func TestStackLifecycle(t *testing.T) {
 			}
 			return nil
 		})
+		// Both edits were drift: the desired state had not changed.
+		for _, kind := range []string{"DaemonSet", "ClusterRole"} {
+			if v := op.metric(t, "lbstack_operator_drift_repaired_total", map[string]string{"kind": kind}); v < 1 {
+				t.Errorf("the repaired %s is not counted as drift: %v", kind, v)
+			}
+		}
 	})
 
 	t.Run("a deleted child is recreated", func(t *testing.T) {

@@ -17,12 +17,23 @@ var configResources = []string{
 
 var readOnly = []string{"get", "list", "watch"}
 
+// MetricsAuthRules let a component ask the API server who a metrics
+// caller is (TokenReview) and whether it may get /metrics
+// (SubjectAccessReview): the metrics are served with --metrics-secure.
+func MetricsAuthRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+	}
+}
+
 // ControllerRules are the controller's cluster-wide permissions: read the
 // configuration, Services and Namespaces (validity never depends on
 // Nodes); write Service status and its pool annotation, pool counters, the
-// count of established sessions of each BGPPeer and events.
+// count of established sessions of each BGPPeer and events; and check the
+// callers of its metrics (MetricsAuthRules).
 func ControllerRules() []rbacv1.PolicyRule {
-	return []rbacv1.PolicyRule{
+	return append([]rbacv1.PolicyRule{
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: configResources, Verbs: readOnly},
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: []string{"ipaddresspools/status", "bgppeers/status"}, Verbs: []string{"get", "update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
@@ -30,16 +41,17 @@ func ControllerRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: readOnly},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-	}
+	}, MetricsAuthRules()...)
 }
 
 // SpeakerRules are the speaker's cluster-wide permissions: read the
 // configuration, Services, EndpointSlices, Namespaces and Nodes — never
 // write a Service — and report what it announces (ServiceAnnouncements,
 // BGPPeer session status, events) and its own membership problems (the
-// stack's status.speakerProblems).
+// stack's status.speakerProblems); and check the callers of its metrics
+// (MetricsAuthRules).
 func SpeakerRules() []rbacv1.PolicyRule {
-	return []rbacv1.PolicyRule{
+	return append([]rbacv1.PolicyRule{
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: configResources, Verbs: readOnly},
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: []string{"serviceannouncements"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{lbv1.GroupVersion.Group}, Resources: []string{"serviceannouncements/status", "bgppeers/status", "loadbalancerstacks/status"}, Verbs: []string{"get", "update", "patch"}},
@@ -47,7 +59,11 @@ func SpeakerRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: readOnly},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-	}
+		// OpenShift admits the speaker's pods (root, host network,
+		// NET_RAW/NET_ADMIN) only under the privileged
+		// SecurityContextConstraints; elsewhere the rule grants nothing.
+		{APIGroups: []string{"security.openshift.io"}, Resources: []string{"securitycontextconstraints"}, ResourceNames: []string{"privileged"}, Verbs: []string{"use"}},
+	}, MetricsAuthRules()...)
 }
 
 // leaderElectionRules let the controller hold its Lease in its namespace.

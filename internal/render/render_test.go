@@ -359,3 +359,25 @@ func TestKindsCoverRendered(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsServedSecurely: both workloads serve their metrics over HTTPS
+// to authenticated, authorized callers only, and their ClusterRoles let
+// them ask the API server about those callers.
+func TestMetricsServedSecurely(t *testing.T) {
+	s, p := fullStack(), params()
+	for name, args := range map[string][]string{
+		ControllerName: ControllerDeployment(s, p).Spec.Template.Spec.Containers[0].Args,
+		SpeakerName:    SpeakerDaemonSet(s, p).Spec.Template.Spec.Containers[0].Args,
+	} {
+		if !slices.Contains(args, "--metrics-secure=true") {
+			t.Errorf("%s does not run with --metrics-secure=true: %q", name, args)
+		}
+	}
+	for name, rules := range map[string][]rbacv1.PolicyRule{ControllerName: ControllerRules(), SpeakerName: SpeakerRules()} {
+		for _, want := range MetricsAuthRules() {
+			if !slices.ContainsFunc(rules, func(r rbacv1.PolicyRule) bool { return cmp.Equal(r, want) }) {
+				t.Errorf("ClusterRole %s lacks %v", name, want)
+			}
+		}
+	}
+}

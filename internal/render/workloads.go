@@ -86,6 +86,7 @@ func ControllerDeployment(stack *lbv1.LoadBalancerStack, p Params) *appsv1.Deplo
 							"--leader-election-namespace=" + p.Namespace,
 							"--log-level=" + logLevel(c.WorkloadSpec),
 							fmt.Sprintf("--metrics-bind-address=:%d", ControllerMetricsPort),
+							"--metrics-secure=true",
 							fmt.Sprintf("--health-probe-bind-address=:%d", ControllerProbePort),
 						},
 						Env: []corev1.EnvVar{memoryLimitEnv(ComponentController)},
@@ -201,6 +202,7 @@ func SpeakerDaemonSet(stack *lbv1.LoadBalancerStack, p Params) *appsv1.DaemonSet
 							"--probe-interval=" + duration(fd.ProbeInterval, DefaultProbeInterval),
 							"--probe-timeout=" + duration(fd.ProbeTimeout, DefaultProbeTimeout),
 							fmt.Sprintf("--metrics-bind-address=:%d", SpeakerMetricsPort),
+							"--metrics-secure=true",
 							fmt.Sprintf("--health-probe-bind-address=:%d", SpeakerProbePort),
 						},
 						Env: []corev1.EnvVar{
@@ -248,6 +250,8 @@ func SpeakerDaemonSet(stack *lbv1.LoadBalancerStack, p Params) *appsv1.DaemonSet
 
 // MetricsServices render one Service per component for Prometheus to
 // scrape; the speaker's is headless (its pods are on the host network).
+// The components serve HTTPS (--metrics-secure) to callers whose token may
+// get /metrics (the metrics-reader ClusterRole of config/rbac).
 func MetricsServices(stack *lbv1.LoadBalancerStack, p Params) []client.Object {
 	svc := func(component string, port int32, headless bool) *corev1.Service {
 		s := &corev1.Service{

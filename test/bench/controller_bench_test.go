@@ -212,11 +212,11 @@ func runOnce(b *testing.B, bin string) result {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The metrics endpoint is on (loopback) only to count reconciles;
-	// controller-runtime records its metrics either way.
+	// The metrics endpoint is on (loopback, plain HTTP) only to count
+	// reconciles; controller-runtime records its metrics either way.
 	probe, metricsAddr := freeAddr(b), freeAddr(b)
 	cmd := exec.Command(bin, "controller", "--kubeconfig", kubeconfig, "--leader-elect=false",
-		"--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+probe, "--log-level=error")
+		"--metrics-bind-address="+metricsAddr, "--metrics-secure=false", "--health-probe-bind-address="+probe, "--log-level=error")
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -87,8 +87,9 @@ func startBGPCluster(t *testing.T, bfd, gr bool) (*lab.Cluster, *lab.Bird) {
 		t.Fatal(err)
 	}
 	for _, n := range c.Lab.Nodes {
-		// Metrics on the node's loopback (each node is its own namespace).
-		if _, err := c.StartSpeaker(n.Name, "--metrics-bind-address=127.0.0.1:7474"); err != nil {
+		// Metrics on the node's loopback (each node is its own namespace),
+		// plain HTTP: the lab has no scraper identity.
+		if _, err := c.StartSpeaker(n.Name, "--metrics-bind-address=127.0.0.1:7474", "--metrics-secure=false"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -26,8 +26,10 @@ func TestDefaultInstall(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetKind()]++
 	}
-	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 8, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
-		// The leader-election Role and the Role that reads the operator's own Pod.
+	// The operator's ClusterRole and metrics-reader, the ClusterRole to
+	// bind Prometheus to; the leader-election Role and the Role that reads
+	// the operator's own Pod.
+	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 8, "ServiceAccount": 1, "ClusterRole": 2, "ClusterRoleBinding": 1,
 		"Role": 2, "RoleBinding": 2, "Deployment": 1, "Service": 1, "ValidatingWebhookConfiguration": 1}
 	for k, n := range want {
 		if kinds[k] != n {
