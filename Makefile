@@ -84,6 +84,10 @@ build: ## Build the lbstack binary and the kubectl plugin (kubectl-lbstack) into
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/lbstack ./cmd/lbstack
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kubectl-lbstack ./cmd/kubectl-lbstack
 
+.PHONY: krew
+krew: ## Cross-build kubectl-lbstack release archives into bin/krew/ and write their krew manifest (bin/krew/lbstack.yaml; copy it to plugins/ for a release).
+	$(GO) run ./hack/krew -go $(GO) -version $(BUNDLE_VERSION) -out $(BIN)/krew
+
 # OCI image archives, written without a registry or a Docker daemon and byte
 # for byte reproducible (SOURCE_DATE_EPOCH moves the timestamps from Unix 0).
 # Load one with `ctr -n k8s.io images import FILE` (--all-platforms keeps the
