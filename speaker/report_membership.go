@@ -3,6 +3,7 @@ package speaker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/speaker/membership"
 )
 
 // MembershipFacts is what the membership reporter reads each interval.
@@ -26,6 +28,9 @@ type MembershipFacts struct {
 	Isolated bool
 	// Expected is how many other nodes should run a speaker.
 	Expected int
+	// Missing are the nodes of expected speakers this speaker has not
+	// joined (not live members), sorted.
+	Missing []string
 	// Undecryptable counts the memberlist packets and streams this speaker
 	// could not decrypt so far.
 	Undecryptable uint64
@@ -38,6 +43,11 @@ type MembershipFacts struct {
 const (
 	foreignWindow = time.Minute
 	isolatedGrace = 10 * time.Second
+	// partialGrace is longer: a speaker that restarts (a roll-out) is
+	// missing from the others for as long as its new pod takes to join.
+	partialGrace = 30 * time.Second
+	// maxMissing bounds the names an entry lists.
+	maxMissing = 32
 )
 
 // MembershipReporter writes this node's entry of the stack's
@@ -56,6 +66,7 @@ type MembershipReporter struct {
 	lastCount     uint64
 	lastForeign   time.Time
 	isolatedSince time.Time
+	partialSince  time.Time
 	written       *lbv1.SpeakerProblem // nil: no entry written (or removed)
 	writtenTo     string               // the stack written to
 	dirty         bool                 // a write failed or never happened
@@ -78,8 +89,26 @@ func judgeMembership(f MembershipFacts, foreignRecently bool) *lbv1.SpeakerProbl
 	case f.Isolated:
 		return &lbv1.SpeakerProblem{Reason: lbv1.SpeakerIsolated, Message: fmt.Sprintf(
 			"This speaker has joined none of the %d other speakers it expects: check that they run and that port 7946 (TCP and UDP) is open between the nodes", f.Expected)}
+	case len(f.Missing) > 0:
+		return &lbv1.SpeakerProblem{Reason: lbv1.SpeakerPartialMembership, Message: fmt.Sprintf(
+			"This speaker has joined %d of the %d other speakers it expects, not those on %s: check that they run and that port 7946 (TCP and UDP) is open between this node and theirs",
+			f.Expected-len(f.Missing), f.Expected, elide(f.Missing, 5, ", "))}
 	}
 	return nil
+}
+
+// withCounts adds what the speaker sees to a problem: how many speakers it
+// expects, how many of them it has joined, and which it has not.
+func withCounts(p *lbv1.SpeakerProblem, f MembershipFacts) {
+	if p == nil {
+		return
+	}
+	p.Expected = int32(f.Expected)
+	p.Seen = int32(max(0, f.Expected-len(f.Missing)))
+	if f.Isolated {
+		p.Seen = 0
+	}
+	p.Missing = slices.Clone(f.Missing[:min(len(f.Missing), maxMissing)])
 }
 
 // Run reads the facts every interval and writes changes until ctx ends.
@@ -118,13 +147,24 @@ func (r *MembershipReporter) pass(ctx context.Context) {
 		r.isolatedSince = now
 	}
 	f.Isolated = f.Isolated && now.Sub(r.isolatedSince) >= isolatedGrace
+	switch {
+	case len(f.Missing) == 0 || len(f.Missing) >= f.Expected: // none, or all (Isolated's case)
+		r.partialSince = time.Time{}
+	case r.partialSince.IsZero():
+		r.partialSince = now
+	}
+	if r.partialSince.IsZero() || now.Sub(r.partialSince) < partialGrace {
+		f.Missing = nil
+	}
 	foreign := !r.lastForeign.IsZero() && now.Sub(r.lastForeign) < foreignWindow
 	r.keyMismatch.Store(foreign)
 	p := judgeMembership(f, foreign)
+	withCounts(p, f)
 	if f.Stack == "" {
 		return
 	}
-	same := (p == nil) == (r.written == nil) && (p == nil || (p.Reason == r.written.Reason && p.Message == r.written.Message))
+	same := (p == nil) == (r.written == nil) && (p == nil || (p.Reason == r.written.Reason && p.Message == r.written.Message &&
+		p.Seen == r.written.Seen && p.Expected == r.written.Expected && slices.Equal(p.Missing, r.written.Missing)))
 	if same && !r.dirty && f.Stack == r.writtenTo {
 		return
 	}
@@ -161,4 +201,16 @@ func (r *MembershipReporter) write(ctx context.Context, stack string, p *lbv1.Sp
 		return nil // the stack is gone
 	}
 	return err
+}
+
+// missingPeers returns the expected nodes that are not live members, sorted.
+func missingPeers(expected []string, live []membership.Member) []string {
+	var out []string
+	for _, n := range expected {
+		if !slices.ContainsFunc(live, func(m membership.Member) bool { return m.Name == n }) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -3,6 +3,8 @@ package speaker
 import (
 	"context"
 	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/testenv"
+	"github.com/lbstack/lbstack/speaker/membership"
 )
 
 // TestMembershipReporterWritesSpeakerProblems runs the membership reporters
@@ -105,4 +108,33 @@ func TestMembershipReporterWritesSpeakerProblems(t *testing.T) {
 	facts["b"].Isolated = false
 	b = reporter("b")
 	expect("b restarted", map[string]lbv1.SpeakerProblemReason{})
+
+	// a sees one of its two expected peers: nothing during a restart's
+	// worth of time, then PartialMembership with the counts and the name.
+	facts["a"].Missing = []string{"c"}
+	expect("a misses c, within the grace", map[string]lbv1.SpeakerProblemReason{})
+	clk.Step(partialGrace)
+	expect("a misses c for the grace", map[string]lbv1.SpeakerProblemReason{"a": lbv1.SpeakerPartialMembership})
+	if err := kube.Get(ctx, client.ObjectKey{Name: "lbstack"}, &s); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Status.SpeakerProblems[0]; p.Expected != 2 || p.Seen != 1 || !slices.Equal(p.Missing, []string{"c"}) || !strings.Contains(p.Message, "1 of the 2") {
+		t.Errorf("partial entry %+v", p)
+	}
+	// c comes back: the entry goes; missing again starts a new grace.
+	facts["a"].Missing = nil
+	expect("a sees everyone", map[string]lbv1.SpeakerProblemReason{})
+	facts["a"].Missing = []string{"c"}
+	clk.Step(partialGrace / 2)
+	expect("a misses c again, within a new grace", map[string]lbv1.SpeakerProblemReason{})
+}
+
+func TestMissingPeers(t *testing.T) {
+	live := []membership.Member{{Name: "self"}, {Name: "b"}}
+	if got := missingPeers([]string{"d", "b", "c"}, live); !slices.Equal(got, []string{"c", "d"}) {
+		t.Errorf("missing %v, want [c d]", got)
+	}
+	if got := missingPeers([]string{"b"}, live); got != nil {
+		t.Errorf("missing %v, want none", got)
+	}
 }

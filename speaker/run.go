@@ -243,7 +243,9 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	}
 	memReporter := &MembershipReporter{Client: mgr.GetClient(), Node: o.NodeName, Clock: clk,
 		Facts: func() MembershipFacts {
-			return MembershipFacts{Stack: watcher.StackName(), Isolated: core.Isolated(), Expected: len(watcher.ExpectedPeers()), Undecryptable: mem.Foreign()}
+			expected := watcher.ExpectedPeers()
+			return MembershipFacts{Stack: watcher.StackName(), Isolated: core.Isolated(), Expected: len(expected),
+				Missing: missingPeers(expected, mem.Live()), Undecryptable: mem.Foreign()}
 		}}
 	readiness := &Readiness{
 		Log:   log.WithName("readiness"),

@@ -319,7 +319,7 @@ type LoadBalancerStackStatus struct {
 }
 
 // SpeakerProblemReason says why a speaker is cut off from the others.
-// +kubebuilder:validation:Enum=MembershipKeyMismatch;Isolated
+// +kubebuilder:validation:Enum=MembershipKeyMismatch;Isolated;PartialMembership
 type SpeakerProblemReason string
 
 const (
@@ -331,6 +331,11 @@ const (
 	// on other Ready nodes (memberlist port 7946 TCP/UDP blocked, or they
 	// do not run).
 	SpeakerIsolated SpeakerProblemReason = "Isolated"
+	// SpeakerPartialMembership: the speaker has joined some of the
+	// speakers expected on other Ready nodes but not all, for longer than
+	// a restart takes (port 7946 blocked between some nodes, or those
+	// speakers are stuck); missing names them.
+	SpeakerPartialMembership SpeakerProblemReason = "PartialMembership"
 )
 
 // SpeakerProblem is a membership problem of the speaker on one node.
@@ -352,6 +357,25 @@ type SpeakerProblem struct {
 	// since is when the speaker first saw the problem.
 	// +required
 	Since metav1.Time `json:"since"`
+
+	// expected is how many speakers on other Ready nodes this speaker
+	// expects to see.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Expected int32 `json:"expected,omitempty"`
+
+	// seen is how many of them it has joined (live members).
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Seen int32 `json:"seen,omitempty"`
+
+	// missing names expected speakers' nodes it has not joined (the first
+	// 32, sorted).
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=atomic
+	// +optional
+	Missing []string `json:"missing,omitempty"`
 }
 
 // LoadBalancerStack is the one object a user applies to run lbstack: it

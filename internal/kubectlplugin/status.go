@@ -81,6 +81,11 @@ type SpeakerReport struct {
 	Version string `json:"version,omitempty"`
 	// Restarts of the speaker container.
 	Restarts int32 `json:"restarts"`
+	// Members is the speakers this one has joined out of those it expects
+	// on other Ready nodes: "1/3" from its membership problem, "all" when
+	// it is Ready and reports none (a speaker that misses an expected peer
+	// for 30 s says so), "" without a pod.
+	Members string `json:"members,omitempty"`
 	// Problem is the speaker's membership problem, if it reports one.
 	Problem *lbv1.SpeakerProblem `json:"problem,omitempty"`
 	// Excluded: the node is labelled to be left out of load balancers.
@@ -200,6 +205,14 @@ func statusReport(ctx context.Context, o *Options) (*StatusReport, error) {
 		if p, ok := problems[n.Name]; ok {
 			s.Problem = &p
 		}
+		switch {
+		case s.Problem != nil && (s.Problem.Expected > 0 || s.Problem.Reason == lbv1.SpeakerIsolated):
+			s.Members = fmt.Sprintf("%d/%d", s.Problem.Seen, s.Problem.Expected)
+		case s.Problem != nil:
+			s.Members = "?"
+		case s.Pod != "" && s.Ready:
+			s.Members = "all"
+		}
 		r.Speakers = append(r.Speakers, s)
 	}
 	slices.SortFunc(r.Speakers, func(a, b SpeakerReport) int { return strings.Compare(a.Node, b.Node) })
@@ -249,12 +262,15 @@ func printStatus(out io.Writer, o *Options, r *StatusReport) error {
 		}
 	}
 	fmt.Fprintf(out, "Speakers:    %d ready on %d nodes\n\n", ready, len(r.Speakers))
-	t := newTable(out, "NODE", "NODE READY", "SPEAKER", "READY", "VERSION", "RESTARTS", "PROBLEM")
+	t := newTable(out, "NODE", "NODE READY", "SPEAKER", "READY", "MEMBERS SEEN", "VERSION", "RESTARTS", "PROBLEM")
 	for _, s := range r.Speakers {
 		problem := ""
 		switch {
 		case s.Problem != nil:
 			problem = fmt.Sprintf("%s since %s ago: %s", s.Problem.Reason, age(o.Now, s.Problem.Since.Time), s.Problem.Message)
+			if len(s.Problem.Missing) > 0 {
+				problem += " (missing: " + strings.Join(s.Problem.Missing, ", ") + ")"
+			}
 		case s.Excluded:
 			problem = "node excluded from load balancers (label)"
 		case s.Pod == "":
@@ -264,7 +280,7 @@ func printStatus(out io.Writer, o *Options, r *StatusReport) error {
 		if s.Pod != "" {
 			ready, restarts = fmt.Sprint(s.Ready), fmt.Sprint(s.Restarts)
 		}
-		t.row(s.Node, fmt.Sprint(s.NodeReady), s.Pod, ready, s.Version, restarts, problem)
+		t.row(s.Node, fmt.Sprint(s.NodeReady), s.Pod, ready, s.Members, s.Version, restarts, problem)
 	}
 	return t.flush()
 }
