@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
@@ -22,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
+	"github.com/lbstack/lbstack/internal/render"
 	"github.com/lbstack/lbstack/internal/testenv"
 )
 
@@ -154,16 +157,34 @@ func golden(t *testing.T, path, got string) {
 	}
 }
 
-// TestFindsTheNamespaceFromTheDaemonSet: without --lbstack-namespace the
-// components are found where the speaker DaemonSet runs.
+// TestFindsTheNamespace: without --lbstack-namespace the components are
+// looked for where the speaker DaemonSet runs, and in lbstack-system when
+// no DaemonSet is found.
 func TestFindsTheNamespace(t *testing.T) {
-	out, errOut, code := run(t, Options{}, "status", "--kubeconfig", kubeconfig, "-o", "json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
+	status := func() string {
+		t.Helper()
+		out, errOut, code := run(t, Options{}, "status", "--kubeconfig", kubeconfig, "-o", "json")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		return out
 	}
-	// No DaemonSet in the fixture: the default namespace, where the fixture's pods are.
-	if !strings.Contains(out, `"namespace": "lbstack-system"`) || !strings.Contains(out, `"leader": "lbstack-controller-6d4b9c7f8-x2x9q"`) {
-		t.Errorf("status without --lbstack-namespace:\n%s", out)
+	if out := status(); !strings.Contains(out, `"namespace": "lbstack-system"`) || !strings.Contains(out, `"leader": "lbstack-controller-6d4b9c7f8-x2x9q"`) {
+		t.Errorf("no DaemonSet: want lbstack-system and its leader:\n%s", out)
+	}
+	labels := map[string]string{render.LabelName: render.AppName, render.LabelComponent: render.ComponentSpeaker}
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: render.SpeakerName, Namespace: "team-b", Labels: labels},
+		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "speaker", Image: "ghcr.io/lbstack/lbstack:v0.1.0"}}}}},
+	}
+	if err := env.Client.Create(context.Background(), ds); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Client.Delete(context.Background(), ds) }()
+	if out := status(); !strings.Contains(out, `"namespace": "team-b"`) {
+		t.Errorf("speaker DaemonSet in team-b: want that namespace:\n%s", out)
 	}
 }
 
