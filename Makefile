@@ -31,6 +31,8 @@ KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBERNETES_V
 IMG ?= ghcr.io/lbstack/lbstack:dev
 # -count=1: the end-to-end tests depend on the machine, not only on their inputs; never cache them.
 TEST_FLAGS ?= -count=1
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 5m
 
 .PHONY: all
 all: build
@@ -139,6 +141,10 @@ test: prerequisites lint envtest-assets kube-assets image test-images $(HELM) ##
 	  KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) $(GO) test -json -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(REALCLUSTER_PKG) || echo $$? >> $(BIN)/.test-rc; \
 	} | $(GO) run ./hack/testsummary
 	@if [ -s $(BIN)/.test-rc ]; then echo "go test failed"; exit 1; fi
+
+.PHONY: fuzz
+fuzz: ## Fuzz every parser of untrusted input, FUZZTIME (default 5m) per target; crashers land in testdata/fuzz/.
+	GO=$(GO) FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 .PHONY: bench
 bench: envtest-assets kube-assets image test-images $(HELM) ## Run the benchmarks.

@@ -14,6 +14,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +23,7 @@ import (
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/controllers"
 	"github.com/lbstack/lbstack/internal/cli"
+	"github.com/lbstack/lbstack/internal/render"
 	"github.com/lbstack/lbstack/internal/testenv"
 )
 
@@ -47,7 +49,7 @@ func startControllerWithMetrics(t *testing.T, leaderElect bool, id string) (stop
 	o := cli.ManagerOptions{MetricsAddr: "0", ProbeAddr: "0", LeaderElect: leaderElect,
 		LeaderElectionID: "lbstack-controller-" + id, LeaderElectionNamespace: "default",
 		LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond}
-	mgr, err := o.NewManager(env.Config, func(mo *manager.Options) {
+	mgr, err := o.NewManager(asController(t), func(mo *manager.Options) {
 		mo.Controller.SkipNameValidation = ptr.To(true)
 	})
 	if err != nil {
@@ -58,6 +60,57 @@ func startControllerWithMetrics(t *testing.T, leaderElect bool, id string) (stop
 		t.Fatal(err)
 	}
 	return testenv.RunManager(t, mgr), reg
+}
+
+var (
+	identityOnce sync.Once
+	identityErr  error
+)
+
+// controllerUser is the controller's ServiceAccount as rendered into the
+// namespace the tests' leader election uses.
+const controllerUser = "system:serviceaccount:default:" + render.ControllerName
+
+// asController returns a configuration that impersonates the controller's
+// ServiceAccount with exactly the RBAC the operator renders for it (its
+// ClusterRole and leader election Role): every test runs the controller so,
+// which proves those rules are enough.
+func asController(t *testing.T) *rest.Config {
+	t.Helper()
+	identityOnce.Do(func() {
+		stack := &lbv1.LoadBalancerStack{ObjectMeta: metav1.ObjectMeta{Name: "lbstack", UID: "00000000-0000-0000-0000-0000000000c0"}}
+		for _, o := range render.RBAC(stack, render.Params{Namespace: "default"}) {
+			if o.GetLabels()[render.LabelComponent] != render.ComponentController {
+				continue
+			}
+			if err := env.Client.Create(context.Background(), o); err != nil {
+				identityErr = fmt.Errorf("creating %s: %w", render.Key(o), err)
+				return
+			}
+		}
+	})
+	if identityErr != nil {
+		t.Fatal(identityErr)
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: controllerUser}
+	as, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The RBAC authorizer reads its informers: wait for the bindings.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := as.List(ctx(t), &corev1.ServiceList{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the controller's rendered RBAC never took effect: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cfg
 }
 
 func ctx(t *testing.T) context.Context {

@@ -80,10 +80,14 @@ var l2Descs = map[string]*prometheus.Desc{
 	"sendErrors": prometheus.NewDesc("lbstack_speaker_l2_send_errors_total", "Packets that could not be sent", []string{"protocol"}, nil),
 }
 
+var l2SuppressedDesc = prometheus.NewDesc("lbstack_speaker_l2_conflicts_suppressed_total",
+	"Conflicts not reported (no log line, no event) because several other MACs already claimed the same address within the conflict interval: a spoofing storm", nil, nil)
+
 func (c *l2Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range l2Descs {
 		ch <- d
 	}
+	ch <- l2SuppressedDesc
 }
 
 func (c *l2Collector) Collect(ch chan<- prometheus.Metric) {
@@ -94,6 +98,7 @@ func (c *l2Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(l2Descs[name], prometheus.CounterValue, float64(v), proto)
 		}
 	}
+	ch <- prometheus.MustNewConstMetric(l2SuppressedDesc, prometheus.CounterValue, float64(s.ConflictsSuppressed))
 }
 
 // bgpCollector exposes the BGP sessions and BFD sessions of the driver,
@@ -106,10 +111,15 @@ var (
 	bgpPrefixesDesc = prometheus.NewDesc("lbstack_speaker_bgp_prefixes_advertised", "Prefixes advertised to the peer", []string{"peer"}, nil)
 	bfdUpDesc       = prometheus.NewDesc("lbstack_speaker_bfd_session_up", "1 when the BFD session with the peer is Up", []string{"peer"}, nil)
 	bfdTransDesc    = prometheus.NewDesc("lbstack_speaker_bfd_transitions_total", "State transitions of the BFD session with the peer", []string{"peer"}, nil)
+	bfdRecvDesc     = prometheus.NewDesc("lbstack_speaker_bfd_packets_received_total", "BFD datagrams read from the BFD ports", nil, nil)
+	bfdDropDesc     = prometheus.NewDesc("lbstack_speaker_bfd_packets_dropped_total",
+		"BFD datagrams dropped, by reason: bad_ttl (TTL/hop limit not 255 single-hop, below the minimum multi-hop), malformed, no_session (no session for the discriminator or peer), rejected (discarded by the session, e.g. failed authentication)", []string{"reason"}, nil)
+	bfdSentDesc      = prometheus.NewDesc("lbstack_speaker_bfd_packets_sent_total", "BFD packets sent", nil, nil)
+	bfdSendErrorDesc = prometheus.NewDesc("lbstack_speaker_bfd_send_errors_total", "BFD packets that could not be sent", nil, nil)
 )
 
 func (c *bgpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{bgpUpDesc, bgpUpdatesDesc, bgpPrefixesDesc, bfdUpDesc, bfdTransDesc} {
+	for _, d := range []*prometheus.Desc{bgpUpDesc, bgpUpdatesDesc, bgpPrefixesDesc, bfdUpDesc, bfdTransDesc, bfdRecvDesc, bfdDropDesc, bfdSentDesc, bfdSendErrorDesc} {
 		ch <- d
 	}
 }
@@ -133,4 +143,11 @@ func (c *bgpCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(bfdUpDesc, prometheus.GaugeValue, up, name)
 		ch <- prometheus.MustNewConstMetric(bfdTransDesc, prometheus.CounterValue, float64(s.Transitions), name)
 	}
+	p := m.BFDPackets
+	ch <- prometheus.MustNewConstMetric(bfdRecvDesc, prometheus.CounterValue, float64(p.Received))
+	for reason, v := range map[string]uint64{"bad_ttl": p.BadTTL, "malformed": p.Malformed, "no_session": p.NoSession, "rejected": p.Rejected} {
+		ch <- prometheus.MustNewConstMetric(bfdDropDesc, prometheus.CounterValue, float64(v), reason)
+	}
+	ch <- prometheus.MustNewConstMetric(bfdSentDesc, prometheus.CounterValue, float64(p.Sent))
+	ch <- prometheus.MustNewConstMetric(bfdSendErrorDesc, prometheus.CounterValue, float64(p.SendErrors))
 }

@@ -322,7 +322,7 @@ func (r *Reporter) Foreign(detail string) {
 			return
 		}
 		r.Recorder.Eventf(&node, nil, corev1.EventTypeWarning, ReasonMembershipKeyMismatch, "Join",
-			"The speaker on %s receives memberlist traffic it cannot decrypt: another speaker uses a different memberlist key (Secret lbstack-memberlist replaced without every speaker rotating?) and cannot join this one's cluster: %s", r.Node, detail)
+			"The speaker on %s receives memberlist traffic it cannot decrypt: another speaker uses a different memberlist key (Secret lbstack-memberlist replaced without every speaker rotating?) and cannot join this one's cluster, or something that is no speaker sends to its memberlist port: %s", r.Node, detail)
 	})
 }
 

@@ -525,6 +525,28 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// TestWebhookTLS: the webhook server speaks TLS 1.2 or newer, HTTP/1.1 only.
+func TestWebhookTLS(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		conn, err := tls.Dial("tcp", hookAddr, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v}) //nolint:gosec // the handshake must fail before any certificate matters
+		if err == nil {
+			conn.Close()
+			t.Errorf("the webhook server accepted %s", tls.VersionName(v))
+		}
+	}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		conn, err := tls.Dial("tcp", hookAddr, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v, NextProtos: []string{"h2", "http/1.1"}}) //nolint:gosec // checking the protocol, not the certificate
+		if err != nil {
+			t.Errorf("the webhook server refused %s: %v", tls.VersionName(v), err)
+			continue
+		}
+		if p := conn.ConnectionState().NegotiatedProtocol; p == "h2" {
+			t.Errorf("the webhook server speaks HTTP/2 over %s", tls.VersionName(v))
+		}
+		conn.Close()
+	}
+}
+
 func servedSerial(t *testing.T) *big.Int {
 	t.Helper()
 	conn, err := tls.Dial("tcp", hookAddr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reading the served certificate only

@@ -141,6 +141,18 @@ func (o ManagerOptions) NewManager(cfg *rest.Config, extra func(*manager.Options
 	return mgr, nil
 }
 
+// MinTLSVersion is the oldest TLS version any lbstack server accepts.
+const MinTLSVersion = tls.VersionTLS12
+
+// HardenTLS configures every TLS server lbstack runs (the metrics servers
+// and the operator's webhook server): TLS 1.2 or newer, and HTTP/1.1 only,
+// out of reach of HTTP/2's Rapid Reset and stream floods (CVE-2023-44487,
+// CVE-2023-39325), as kubebuilder's scaffold does by default.
+func HardenTLS(c *tls.Config) {
+	c.MinVersion = MinTLSVersion
+	c.NextProtos = []string{"http/1.1"}
+}
+
 // MetricsServerOptions returns the metrics server's options. With
 // MetricsSecure it serves HTTPS (HTTP/1.1 only, as kubebuilder's scaffold
 // does by default, out of reach of HTTP/2's Rapid Reset attack) behind
@@ -158,7 +170,7 @@ func (o ManagerOptions) MetricsServerOptions() (metricsserver.Options, error) {
 	}
 	m.SecureServing = true
 	m.FilterProvider = filters.WithAuthenticationAndAuthorization
-	m.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	m.TLSOpts = []func(*tls.Config){HardenTLS}
 	if o.MetricsCertDir != "" {
 		// controller-runtime's default names of the certificate and key.
 		for _, f := range []string{"tls.crt", "tls.key"} {

@@ -126,6 +126,7 @@ func TestSecureMetrics(t *testing.T) {
 	if st.NegotiatedProtocol == "h2" {
 		t.Error("the metrics server speaks HTTP/2")
 	}
+	refusesOldTLS(t, addr)
 
 	// Plain HTTP gets no metrics.
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -134,6 +135,18 @@ func TestSecureMetrics(t *testing.T) {
 		resp.Body.Close()
 		if strings.Contains(string(b), "lbstack_build_info") {
 			t.Error("the secure metrics server serves plain HTTP")
+		}
+	}
+}
+
+// refusesOldTLS: a client that offers at most TLS 1.1 gets no connection.
+func refusesOldTLS(t *testing.T, addr string) {
+	t.Helper()
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v}) //nolint:gosec // the handshake must fail before any certificate matters
+		if err == nil {
+			conn.Close()
+			t.Errorf("the metrics server accepted %s", tls.VersionName(v))
 		}
 	}
 }

@@ -174,3 +174,43 @@ func TestIngressIPsAndPoolOf(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseRequest: whatever a tenant writes into a Service's annotations
+// and spec.loadBalancerIP, ParseRequest returns without panicking, and a
+// request it accepts holds at most one valid address per family, each of
+// which parses back to itself.
+func FuzzParseRequest(f *testing.F) {
+	f.Add("192.0.2.10,2001:db8::10", "", "front", "key", "")
+	f.Add("", "198.51.100.7", "", "", "")
+	f.Add(" 192.0.2.1 , 192.0.2.2", "", "", "", "192.0.2.1")
+	f.Add("::ffff:192.0.2.1", "", "", "", "")
+	f.Add("fe80::1%eth0", "", "a", "b", "c")
+	f.Fuzz(func(t *testing.T, ips, specIP, pool, shared, metallbIPs string) {
+		svc := &corev1.Service{}
+		svc.Annotations = map[string]string{}
+		for k, v := range map[string]string{lbv1.AnnotationLoadBalancerIPs: ips, lbv1.AnnotationAddressPool: pool, lbv1.AnnotationAllowSharedIP: shared, "metallb.io/loadBalancerIPs": metallbIPs} {
+			if v != "" {
+				svc.Annotations[k] = v
+			}
+		}
+		svc.Spec.LoadBalancerIP = specIP
+		req, err := ParseRequest(svc)
+		if err != nil {
+			return
+		}
+		seen := map[bool]bool{}
+		for _, a := range req.IPs {
+			if !a.IsValid() || a.Zone() != "" {
+				t.Fatalf("accepted %v from %q/%q", a, ips, specIP)
+			}
+			if back, err := netip.ParseAddr(a.String()); err != nil || back != a {
+				t.Fatalf("accepted %v, which does not parse back to itself (%v, %v)", a, back, err)
+			}
+			if seen[a.Is4()] {
+				t.Fatalf("accepted two addresses of one family: %v", req.IPs)
+			}
+			seen[a.Is4()] = true
+		}
+		_ = SharingOf(svc)
+	})
+}

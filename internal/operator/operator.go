@@ -5,6 +5,7 @@ package operator
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -253,9 +254,10 @@ func CacheOptions(namespace string) cache.Options {
 	}}
 }
 
-// WebhookServer returns the webhook server for the options.
+// WebhookServer returns the webhook server for the options, with
+// cli.HardenTLS (TLS 1.2 or newer, HTTP/1.1).
 func (o Options) WebhookServer() webhook.Server {
-	return webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir})
+	return webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir, TLSOpts: []func(*tls.Config){cli.HardenTLS}})
 }
 
 // Run runs the operator until ctx ends.

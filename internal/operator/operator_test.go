@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,14 +23,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/yaml"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/controllers"
@@ -140,7 +136,8 @@ func startOperator(t testing.TB) *operatorUnderTest {
 func startOperatorWith(t testing.TB, d operator.WorkloadDefaults) *operatorUnderTest {
 	t.Helper()
 	o := cli.ManagerOptions{MetricsAddr: "0", ProbeAddr: "0"}
-	mgr, err := o.NewManager(env.Config, func(mo *manager.Options) {
+	cfg := asOperator(t)
+	mgr, err := o.NewManager(cfg, func(mo *manager.Options) {
 		mo.Cache = operator.CacheOptions(ns)
 		mo.Controller.SkipNameValidation = ptr.To(true)
 	})
@@ -148,7 +145,7 @@ func startOperatorWith(t testing.TB, d operator.WorkloadDefaults) *operatorUnder
 		t.Fatal(err)
 	}
 	w := &writes{}
-	cl, err := client.NewWithWatch(env.Config, client.Options{Scheme: mgr.GetScheme(), Cache: &client.CacheOptions{Reader: mgr.GetCache()}})
+	cl, err := client.NewWithWatch(cfg, client.Options{Scheme: mgr.GetScheme(), Cache: &client.CacheOptions{Reader: mgr.GetCache()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -790,26 +787,8 @@ func findEvent(t *testing.T, reason string) error {
 // operator may grant what the controller and the speakers need. (Not a dry
 // run: a binding's check needs its role to exist.)
 func TestOperatorRoleCoversChildren(t *testing.T) {
-	ensureNamespace(t, ns)
 	ensureNamespace(t, "network")
-	var role rbacv1.ClusterRole
-	generatedRole(t, "ClusterRole", &role)
-	role.Name = "lbstack-operator-under-test"
-	user := "system:serviceaccount:" + ns + ":lbstack-operator"
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "User", Name: user}},
-	}
-	for _, o := range []client.Object{&role, binding} {
-		if err := env.Client.Create(tctx(t), o); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
-	}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
-	as, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	as, err := client.New(asOperator(t), client.Options{Scheme: env.Client.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -817,9 +796,6 @@ func TestOperatorRoleCoversChildren(t *testing.T) {
 	stack.UID = "00000000-0000-0000-0000-00000000000a"
 	objs := render.All(stack, render.Params{Namespace: ns, Image: "x", MemberlistKey: make([]byte, 32),
 		PasswordSecrets: []types.NamespacedName{{Namespace: "network", Name: "tor-md5"}}})
-	eventually(t, "the binding takes effect", func() error {
-		return as.List(tctx(t), &rbacv1.ClusterRoleList{})
-	})
 	for _, o := range objs {
 		u, err := render.Desired(o)
 		if err != nil {
@@ -829,29 +805,6 @@ func TestOperatorRoleCoversChildren(t *testing.T) {
 			t.Errorf("the operator may not apply %s: %v", render.Key(o), err)
 		}
 	}
-}
-
-// generatedRole decodes the object of kind from config/rbac/role.yaml
-// (controller-gen writes the ClusterRole, then the namespaced Roles).
-func generatedRole(t *testing.T, kind string, into client.Object) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		var tm metav1.TypeMeta
-		if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
-			t.Fatal(err)
-		}
-		if tm.Kind == kind {
-			if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
-	t.Fatalf("config/rbac/role.yaml has no %s", kind)
 }
 
 const operatorImage = "registry.example/mirror/lbstack@sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"
@@ -884,27 +837,7 @@ func operatorPod(t *testing.T, name string) *corev1.Pod {
 func TestResolveWorkloadDefaults(t *testing.T) {
 	ensureNamespace(t, ns)
 	operatorPod(t, "lbstack-operator-5d9c7b")
-	var role rbacv1.Role
-	generatedRole(t, "Role", &role)
-	if role.Namespace != ns {
-		t.Fatalf("the generated Role is in %q, want %q", role.Namespace, ns)
-	}
-	user := "system:serviceaccount:" + ns + ":lbstack-operator-defaults"
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lbstack-operator-defaults"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "User", Name: user}},
-	}
-	role.Name = binding.RoleRef.Name
-	for _, o := range []client.Object{&role, binding} {
-		if err := env.Client.Create(tctx(t), o); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
-	}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
-	as, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	as, err := client.New(asOperator(t), client.Options{Scheme: env.Client.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -430,6 +430,9 @@ type BGPMetrics struct {
 	Peers []bgp.PeerStatus
 	// BFD are the BFD sessions, by BGP peer name.
 	BFD map[string]bfd.SessionStatus
+	// BFDPackets are the BFD packet counters of the running BFD manager
+	// (zero when none runs; they restart from zero with a new manager).
+	BFDPackets bfd.Counters
 }
 
 // Metrics reads the sessions' counters. It is safe to call at any time,
@@ -443,6 +446,7 @@ func (d *BGPDriver) Metrics() BGPMetrics {
 		m.Peers = spk.Peers()
 	}
 	if bfdm != nil {
+		m.BFDPackets = bfdm.Counters()
 		m.BFD = map[string]bfd.SessionStatus{}
 		for _, s := range bfdm.Sessions() {
 			if name := names[s.Peer]; name != "" {

@@ -29,6 +29,9 @@ const (
 	// storm of spoofed MAC addresses; further keys are not reported until
 	// old ones expire.
 	maxConflictKeys = 1024
+	// maxConflictMACsPerAddress bounds how many foreign MACs claiming one
+	// address are reported within the conflict interval.
+	maxConflictMACsPerAddress = 4
 	// readErrorPause is the pause after a failed socket read, so a
 	// persistent error does not spin.
 	readErrorPause = 100 * time.Millisecond
@@ -162,6 +165,7 @@ type Announcer struct {
 
 	conflictMu   sync.Mutex
 	conflictSeen map[conflictKey]time.Time
+	conflictMACs map[netip.Addr]int // keys of conflictSeen per address
 	reasserted   map[netip.Addr]time.Time
 }
 
@@ -188,6 +192,7 @@ func newAnnouncer(cfg Config, links linkSource, dial dialer) (*Announcer, error)
 		ifaces:           map[string]*iface{},
 		ourMACs:          map[string]struct{}{},
 		conflictSeen:     map[conflictKey]time.Time{},
+		conflictMACs:     map[netip.Addr]int{},
 		reasserted:       map[netip.Addr]time.Time{},
 		reassertInterval: cfg.ReassertInterval,
 	}

@@ -14,7 +14,10 @@ type conflictKey struct {
 }
 
 // conflict reports that theirMAC claims ip, announced on ifname, at most
-// once per ip and MAC within the conflict interval.
+// once per ip and MAC within the conflict interval, and for at most
+// maxConflictMACsPerAddress MACs per address within it: a real second
+// announcer has one MAC, a storm of spoofed ones must not become a storm
+// of events (every claim still counts in the Stats).
 func (a *Announcer) conflict(ip netip.Addr, ifname string, ourMAC, theirMAC net.HardwareAddr) {
 	if ip.Is4() {
 		a.stats.arp.conflicts.Add(1)
@@ -41,7 +44,14 @@ func (a *Announcer) conflict(ip netip.Addr, ifname string, ourMAC, theirMAC net.
 		a.pruneConflictsLocked(now)
 		report = len(a.conflictSeen) < maxConflictKeys
 	}
+	if report && !seen && a.conflictMACs[ip] >= maxConflictMACsPerAddress {
+		report = false
+		a.stats.conflictsSuppressed.Add(1)
+	}
 	if report {
+		if !seen {
+			a.conflictMACs[ip]++
+		}
 		a.conflictSeen[key] = now
 	}
 	a.conflictMu.Unlock()
@@ -67,6 +77,9 @@ func (a *Announcer) pruneConflictsLocked(now time.Time) {
 	for k, t := range a.conflictSeen {
 		if now.Sub(t) >= a.conflictInterval {
 			delete(a.conflictSeen, k)
+			if a.conflictMACs[k.ip]--; a.conflictMACs[k.ip] <= 0 {
+				delete(a.conflictMACs, k.ip)
+			}
 		}
 	}
 	for ip, t := range a.reasserted {

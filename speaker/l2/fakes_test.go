@@ -200,6 +200,7 @@ type fakeNDPConn struct {
 
 type ndpIn struct {
 	m       ndp.Message
+	raw     []byte // the bytes on the wire, instead of m
 	cm      *ipv6.ControlMessage
 	src     netip.Addr
 	barrier chan struct{}
@@ -214,17 +215,24 @@ func newFakeNDPConn() *fakeNDPConn {
 	return &fakeNDPConn{in: make(chan ndpIn), closed: make(chan struct{}), groups: map[netip.Addr]bool{}}
 }
 
-func (c *fakeNDPConn) ReadFrom() (ndp.Message, *ipv6.ControlMessage, netip.Addr, error) {
+func (c *fakeNDPConn) ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, error) {
 	for {
 		select {
 		case <-c.closed:
-			return nil, nil, netip.Addr{}, net.ErrClosed
+			return 0, nil, netip.Addr{}, net.ErrClosed
 		case in := <-c.in:
 			if in.barrier != nil {
 				close(in.barrier)
 				continue
 			}
-			return in.m, in.cm, in.src, nil
+			raw := in.raw
+			if raw == nil {
+				var err error
+				if raw, err = ndp.MarshalMessage(in.m); err != nil {
+					return 0, nil, netip.Addr{}, err
+				}
+			}
+			return copy(b, raw), in.cm, in.src, nil
 		}
 	}
 }
@@ -295,7 +303,19 @@ func (c *fakeNDPConn) send(t testing.TB, in ndpIn) {
 // inject hands a message to the reader and waits until it has been handled.
 func (c *fakeNDPConn) inject(t testing.TB, m ndp.Message, cm *ipv6.ControlMessage, src netip.Addr) {
 	t.Helper()
-	c.send(t, ndpIn{m: m, cm: cm, src: src})
+	c.injectIn(t, ndpIn{m: m, cm: cm, src: src})
+}
+
+// injectRaw hands bytes off the wire to the reader and waits until they
+// have been handled.
+func (c *fakeNDPConn) injectRaw(t testing.TB, b []byte, cm *ipv6.ControlMessage, src netip.Addr) {
+	t.Helper()
+	c.injectIn(t, ndpIn{raw: b, cm: cm, src: src})
+}
+
+func (c *fakeNDPConn) injectIn(t testing.TB, in ndpIn) {
+	t.Helper()
+	c.send(t, in)
 	done := make(chan struct{})
 	c.send(t, ndpIn{barrier: done})
 	<-done

@@ -9,15 +9,33 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
+// maxNDPMessage is the read buffer of an NDP socket: the largest jumbo
+// frame's payload; a longer message is truncated and then malformed.
+const maxNDPMessage = 9000
+
 // readNDP answers NDP on one interface until its context ends.
 func (a *Announcer) readNDP(ctx context.Context, ifc *iface, conn ndpConn) {
+	b := make([]byte, maxNDPMessage)
 	a.readLoop(ctx, ifc, "Reading NDP message failed", func() error {
-		m, cm, src, err := conn.ReadFrom()
+		n, cm, src, err := conn.ReadRaw(b)
 		if err == nil {
-			a.handleNDP(ifc, m, cm, src)
+			a.handleNDPBytes(ifc, b[:n], cm, src)
 		}
 		return err
 	})
+}
+
+// handleNDPBytes parses an ICMPv6 message (the socket lets only Neighbor
+// Solicitations and Advertisements through) and handles it; one that does
+// not parse is counted as malformed and dropped.
+func (a *Announcer) handleNDPBytes(ifc *iface, b []byte, cm *ipv6.ControlMessage, src netip.Addr) {
+	m, err := ndp.ParseMessage(b)
+	if err != nil {
+		a.stats.ndp.malformed.Add(1)
+		a.log.V(4).Info("Ignoring malformed NDP message", "interface", ifc.name, "reason", err.Error())
+		return
+	}
+	a.handleNDP(ifc, m, cm, src)
 }
 
 // handleNDP answers a Neighbor Solicitation for an address announced on the

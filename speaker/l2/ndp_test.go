@@ -164,7 +164,7 @@ func checkNA(t *testing.T, got sentNDP, want *ndp.NeighborAdvertisement, wantDst
 	}
 }
 
-// FuzzHandleNDP feeds arbitrary ICMPv6 bytes, as ndp.Conn would parse them,
+// FuzzHandleNDP feeds arbitrary ICMPv6 bytes, as the socket reads them,
 // to the responder of an interface that announces vip6 and checks that
 // whatever it sends is an advertisement for vip6 with the interface's MAC.
 func FuzzHandleNDP(f *testing.F) {
@@ -189,16 +189,12 @@ func FuzzHandleNDP(f *testing.F) {
 	h.a.mu.RUnlock()
 	conn := h.dial.ndpConn(f, "eth0")
 	f.Fuzz(func(t *testing.T, b []byte, hopLimit uint8, dad bool) {
-		m, err := ndp.ParseMessage(b)
-		if err != nil {
-			return
-		}
 		src := peer6
 		if dad {
 			src = netip.IPv6Unspecified()
 		}
 		before := len(conn.messages())
-		h.a.handleNDP(ifc, m, &ipv6.ControlMessage{HopLimit: int(hopLimit)}, src)
+		h.a.handleNDPBytes(ifc, b, &ipv6.ControlMessage{HopLimit: int(hopLimit)}, src)
 		for _, s := range conn.messages()[before:] {
 			na, ok := s.m.(*ndp.NeighborAdvertisement)
 			if !ok || na.TargetAddress != vip6 || !na.Override || !bytes.Equal(linkLayerAddr(na.Options, ndp.Target), mac0) {
@@ -207,6 +203,34 @@ func FuzzHandleNDP(f *testing.F) {
 		}
 		h.drainConflicts()
 	})
+}
+
+// TestMalformedNDPIsCountedAndSkipped: messages that do not parse are
+// counted and dropped at once; the next solicitation is answered.
+func TestMalformedNDPIsCountedAndSkipped(t *testing.T) {
+	h := newHarness(t, Config{Gratuitous: []time.Duration{}}, ethLink("eth0", 2, mac0))
+	h.a.SetOwned(map[netip.Addr]Target{vip6: {}})
+	conn := h.dial.ndpConn(t, "eth0")
+	good, err := ndp.MarshalMessage(solicitation(vip6, macPeer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	badOption := slices.Clone(good)
+	badOption[len(badOption)-7] = 0 // option length 0 (RFC 4861 7.1.1)
+	for _, b := range [][]byte{good[:10], {135}, badOption, {136, 0, 0, 0, 0xe0}} {
+		conn.injectRaw(t, b, hop255(), peer6)
+	}
+	if got := h.a.Stats().NDP.Malformed; got != 4 {
+		t.Errorf("Stats().NDP.Malformed = %d, want 4", got)
+	}
+	start := time.Now()
+	conn.injectRaw(t, good, hop255(), peer6)
+	if got := len(conn.messages()); got != 1 {
+		t.Fatalf("sent %d messages after a good solicitation, want 1", got)
+	}
+	if took := time.Since(start); took >= readErrorPause {
+		t.Errorf("answering after malformed messages took %s: the reader paused", took)
+	}
 }
 
 func TestUnsolicitedNeighborAdvertisement(t *testing.T) {
@@ -393,16 +417,57 @@ func TestConflictRateLimit(t *testing.T) {
 	}
 }
 
+// TestConflictStormOfSpoofedMACs: a storm of spoofed MACs claiming one
+// address is reported for a few of them only, every claim still counted;
+// another address is unaffected, and the window ends the suppression.
+func TestConflictStormOfSpoofedMACs(t *testing.T) {
+	h := newHarness(t, Config{Gratuitous: []time.Duration{}, ConflictInterval: 10 * time.Second}, ethLink("eth0", 2, mac0))
+	h.a.SetOwned(map[netip.Addr]Target{vip4: {}, vip4b: {}})
+	conn := h.dial.arpConn(t, "eth0")
+	spoofed := func(i int) net.HardwareAddr { return net.HardwareAddr{0x02, 0xdd, 0, 0, byte(i >> 8), byte(i)} }
+	for i := range 50 {
+		conn.inject(t, arpRequest(t, spoofed(i), vip4, vip4))
+	}
+	if got := len(h.drainConflicts()); got != maxConflictMACsPerAddress {
+		t.Fatalf("50 spoofed MACs claiming %s were reported %d times, want %d", vip4, got, maxConflictMACsPerAddress)
+	}
+	st := h.a.Stats()
+	if st.ARP.Conflicts != 50 || st.ConflictsSuppressed != 50-maxConflictMACsPerAddress {
+		t.Errorf("Stats: %d conflicts, %d suppressed; want 50 and %d", st.ARP.Conflicts, st.ConflictsSuppressed, 50-maxConflictMACsPerAddress)
+	}
+	conn.inject(t, arpRequest(t, spoofed(999), vip4b, vip4b))
+	if got := len(h.drainConflicts()); got != 1 {
+		t.Fatalf("a claim for another address was reported %d times, want once", got)
+	}
+	h.clk.Step(10 * time.Second)
+	h.a.pruneConflicts()
+	conn.inject(t, arpRequest(t, spoofed(1000), vip4, vip4))
+	if got := len(h.drainConflicts()); got != 1 {
+		t.Fatalf("a new MAC after the window was reported %d times, want once", got)
+	}
+}
+
 func TestConflictRateLimitIsBounded(t *testing.T) {
 	h := newHarness(t, Config{Gratuitous: []time.Duration{}, ConflictInterval: time.Minute}, ethLink("eth0", 2, mac0))
-	h.a.SetOwned(map[netip.Addr]Target{vip4: {}})
+	// More addresses × MACs than the rate limit remembers.
+	owned := map[netip.Addr]Target{}
+	var addrs []netip.Addr
+	for _, p := range []string{"198.51.100.0/24", "203.0.113.0/24"} {
+		for a := netip.MustParsePrefix(p).Addr(); netip.MustParsePrefix(p).Contains(a); a = a.Next() {
+			owned[a] = Target{}
+			addrs = append(addrs, a)
+		}
+	}
+	h.a.SetOwned(owned)
 	h.a.mu.RLock()
 	ifc := h.a.ifaces["eth0"]
 	h.a.mu.RUnlock()
-	for i := range maxConflictKeys + 10 {
-		mac := net.HardwareAddr{0x02, 0xcc, 0, 0, byte(i >> 8), byte(i)}
-		h.a.handleARP(ifc, arpRequest(t, mac, vip4, vip4))
-		h.drainConflicts()
+	for i, ip := range addrs {
+		for m := range maxConflictMACsPerAddress {
+			mac := net.HardwareAddr{0x02, 0xcc, 0, byte(m), byte(i >> 8), byte(i)}
+			h.a.handleARP(ifc, arpRequest(t, mac, ip, ip))
+			h.drainConflicts()
+		}
 	}
 	h.a.conflictMu.Lock()
 	n := len(h.a.conflictSeen)

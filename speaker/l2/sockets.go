@@ -17,7 +17,10 @@ const etherTypeARP = 0x0806
 
 // ndpConn is an NDP socket bound to one interface; *ndp.Conn implements it.
 type ndpConn interface {
-	ReadFrom() (ndp.Message, *ipv6.ControlMessage, netip.Addr, error)
+	// ReadRaw reads one ICMPv6 message, unparsed, into b (as *ndp.Conn
+	// does): the Announcer parses it, so that a malformed message is
+	// counted rather than silently skipped.
+	ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, error)
 	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
 	JoinGroup(group netip.Addr) error
 	LeaveGroup(group netip.Addr) error

@@ -27,6 +27,10 @@ type ProtocolStats struct {
 type Stats struct {
 	ARP ProtocolStats
 	NDP ProtocolStats
+	// ConflictsSuppressed are the conflicts not reported because more
+	// foreign MACs than a real second announcer has already claimed the
+	// same address within the conflict interval (a spoofing storm).
+	ConflictsSuppressed uint64
 }
 
 type protocolCounters struct {
@@ -45,10 +49,11 @@ func (c *protocolCounters) snapshot() ProtocolStats {
 }
 
 type counters struct {
-	arp, ndp protocolCounters
+	arp, ndp            protocolCounters
+	conflictsSuppressed atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
 func (a *Announcer) Stats() Stats {
-	return Stats{ARP: a.stats.arp.snapshot(), NDP: a.stats.ndp.snapshot()}
+	return Stats{ARP: a.stats.arp.snapshot(), NDP: a.stats.ndp.snapshot(), ConflictsSuppressed: a.stats.conflictsSuppressed.Load()}
 }

@@ -1,9 +1,12 @@
 package membership
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr/funcr"
 
 	"k8s.io/utils/clock"
 )
@@ -96,5 +99,39 @@ func TestParseLogLine(t *testing.T) {
 				t.Errorf("parseLogLine = %q, %q; want %q, %q", level, msg, tc.level, tc.msg)
 			}
 		})
+	}
+}
+
+// TestRemoteMessagesAreRateLimited: memberlist's complaints about single
+// remote packets or streams are logged once per kind per interval, with the
+// count left out; the foreign counter still sees every undecryptable one;
+// other messages are never held back.
+func TestRemoteMessagesAreRateLimited(t *testing.T) {
+	var lines []string
+	logger := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{})
+	now := time.Unix(1000, 0)
+	foreign := 0
+	w := logWriter{log: logger, foreign: func(string) { foreign++ }, limit: newRemoteLimiter(func() time.Time { return now })}
+	write := func(s string) {
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 100 {
+		write(fmt.Sprintf("[ERR] memberlist: Discarding stream with unacceptable label \"\": from=192.0.2.100:%d\n", 40000+i))
+		write(fmt.Sprintf("[ERR] memberlist: Failed to receive and remove the stream label header: read tcp 192.0.2.11:7946->192.0.2.100:%d: i/o timeout from=192.0.2.100:%d\n", 50000+i, 50000+i))
+		write("[WARN] memberlist: Refuting a suspect message (from: node2)\n")
+	}
+	if len(lines) != 2+100 {
+		t.Fatalf("logged %d lines, want one per remote kind and every other message (102):\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	if foreign != 100 {
+		t.Errorf("foreign saw %d undecryptable streams, want 100", foreign)
+	}
+	now = now.Add(remoteLogInterval)
+	lines = nil
+	write("[ERR] memberlist: Discarding stream with unacceptable label \"\": from=192.0.2.100:1\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"suppressedSinceLast"=99`) {
+		t.Errorf("after the interval: %q, want one line saying 99 were left out", lines)
 	}
 }

@@ -3,6 +3,7 @@ package realcluster_test
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
@@ -136,6 +138,9 @@ func TestInstall(t *testing.T) {
 	t.Logf("stack applied → every speaker Ready and the stack Available: %s", time.Since(applied).Round(100*time.Millisecond))
 
 	t.Run("pods run with the rendered identity", func(t *testing.T) { checkPods(t, ctx, c, image) })
+	t.Run("service accounts hold only what they need", func(t *testing.T) { checkAccess(t, ctx, c) })
+	leaks := newSecretWatch()
+	leaks.rememberMemberlistKey(t, ctx, c)
 
 	// The operator's webhooks, served with its own certificate, refuse
 	// what cannot work.
@@ -187,13 +192,24 @@ func TestInstall(t *testing.T) {
 	})
 
 	t.Run("deleting the stack withdraws and collects", func(t *testing.T) {
+		leaks.collect(t, ctx, c, "layer2")
 		deleteStack(t, ctx, c, v4)
 	})
 
 	t.Run("bgp", func(t *testing.T) {
+		// The sessions are signed (TCP MD5) with a password from a Secret.
+		password := rand.Text()
+		leaks.remember("BGP password", []byte(password))
+		if err := c.Client.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: "router-md5"},
+			Type:       corev1.SecretTypeBasicAuth,
+			StringData: map[string]string{"password": password},
+		}); err != nil {
+			t.Fatal(err)
+		}
 		var nbrs []lab.BirdNeighbor
 		for _, n := range c.Nodes {
-			nbrs = append(nbrs, lab.BirdNeighbor{Name: n.Name, Address: n.IPv4, ASN: 64500, BFD: true})
+			nbrs = append(nbrs, lab.BirdNeighbor{Name: n.Name, Address: n.IPv4, ASN: 64500, BFD: true, Password: password})
 		}
 		bird, err := c.Lab.StartRouter(lab.BirdConfig{ASN: 64500, Neighbors: nbrs, BFDInterval: 100, GracefulRestart: true})
 		if err != nil {
@@ -205,8 +221,9 @@ func TestInstall(t *testing.T) {
 		if err := c.Lab.Run(c.Lab.Client, "ip", "route", "add", "203.0.113.128/25", "via", lab.RouterIPv4.String()); err != nil {
 			t.Fatal(err)
 		}
-		applyStack(t, ctx, c, filepath.Join(root, bgpSample))
+		applyStack(t, ctx, c, withPassword(t, filepath.Join(root, bgpSample), "router-md5"))
 		waitStackAvailable(t, ctx, c)
+		leaks.rememberMemberlistKey(t, ctx, c)
 		// A new Service: the layer-2 one keeps its address (an assigned IP
 		// never moves), which is in no pool now.
 		svc := &corev1.Service{}
@@ -254,6 +271,7 @@ func TestInstall(t *testing.T) {
 		if len(entered) < 2 || entered[""] > 0 {
 			t.Errorf("connections to %s entered the cluster at %v: want several nodes (ECMP)", ip, entered)
 		}
+		leaks.collect(t, ctx, c, "bgp")
 		deleteStack(t, ctx, c, netip.Addr{})
 		if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
 			if hops, err := bird.NextHops(prefix); err != nil || len(hops) > 0 {
@@ -264,6 +282,10 @@ func TestInstall(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+
+	// Nothing lbstack logged, recorded or reported holds the BGP password
+	// or a memberlist key.
+	t.Run("no secret in any log, event or status", leaks.check)
 
 	t.Run("uninstall", func(t *testing.T) {
 		if out, err := c.KubectlOutput(ctx, "delete", "-k", filepath.Join(root, "config", "local"), "--wait=true", "--timeout=3m"); err != nil {
@@ -604,4 +626,61 @@ func archiveImage(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return name
+}
+
+// withPassword writes a copy of the BGP sample whose peer takes its TCP MD5
+// password from the Secret name (key password, the operator's namespace).
+func withPassword(t *testing.T, sample, secret string) string {
+	t.Helper()
+	b, err := os.ReadFile(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const anchor = "      enableGracefulRestart: true\n"
+	if !strings.Contains(string(b), anchor) {
+		t.Fatalf("%s no longer has %q to add the password after", sample, anchor)
+	}
+	out := strings.Replace(string(b), anchor, anchor+"      passwordSecret:\n        name: "+secret+"\n        key: password\n", 1)
+	path := filepath.Join(t.TempDir(), "bgp-with-password.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkAccess asks the cluster's authorizer, as `kubectl auth can-i --as`,
+// what each component's real ServiceAccount may do.
+func checkAccess(t *testing.T, ctx context.Context, c *realcluster.Cluster) {
+	sa := func(name string) string { return "system:serviceaccount:" + operatorNamespace + ":" + name }
+	for _, tc := range []struct {
+		who    string
+		args   []string
+		expect string
+	}{
+		{sa(render.SpeakerName), []string{"list", "services", "-A"}, "yes"},
+		{sa(render.SpeakerName), []string{"update", "services", "-n", "web"}, "no"},
+		{sa(render.SpeakerName), []string{"patch", "services", "--subresource=status", "-n", "web"}, "no"},
+		{sa(render.SpeakerName), []string{"get", "secrets/" + render.MemberlistSecretName, "-n", operatorNamespace}, "no"},
+		{sa(render.SpeakerName), []string{"list", "secrets", "-A"}, "no"},
+		{sa(render.SpeakerName), []string{"create", "pods", "-n", operatorNamespace}, "no"},
+		{sa(render.SpeakerName), []string{"create", "serviceannouncements.lbstack.io"}, "yes"},
+		{sa(render.ControllerName), []string{"patch", "services", "--subresource=status", "-n", "web"}, "yes"},
+		{sa(render.ControllerName), []string{"get", "secrets", "-n", operatorNamespace}, "no"},
+		{sa(render.ControllerName), []string{"create", "deployments.apps", "-n", operatorNamespace}, "no"},
+		{sa(render.ControllerName), []string{"create", "clusterrolebindings.rbac.authorization.k8s.io"}, "no"},
+		{sa(render.ControllerName), []string{"list", "pods", "-A"}, "no"},
+		{sa("lbstack-operator"), []string{"list", "secrets", "-A"}, "no"},
+		{sa("lbstack-operator"), []string{"list", "secrets", "-n", operatorNamespace}, "yes"},
+		{sa("lbstack-operator"), []string{"create", "configmaps", "-n", operatorNamespace}, "no"},
+		{sa("lbstack-operator"), []string{"list", "pods", "-n", operatorNamespace}, "no"},
+		{sa("lbstack-operator"), []string{"create", "deployments.apps", "-n", "web"}, "no"},
+		{sa("lbstack-operator"), []string{"delete", "clusterroles.rbac.authorization.k8s.io/cluster-admin"}, "no"},
+		{sa("lbstack-operator"), []string{"patch", "clusterroles.rbac.authorization.k8s.io/" + render.SpeakerName}, "yes"},
+	} {
+		args := append([]string{"auth", "can-i", "--as=" + tc.who}, tc.args...)
+		out, _ := c.KubectlOutput(ctx, args...) // exit 1 means "no"
+		if got := strings.TrimSpace(out); got != tc.expect {
+			t.Errorf("kubectl %s: %q, want %q", strings.Join(args, " "), got, tc.expect)
+		}
+	}
 }
