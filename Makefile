@@ -33,6 +33,8 @@ IMG ?= ghcr.io/lbstack/lbstack:dev
 TEST_FLAGS ?= -count=1
 # How long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 5m
+# How long `make chaos` churns and injects faults.
+CHAOS_DURATION ?= 10m
 
 .PHONY: all
 all: build
@@ -141,6 +143,11 @@ test: prerequisites lint envtest-assets kube-assets image test-images $(HELM) ##
 	  KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) $(GO) test -json -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(REALCLUSTER_PKG) || echo $$? >> $(BIN)/.test-rc; \
 	} | $(GO) run ./hack/testsummary
 	@if [ -s $(BIN)/.test-rc ]; then echo "go test failed"; exit 1; fi
+
+.PHONY: chaos
+chaos: envtest-assets kube-assets image test-images ## Chaos on the real nodes: 10 min of Service churn and every fault (CHAOS_DURATION); prints the table, fails on any violation.
+	CI=true KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) LBSTACK_CHAOS_DURATION=$(CHAOS_DURATION) LBSTACK_CHAOS_FULL=1 \
+		$(GO) test -count=1 -v -timeout 60m -run '^TestChaos$$' $(REALCLUSTER_PKG)
 
 .PHONY: fuzz
 fuzz: ## Fuzz every parser of untrusted input, FUZZTIME (default 5m) per target; crashers land in testdata/fuzz/.

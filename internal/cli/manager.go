@@ -128,6 +128,11 @@ func (o ManagerOptions) NewManager(cfg *rest.Config, extra func(*manager.Options
 	if extra != nil {
 		extra(&opts)
 	}
+	if opts.Cache.NewInformer == nil {
+		// Informers that see the API server's return within
+		// ReconnectInterval, not after the reflector's backoff.
+		opts.Cache.NewInformer = NewReconnectingInformer
+	}
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)

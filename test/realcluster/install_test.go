@@ -53,13 +53,22 @@ func images(t *testing.T) []string {
 // prerequisite is missing (fails in CI).
 func upCluster(t *testing.T, ctx context.Context, n int) *realcluster.Cluster {
 	t.Helper()
+	return upClusterWith(t, ctx, realcluster.Options{Nodes: n})
+}
+
+// upClusterWith brings up a cluster with options o (Dir, Images,
+// PauseImage and Logf are filled in), or skips as upCluster does.
+func upClusterWith(t *testing.T, ctx context.Context, o realcluster.Options) *realcluster.Cluster {
+	t.Helper()
+	n := o.Nodes
 	if err := realcluster.Prerequisites(); err != nil {
 		testenv.Skip(t, "%v", err)
 	}
 	imgs := images(t)
 	dir := t.TempDir()
 	start := time.Now()
-	c, err := realcluster.Up(ctx, realcluster.Options{Nodes: n, Dir: dir, Images: imgs, PauseImage: realcluster.PauseImage, Logf: t.Logf})
+	o.Dir, o.Images, o.PauseImage, o.Logf = dir, imgs, realcluster.PauseImage, t.Logf
+	c, err := realcluster.Up(ctx, o)
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpLogs(t, c, dir)

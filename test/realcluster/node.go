@@ -183,6 +183,21 @@ func (c *Cluster) startContainerd(ctx context.Context, n *Node) error {
 	if n.containerd, err = c.Lab.StartNsenter(n.NS, "containerd-"+n.Name, nil, "containerd", "--config", path, "--log-level", "warn"); err != nil {
 		return err
 	}
+	if err := waitContainerd(ctx, n); err != nil {
+		return err
+	}
+	for _, img := range c.opts.Images {
+		// --all-platforms is not needed: only the node's platform is unpacked.
+		out, err := exec.CommandContext(ctx, "ctr", "-a", n.socket, "-n", "k8s.io", "images", "import", "--no-unpack=false", img).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: importing %s: %w: %s", n.Name, img, err, out)
+		}
+	}
+	return nil
+}
+
+// waitContainerd waits up to 30 s until the node's containerd answers.
+func waitContainerd(ctx context.Context, n *Node) error {
 	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := lab.WaitFor(wait, 50*time.Millisecond, func() error {
@@ -192,13 +207,6 @@ func (c *Cluster) startContainerd(ctx context.Context, n *Node) error {
 		return exec.CommandContext(wait, "ctr", "-a", n.socket, "version").Run()
 	}); err != nil {
 		return fmt.Errorf("%s: containerd: %w", n.Name, err)
-	}
-	for _, img := range c.opts.Images {
-		// --all-platforms is not needed: only the node's platform is unpacked.
-		out, err := exec.CommandContext(ctx, "ctr", "-a", n.socket, "-n", "k8s.io", "images", "import", "--no-unpack=false", img).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: importing %s: %w: %s", n.Name, img, err, out)
-		}
 	}
 	return nil
 }
