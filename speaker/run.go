@@ -272,8 +272,18 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	// The data plane runs under its own context: it must outlive the API
 	// connection and stop only when the speaker does.
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return mem.Run(gctx) })
-	g.Go(func() error { return ann.Run(gctx) })
+	// The goodbye goes out only once the announcer has closed its sockets:
+	// a peer takes an address over the moment it hears it, and a goodbye
+	// sent first would leave both nodes answering for a moment.
+	annDone := make(chan struct{})
+	memCtx, stopMem := context.WithCancel(context.WithoutCancel(gctx))
+	go func() {
+		<-gctx.Done()
+		<-annDone
+		stopMem()
+	}()
+	g.Go(func() error { return mem.Run(memCtx) })
+	g.Go(func() error { defer close(annDone); return ann.Run(gctx) })
 	g.Go(func() error { return core.Run(gctx) })
 	g.Go(func() error { return reporter.Run(gctx) })
 	g.Go(func() error { return driver.Run(gctx) })

@@ -292,6 +292,15 @@ func (f *l2Fixture) restartSpeaker(t testing.TB, node *lab.Node, sig syscall.Sig
 		t.Fatal(err)
 	}
 	<-p.Done()
+	if sig == syscall.SIGTERM {
+		// A stopping speaker closes its sockets before it says goodbye:
+		// the others take over when they hear it.
+		b, _ := os.ReadFile(p.Log)
+		released, left := strings.Index(string(b), "Stopped layer 2 announcer"), strings.Index(string(b), "Leaving the cluster")
+		if released < 0 || left < 0 || left < released {
+			t.Errorf("%s said goodbye before it stopped answering (or did neither): log tail:\n%s", p.Name, p.Tail(2000))
+		}
+	}
 	if _, err := f.c.StartSpeaker(node.Name, f.args...); err != nil {
 		t.Fatal(err)
 	}
