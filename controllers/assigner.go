@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	lbv1 "github.com/lbstack/lbstack/api/v1alpha1"
 	"github.com/lbstack/lbstack/internal/config"
 	"github.com/lbstack/lbstack/internal/configload"
 	"github.com/lbstack/lbstack/internal/ipam"
@@ -40,10 +41,10 @@ type assigner struct {
 	// the Services in it are queued again when addresses free up.
 	lastError map[string]string
 	orphaned  map[string]bool
-	// annotated remembers the pool annotation already written per
-	// Service, so a reconcile that sees a stale cached copy does not
-	// write it again.
-	annotated map[string]string
+	// annotated remembers the annotations already written per Service,
+	// so a reconcile that sees a stale cached copy does not write them
+	// again.
+	annotated map[string]written
 	// unclassed remembers the Services already logged as left alone
 	// because no stack names the served class.
 	unclassed map[string]bool
@@ -58,7 +59,7 @@ type assigner struct {
 
 func newAssigner() *assigner {
 	return &assigner{alloc: ipam.New(), cfgDirty: true, lastError: map[string]string{}, orphaned: map[string]bool{},
-		annotated: map[string]string{}, unclassed: map[string]bool{}, touched: func(...string) {}, touchedAll: func() {}}
+		annotated: map[string]written{}, unclassed: map[string]bool{}, touched: func(...string) {}, touchedAll: func() {}}
 }
 
 // assignment is the outcome of assign.
@@ -68,6 +69,16 @@ type assignment struct {
 	res    ipam.Result
 	// orphan: an address is in no pool any more (the Service keeps it).
 	orphan bool
+	// shared is the digest of the Service's sharing attributes ("" when
+	// it has no sharing key), recorded in lbv1.AnnotationSharedAs.
+	shared string
+}
+
+// written is what the controller recorded in a Service's annotations.
+type written struct {
+	// pool is lbv1.AnnotationAllocatedFromPool, shared
+	// lbv1.AnnotationSharedAs ("" when absent).
+	pool, shared string
 }
 
 // configChanged marks the configuration to be read again.
@@ -125,9 +136,15 @@ func (a *assigner) prepare(ctx context.Context, c client.Reader) error {
 	if err := c.List(ctx, &svcs); err != nil {
 		return fmt.Errorf("listing Services to restore assignments: %w", err)
 	}
-	// Oldest first: when two Services claim one address, the older keeps it.
+	// When two Services claim one address, the one whose sharing did not
+	// change since the address was last confirmed keeps it (a Service
+	// changed while no leader ran gives way, as it would have with a
+	// leader), then the older.
 	sort.Slice(svcs.Items, func(i, j int) bool {
 		x, y := &svcs.Items[i], &svcs.Items[j]
+		if cx, cy := sharingChanged(x), sharingChanged(y); cx != cy {
+			return cy
+		}
 		if !x.CreationTimestamp.Equal(&y.CreationTimestamp) {
 			return x.CreationTimestamp.Before(&y.CreationTimestamp)
 		}
@@ -179,6 +196,7 @@ func (a *assigner) assign(in ipam.Service) (assignment, error) {
 		return out, err
 	}
 	out.res = res
+	out.shared = in.Sharing.Digest()
 	for _, ip := range res.IPs {
 		if a.cfg.PoolOf(ip) == "" {
 			out.orphan = true
@@ -259,22 +277,22 @@ func (a *assigner) succeeded(key string, orphan bool) (wasOrphan bool) {
 	return wasOrphan
 }
 
-// annotation returns the pool annotation last written to the Service.
-func (a *assigner) annotation(key string) string {
+// annotations returns the annotations last written to the Service.
+func (a *assigner) annotations(key string) written {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.annotated[key]
 }
 
-// setAnnotation records the pool annotation written ("" when removed).
-func (a *assigner) setAnnotation(key, pool string) {
+// setAnnotations records the annotations written (zero when removed).
+func (a *assigner) setAnnotations(key string, w written) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if pool == "" {
+	if w == (written{}) {
 		delete(a.annotated, key)
 		return
 	}
-	a.annotated[key] = pool
+	a.annotated[key] = w
 }
 
 // firstUnclassed reports whether the Service is left alone for the first
@@ -317,4 +335,12 @@ func (a *assigner) failing() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.lastError)
+}
+
+// sharingChanged reports whether the Service's sharing attributes differ
+// from those recorded when its address was last confirmed (no record, as
+// for a Service assigned before the record existed: unchanged).
+func sharingChanged(svc *corev1.Service) bool {
+	rec, ok := svc.Annotations[lbv1.AnnotationSharedAs]
+	return ok && rec != lbservice.SharingOf(svc).Digest()
 }

@@ -189,6 +189,46 @@ func TestRestoreConflictClearsYoungerClaim(t *testing.T) {
 	t.Logf("event: %s", note)
 }
 
+// TestRestoreChangedSharerGivesWay: two Services share an address; while
+// no leader runs, the older changes its ports so that the two can no longer
+// share. The new leader keeps the address with the Service that did not
+// change (as a running leader would have) and moves the changed one,
+// whatever their ages.
+func TestRestoreChangedSharerGivesWay(t *testing.T) {
+	create(t, pool("sharers", "198.51.100.48/30"))
+	ns := namespace(t, nil)
+	share := ann(lbv1.AnnotationAllowSharedIP, "web")
+	create(t, service(ns, "changed", share))
+	create(t, service(ns, "steady", share, port(443)))
+	stop := startController(t, false, "share-1")
+	ip := waitAssigned(t, ns, "changed", "sharers")
+	if got := waitAssigned(t, ns, "steady", "sharers"); got != ip {
+		t.Fatalf("the sharing Services got %s and %s, want one address", ip, got)
+	}
+	eventually(t, "both Services record the sharing they got the address under", func() bool {
+		return getService(t, ns, "changed").Annotations[lbv1.AnnotationSharedAs] != "" &&
+			getService(t, ns, "steady").Annotations[lbv1.AnnotationSharedAs] != ""
+	})
+	stop()
+	// Now both use 443/TCP: they cannot share any more.
+	c := getService(t, ns, "changed")
+	recorded := c.Annotations[lbv1.AnnotationSharedAs]
+	c.Spec.Ports = []corev1.ServicePort{{Name: "https", Port: 443}}
+	if err := env.Client.Update(ctx(t), c); err != nil {
+		t.Fatal(err)
+	}
+	startController(t, false, "share-2")
+	eventually(t, "the changed Service moves to another address", func() bool {
+		ing := getService(t, ns, "changed").Status.LoadBalancer.Ingress
+		return len(ing) == 1 && ing[0].IP != ip
+	})
+	holdsFor(t, ns, "steady", ip, "sharers", time.Second)
+	eventually(t, "the changed Service's record follows its new sharing", func() bool {
+		got := getService(t, ns, "changed").Annotations[lbv1.AnnotationSharedAs]
+		return got != "" && got != recorded
+	})
+}
+
 // TestWriteFromStaleCopyConflicts pins the fencing of status writes: a
 // write computed from a copy of the Service older than the one stored (a
 // leader that lost its lease while its write was in flight, a stale cache)

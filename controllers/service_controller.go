@@ -266,14 +266,9 @@ func (r *ServiceReconciler) clearUnbacked(ctx context.Context, svc *corev1.Servi
 	if err := r.Client.Status().Patch(ctx, svc, fenced(before)); err != nil {
 		return fmt.Errorf("clearing the status of %s: %w", klog.KObj(svc), err)
 	}
-	if _, ok := svc.Annotations[lbv1.AnnotationAllocatedFromPool]; ok {
-		before := svc.DeepCopy()
-		delete(svc.Annotations, lbv1.AnnotationAllocatedFromPool)
-		if err := r.Client.Patch(ctx, svc, fenced(before)); err != nil {
-			return fmt.Errorf("removing the pool annotation of %s: %w", klog.KObj(svc), err)
-		}
+	if err := r.annotate(ctx, svc, written{}); err != nil {
+		return err
 	}
-	r.assign.setAnnotation(key, "")
 	msg := fmt.Sprintf("The status named %s, which this Service does not hold", joinIPs(ips))
 	if len(holders) > 0 {
 		msg += ": held by " + strings.Join(holders, ", ") + ", which claimed it first"
@@ -296,10 +291,8 @@ func (r *ServiceReconciler) clear(ctx context.Context, svc *corev1.Service) erro
 			return fmt.Errorf("clearing status of %s: %w", klog.KObj(svc), err)
 		}
 	}
-	patch := fenced(svc.DeepCopy())
-	delete(svc.Annotations, lbv1.AnnotationAllocatedFromPool)
-	if err := r.Client.Patch(ctx, svc, patch); err != nil {
-		return fmt.Errorf("removing annotation of %s: %w", klog.KObj(svc), err)
+	if err := r.annotate(ctx, svc, written{}); err != nil {
+		return err
 	}
 	r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonIPReleased, "Release", "lbstack no longer serves this Service; its address was released")
 	return nil
@@ -347,9 +340,9 @@ func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, reaso
 }
 
 // write records the assignment in the Service: its status (one write when
-// it changed) and the pool annotation (one write when it changed).
+// it changed) and the pool and sharing annotations (one write when either
+// changed).
 func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, got assignment) error {
-	key := svc.Namespace + "/" + svc.Name
 	statusBefore := svc.DeepCopy()
 	svc.Status.LoadBalancer.Ingress = ingress(got.res.IPs)
 	if cond := inPool(svc, got); got.orphan || meta.FindStatusCondition(svc.Status.Conditions, ConditionAddressInPool) != nil {
@@ -360,18 +353,42 @@ func (r *ServiceReconciler) write(ctx context.Context, svc *corev1.Service, got 
 			return fmt.Errorf("writing status: %w", err)
 		}
 	}
-	pool := got.res.Pool
-	if svc.Annotations[lbv1.AnnotationAllocatedFromPool] != pool && pool != "" && r.assign.annotation(key) != pool {
-		before := svc.DeepCopy()
-		if svc.Annotations == nil {
-			svc.Annotations = map[string]string{}
-		}
-		svc.Annotations[lbv1.AnnotationAllocatedFromPool] = pool
-		if err := r.Client.Patch(ctx, svc, fenced(before)); err != nil {
-			return fmt.Errorf("writing annotation: %w", err)
-		}
-		r.assign.setAnnotation(key, pool)
+	want := written{pool: got.res.Pool, shared: got.shared}
+	if want.pool == "" {
+		// An address outside every pool keeps the pool it was given.
+		want.pool = svc.Annotations[lbv1.AnnotationAllocatedFromPool]
 	}
+	return r.annotate(ctx, svc, want)
+}
+
+// annotate makes the Service's pool and sharing annotations say w (an
+// empty value removes one), in one write, unless the Service or the last
+// write already says it.
+func (r *ServiceReconciler) annotate(ctx context.Context, svc *corev1.Service, w written) error {
+	key := svc.Namespace + "/" + svc.Name
+	has := func(name, want string) bool {
+		got, ok := svc.Annotations[name]
+		return got == want && ok == (want != "")
+	}
+	if has(lbv1.AnnotationAllocatedFromPool, w.pool) && has(lbv1.AnnotationSharedAs, w.shared) || r.assign.annotations(key) == w && w != (written{}) {
+		r.assign.setAnnotations(key, w)
+		return nil
+	}
+	before := svc.DeepCopy()
+	for name, v := range map[string]string{lbv1.AnnotationAllocatedFromPool: w.pool, lbv1.AnnotationSharedAs: w.shared} {
+		switch {
+		case v == "":
+			delete(svc.Annotations, name)
+		case svc.Annotations == nil:
+			svc.Annotations = map[string]string{name: v}
+		default:
+			svc.Annotations[name] = v
+		}
+	}
+	if err := r.Client.Patch(ctx, svc, fenced(before)); err != nil {
+		return fmt.Errorf("writing the annotations of %s: %w", klog.KObj(svc), err)
+	}
+	r.assign.setAnnotations(key, w)
 	return nil
 }
 

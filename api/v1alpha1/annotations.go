@@ -13,6 +13,13 @@ const (
 	// AnnotationAllocatedFromPool is written by the controller: the pool
 	// the Service's IP came from.
 	AnnotationAllocatedFromPool = "lbstack.io/ip-allocated-from-pool"
+	// AnnotationSharedAs is written by the controller on a Service with an
+	// allow-shared-ip key: a digest of what decided that it may share its
+	// IP (sharing key, ports, traffic policy and selector) when the IP was
+	// last confirmed. When a new controller leader relearns the addresses
+	// and two Services claim one that they can no longer share, the one
+	// whose sharing changed since gives way and the other keeps its IP.
+	AnnotationSharedAs = "lbstack.io/ip-shared-as"
 	// MetalLB's spellings of AnnotationLoadBalancerIPs, AnnotationAddressPool
 	// and AnnotationAllowSharedIP, which lbstack honours alike so that a
 	// Service keeps its IP, pool and sharing when lbstack takes over from

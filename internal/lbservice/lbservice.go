@@ -9,8 +9,11 @@
 package lbservice
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -144,6 +147,22 @@ func SharingOf(svc *corev1.Service) Sharing {
 		s.Backend = "local:" + labels.SelectorFromSet(svc.Spec.Selector).String()
 	}
 	return s
+}
+
+// Digest is a short digest of s that changes whenever whether s may
+// share with another Service could change: "" when s has no sharing key.
+// The order of the ports does not matter.
+func (s Sharing) Digest() string {
+	if s.Key == "" {
+		return ""
+	}
+	ports := make([]string, len(s.Ports))
+	for i, p := range s.Ports {
+		ports[i] = fmt.Sprintf("%d/%s", p.Port, p.Protocol)
+	}
+	slices.Sort(ports)
+	sum := sha256.Sum256([]byte(strings.Join([]string{"v1", s.Key, strings.Join(ports, ","), s.Backend}, "\x00")))
+	return "v1-" + hex.EncodeToString(sum[:8])
 }
 
 // Conflict says why Services with sharing s and o cannot share an IP, or

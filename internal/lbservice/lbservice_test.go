@@ -145,6 +145,58 @@ func TestSharingConflict(t *testing.T) {
 	}
 }
 
+// TestSharingDigest: the digest changes with everything the sharing rule
+// reads and with nothing else; a Service without a key has none.
+func TestSharingDigest(t *testing.T) {
+	key := func(k string) map[string]string { return map[string]string{lbv1.AnnotationAllowSharedIP: k} }
+	ports := func(ps ...corev1.ServicePort) func(*corev1.Service) {
+		return func(s *corev1.Service) { s.Spec.Ports = ps }
+	}
+	local := func(app string) func(*corev1.Service) {
+		return func(s *corev1.Service) {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+			s.Spec.Selector = map[string]string{"app": app}
+		}
+	}
+	web, dns := corev1.ServicePort{Port: 80}, corev1.ServicePort{Port: 53, Protocol: corev1.ProtocolUDP}
+	base := SharingOf(svc(key("k"), ports(web, dns))).Digest()
+	if base == "" {
+		t.Fatal("a Service with a sharing key has no digest")
+	}
+	if d := SharingOf(svc(nil, ports(web))).Digest(); d != "" {
+		t.Errorf("a Service without a sharing key has digest %q", d)
+	}
+	same := map[string]*corev1.Service{
+		"ports in another order":   svc(key("k"), ports(dns, web)),
+		"TCP spelled out":          svc(key("k"), ports(corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP}, dns)),
+		"a label":                  svc(key("k"), ports(web, dns), func(s *corev1.Service) { s.Labels = map[string]string{"x": "y"} }),
+		"a selector under Cluster": svc(key("k"), ports(web, dns), func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "x"} }),
+	}
+	for name, s := range same {
+		if d := SharingOf(s).Digest(); d != base {
+			t.Errorf("%s changed the digest: %s, was %s", name, d, base)
+		}
+	}
+	differ := map[string]*corev1.Service{
+		"another key":      svc(key("j"), ports(web, dns)),
+		"another port":     svc(key("k"), ports(corev1.ServicePort{Port: 81}, dns)),
+		"another protocol": svc(key("k"), ports(corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolSCTP}, dns)),
+		"a port less":      svc(key("k"), ports(web)),
+		"Local":            svc(key("k"), ports(web, dns), local("x")),
+	}
+	seen := map[string]string{base: "base"}
+	for name, s := range differ {
+		d := SharingOf(s).Digest()
+		if prev, ok := seen[d]; ok {
+			t.Errorf("%s has the digest of %s: %s", name, prev, d)
+		}
+		seen[d] = name
+	}
+	if a, b := SharingOf(svc(key("k"), ports(web), local("x"))).Digest(), SharingOf(svc(key("k"), ports(web), local("y"))).Digest(); a == b {
+		t.Errorf("Local Services with different selectors have one digest %s", a)
+	}
+}
+
 func TestIngressIPsAndPoolOf(t *testing.T) {
 	s := svc(nil, func(s *corev1.Service) {
 		s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "::ffff:198.51.100.5"}, {Hostname: "lb.example"}, {IP: "garbage"}, {IP: "2001:db8::5"}}

@@ -175,7 +175,7 @@ func (r *chaosRun) violate(inv, format string, args ...any) {
 func userState(svc *corev1.Service) string {
 	var keys []string
 	for k, v := range svc.Annotations {
-		if k == lbv1.AnnotationAllocatedFromPool || strings.HasPrefix(k, "kubectl.kubernetes.io/") {
+		if k == lbv1.AnnotationAllocatedFromPool || k == lbv1.AnnotationSharedAs || strings.HasPrefix(k, "kubectl.kubernetes.io/") {
 			continue
 		}
 		keys = append(keys, k+"="+v)
@@ -478,13 +478,6 @@ func (r *chaosRun) churn(ctx context.Context, id int) {
 					what = "label"
 				}
 			case 3:
-				if !r.full && svc.Annotations[lbv1.AnnotationAllowSharedIP] != "" {
-					// Known bug (docs/reliability.md): a sharer whose
-					// policy changes while no controller leads can, at
-					// the new leader's restore, keep the address and move
-					// the unchanged Service. `make chaos` keeps it.
-					continue
-				}
 				if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 					svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
 				} else {
