@@ -140,9 +140,16 @@ func (a *assigner) prepare(ctx context.Context, c client.Reader) error {
 	// change since the address was last confirmed keeps it (a Service
 	// changed while no leader ran gives way, as it would have with a
 	// leader), then the older.
-	sort.Slice(svcs.Items, func(i, j int) bool {
-		x, y := &svcs.Items[i], &svcs.Items[j]
-		if cx, cy := sharingChanged(x), sharingChanged(y); cx != cy {
+	// Each digest once, not once per comparison.
+	changed := make(map[*corev1.Service]bool, len(svcs.Items))
+	order := make([]*corev1.Service, len(svcs.Items))
+	for i := range svcs.Items {
+		order[i] = &svcs.Items[i]
+		changed[order[i]] = sharingChanged(order[i])
+	}
+	sort.Slice(order, func(i, j int) bool {
+		x, y := order[i], order[j]
+		if cx, cy := changed[x], changed[y]; cx != cy {
 			return cy
 		}
 		if !x.CreationTimestamp.Equal(&y.CreationTimestamp) {
@@ -151,8 +158,7 @@ func (a *assigner) prepare(ctx context.Context, c client.Reader) error {
 		return x.Namespace+"/"+x.Name < y.Namespace+"/"+y.Name
 	})
 	restored := 0
-	for i := range svcs.Items {
-		s := &svcs.Items[i]
+	for _, s := range order {
 		ips := lbservice.IngressIPs(s)
 		if !lbservice.Serves(s, a.cfg.LoadBalancerClass) || len(ips) == 0 {
 			continue
