@@ -15,6 +15,11 @@ type metrics struct {
 	owned     prometheus.Gauge
 	handovers *prometheus.CounterVec
 	conflicts prometheus.Counter
+	// apiFresh, withdrawn and withdrawals follow the speaker's API view
+	// (see APIView, dataplane.Core.API).
+	apiFresh    prometheus.Gauge
+	withdrawn   prometheus.Gauge
+	withdrawals prometheus.Counter
 }
 
 // membershipHealth is what the metrics read from membership: undecryptable
@@ -32,6 +37,12 @@ func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, bgpMetrics fun
 			Help: "Address groups this node took over, by reason"}, []string{"reason"}),
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "lbstack_speaker_l2_conflicts_reported_total",
 			Help: "Split-brain reports: another MAC answered for an address this node announces (rate-limited per address and MAC)"}),
+		apiFresh: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbstack_speaker_api_view_fresh",
+			Help: "1 while the API server answered this speaker within half of --api-stale-after: its view of Services and configuration is current"}),
+		withdrawn: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbstack_speaker_withdrawn",
+			Help: "1 while this speaker announces nothing because it cannot reach the API server while another speaker can (a stale view)"}),
+		withdrawals: prometheus.NewCounter(prometheus.CounterOpts{Name: "lbstack_speaker_withdrawals_total",
+			Help: "Times this speaker withdrew because it could not reach the API server while another speaker could"}),
 	}
 	undecryptable := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lbstack_speaker_membership_undecryptable_total",
 		Help: "Memberlist packets and streams this speaker could not decrypt: a speaker with another memberlist key (it can never join this one's cluster)"},
@@ -60,7 +71,7 @@ func newMetrics(reg prometheus.Registerer, stats func() l2.Stats, bgpMetrics fun
 				return float64(l2w)
 			}))
 	}
-	for _, c := range append(writes, m.members, m.owned, m.handovers, m.conflicts, undecryptable, isolated, dropped, &l2Collector{stats: stats}, &bgpCollector{read: bgpMetrics}) {
+	for _, c := range append(writes, m.members, m.owned, m.handovers, m.conflicts, m.apiFresh, m.withdrawn, m.withdrawals, undecryptable, isolated, dropped, &l2Collector{stats: stats}, &bgpCollector{read: bgpMetrics}) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

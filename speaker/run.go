@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -52,6 +53,10 @@ type Options struct {
 	// SkipInterfaces are interface name prefixes never used for layer 2
 	// (pod veths and tunnels of common CNIs).
 	SkipInterfaces []string
+	// APIStaleAfter bounds how long a speaker that cannot reach the API
+	// server announces from its last view while another speaker reaches
+	// it (see APIView and dataplane.Core.API); 0 disables withdrawing.
+	APIStaleAfter time.Duration
 }
 
 // DefaultJoinTimeout is the default Options.JoinTimeout: a few memberlist
@@ -75,6 +80,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", membership.DefaultProbeInterval, "memberlist probe interval")
 	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", membership.DefaultProbeTimeout, "memberlist probe timeout")
 	fs.DurationVar(&o.JoinTimeout, "join-timeout", DefaultJoinTimeout, "how long a starting speaker waits to join the other speakers (and learn what they announce) before it announces on its own, when none answers")
+	fs.DurationVar(&o.APIStaleAfter, "api-stale-after", DefaultAPIStaleAfter, "how long a speaker that cannot reach the API server goes on announcing from its last view while another speaker reaches it; then it withdraws (layer 2 addresses go to the others, BGP paths are withdrawn) until its view has caught up. 0: never withdraw")
 	fs.Func("bfd-port", "local UDP port for BFD control packets (default 3784)", func(v string) error {
 		var p uint16
 		if _, err := fmt.Sscan(v, &p); err != nil {
@@ -128,6 +134,16 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
+	var fallback *cli.APIFallback
+	if o.Manager.Kubeconfig == "" {
+		// In a Pod: dial the API server's own addresses while the
+		// kubernetes Service has no endpoints (after an API server
+		// restart), rather than stay blind to deletions.
+		if u, err := url.Parse(cfg.Host); err == nil && u.Host != "" {
+			fallback = &cli.APIFallback{Host: u.Host, Log: log.WithName("api-fallback")}
+			cfg.Dial = fallback.DialContext
+		}
+	}
 	mgr, err := o.Manager.NewManager(cfg, func(mo *manager.Options) {
 		mo.LeaderElection = false
 		// managedFields are half of a cached Service and never read here.
@@ -169,6 +185,18 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	core := &dataplane.Core{Node: o.NodeName, Members: mem, Departures: mem, Clock: clk, Log: log.WithName("election"),
 		JoinTimeout: o.JoinTimeout, JoinGrace: time.Duration(o.MissedHeartbeats+2) * o.HeartbeatInterval}
 	healthCh := make(chan l2.Health, 1)
+	selfCh := make(chan dataplane.SelfMeta, 1)
+	var (
+		selfMu sync.Mutex
+		self   dataplane.SelfMeta
+	)
+	publishSelf := func(change func(*dataplane.SelfMeta)) {
+		selfMu.Lock()
+		change(&self)
+		s := self
+		selfMu.Unlock()
+		dataplane.OfferLatest(selfCh, s)
+	}
 	ann, err := l2.New(l2.Config{
 		Logger: log.WithName("l2"),
 		SkipInterface: func(name string) bool {
@@ -233,7 +261,8 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		OnSnapshot:  core.SetSnapshot,
 		OnPeers:     func(p []string) { dataplane.OfferLatest(peers, p) },
 	}
-	watcher.OnBGP = driver.Set
+	gate := &dataplane.BGPGate{Apply: driver.Set}
+	watcher.OnBGP = gate.Plan
 	watcher.OnBGPView = bgpReporter.View
 	watcher.Secrets = mgr.GetAPIReader()
 	watcher.Cache = mgr.GetCache()
@@ -269,6 +298,36 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		}
 	}
 
+	var view *APIView
+	if o.APIStaleAfter > 0 {
+		check, err := ReadyzCheck(cfg, mgr.GetHTTPClient())
+		if err != nil {
+			return err
+		}
+		view = &APIView{Check: check, Clock: clk, StaleAfter: o.APIStaleAfter,
+			OnChange: func(st dataplane.APIState) {
+				if st.Fresh {
+					met.apiFresh.Set(1)
+				} else {
+					met.apiFresh.Set(0)
+				}
+				publishSelf(func(s *dataplane.SelfMeta) { s.Fresh = st.Fresh })
+				core.APIChanged()
+			}}
+		core.API = view.State
+		core.PeerFreshFor = o.APIStaleAfter
+		core.OnWithdrawn = func(w bool) {
+			gate.SetWithdrawn(w)
+			publishSelf(func(s *dataplane.SelfMeta) { s.Withdrawn = w })
+			if w {
+				met.withdrawn.Set(1)
+				met.withdrawals.Inc()
+			} else {
+				met.withdrawn.Set(0)
+			}
+		}
+	}
+
 	// The data plane runs under its own context: it must outlive the API
 	// connection and stop only when the speaker does.
 	g, gctx := errgroup.WithContext(ctx)
@@ -294,7 +353,13 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if o.KeyFile != "" {
 		g.Go(func() error { dataplane.WatchKey(gctx, clk, o.KeyFile, key, mem, log); return nil })
 	}
-	g.Go(func() error { dataplane.PublishHealth(gctx, healthCh, mem, log); return nil })
+	g.Go(func() error { dataplane.PublishMeta(gctx, healthCh, selfCh, mem, log); return nil })
+	if view != nil {
+		g.Go(func() error { view.Run(gctx); return nil })
+	}
+	if fallback != nil {
+		g.Go(func() error { fallback.Run(gctx, mgr.GetCache(), cli.DefaultAPIFallbackRefresh); return nil })
+	}
 	g.Go(func() error {
 		if err := mgr.Start(gctx); err != nil {
 			return fmt.Errorf("running manager: %w", err)

@@ -67,9 +67,10 @@ type AnnouncementMove struct {
 	// heartbeating), "NodeLeft" (the owner's speaker stopped cleanly),
 	// "InterfaceDown" (the owner's announcing interfaces lost carrier),
 	// "NotEligible" (node selector, exclusion label, NetworkUnavailable, or
-	// no ready endpoint with externalTrafficPolicy Local) or "Rebalanced"
-	// (a node joined or became eligible and the election gave it the
-	// address).
+	// no ready endpoint with externalTrafficPolicy Local), "APIUnreachable"
+	// (the owner could not reach the API server while this node could, so
+	// it withdrew; see the speaker's --api-stale-after) or "Rebalanced" (a
+	// node joined or became eligible and the election gave it the address).
 	// +kubebuilder:validation:MaxLength=64
 	// +required
 	Reason string `json:"reason"`

@@ -101,15 +101,20 @@ type NodeMeta struct {
 	AnyRunning bool `json:"a,omitempty"`
 	// Known is false before the first interface scan.
 	Known bool `json:"k,omitempty"`
+	// Fresh: the node's API view is current (SelfMeta.Fresh).
+	Fresh bool `json:"f,omitempty"`
+	// Withdrawn: the node withdrew (SelfMeta.Withdrawn); the others pass
+	// it over.
+	Withdrawn bool `json:"w,omitempty"`
 }
 
-// EncodeMeta encodes the health of the node's interfaces for membership
-// metadata, within limit bytes.
-func EncodeMeta(h l2.Health, limit int) []byte {
-	m := NodeMeta{Running: h.Running, Known: true}
+// EncodeMeta encodes the health of the node's interfaces and its own state
+// for membership metadata, within limit bytes.
+func EncodeMeta(h l2.Health, s SelfMeta, limit int) []byte {
+	m := NodeMeta{Running: h.Running, Known: true, Fresh: s.Fresh, Withdrawn: s.Withdrawn}
 	b, _ := json.Marshal(m)
 	if len(b) > limit {
-		b, _ = json.Marshal(NodeMeta{AnyRunning: len(h.Running) > 0, Known: true})
+		b, _ = json.Marshal(NodeMeta{AnyRunning: len(h.Running) > 0, Known: true, Fresh: s.Fresh, Withdrawn: s.Withdrawn})
 	}
 	return b
 }
@@ -171,6 +176,17 @@ type Core struct {
 	// previous run announced addresses and the others are taking them over
 	// right now, their claims reach it first.
 	JoinGrace time.Duration
+	// API reports this node's connection to the API server (see
+	// speaker.APIView). A node that cannot reach it while a peer can
+	// withdraws (see decideWithdrawn). nil: it never withdraws.
+	API func() APIState
+	// PeerFreshFor is how long a peer must have published a current API
+	// view before this node, cut off from the API server, withdraws in its
+	// favour.
+	PeerFreshFor time.Duration
+	// OnWithdrawn is called (from the loop) when this node withdraws (true)
+	// or announces again (false); it must not block.
+	OnWithdrawn func(bool)
 
 	mu       sync.Mutex
 	snapshot *Snapshot
@@ -190,6 +206,12 @@ type Core struct {
 	view       map[netip.Addr]uint16   // group key → the fewest candidates seen live while owning it
 	yielded    map[netip.Addr]struct{} // groups given up to a foreign answer while alone
 	conflicts  chan netip.Addr
+
+	// Stale view state (see decideWithdrawn).
+	withdrawn     bool
+	withdrawnFlag atomic.Bool          // withdrawn, for other goroutines (Withdrawn)
+	freshSince    map[string]time.Time // peer → since when it publishes a current view
+	peerSeen      map[string]time.Time // peer → when it was last live
 }
 
 // SetSnapshot hands the core a new snapshot; the loop elects again.
@@ -244,6 +266,10 @@ func (c *Core) Run(ctx context.Context) error {
 		var joining <-chan time.Time
 		if !c.joined {
 			joining = c.Clock.After(50 * time.Millisecond)
+		} else if c.API != nil && (c.withdrawn || c.API().Unreached) {
+			// Cut off from the API server: the peers' freshness is a
+			// matter of time, not only of events.
+			joining = c.Clock.After(250 * time.Millisecond)
 		}
 		select {
 		case <-ctx.Done():
@@ -358,6 +384,7 @@ func (c *Core) Elect() {
 	for _, m := range c.Members.Live() {
 		members[m.Name] = m
 	}
+	withdrawn := c.decideWithdrawn(members, now)
 	claims := c.Members.Claims()
 	// Members seen before, gone at the last election and live again: a
 	// partition healed or a node came back. It may have announced what this
@@ -389,17 +416,20 @@ func (c *Core) Elect() {
 	for _, g := range snap.L2 {
 		_, yielded := c.yielded[g.Key]
 		var cands []string
-		var claimants []membership.Claimant
 		for _, n := range g.CandidateNames() {
 			m, ok := members[n]
 			if !ok || !healthyFor(m.Meta, g.Candidates[n]) {
 				continue
 			}
-			self := n == c.Node
-			if self && (!c.joined || yielded) {
+			if n == c.Node && (!c.joined || yielded) {
 				continue
 			}
 			cands = append(cands, n)
+		}
+		cands = passOverWithdrawn(cands, members, c.Node, withdrawn)
+		var claimants []membership.Claimant
+		for _, n := range cands {
+			self := n == c.Node
 			if self && c.owners[g.Key] == c.Node {
 				claimants = append(claimants, membership.Claimant{Node: n, Gen: c.gen[g.Key], View: c.view[g.Key]})
 			} else if i := slices.IndexFunc(claims[g.Key], func(cl membership.Claimant) bool { return cl.Node == n }); !self && i >= 0 {
@@ -554,6 +584,8 @@ func (c *Core) reportMove(g L2Group, prev string, live map[string]membership.Mem
 			}
 			m.Message = fmt.Sprintf("%s stopped answering heartbeats (detected in %s); %s took over", prev, m.DetectionTime.Round(time.Millisecond), c.Node)
 		}
+	case withdrawnMeta(live[prev].Meta):
+		m.Reason, m.Message = MoveAPIUnreachable, fmt.Sprintf("%s cannot reach the API server while %s can; %s took over", prev, c.Node, c.Node)
 	case hasKey(g.Candidates, prev) && !healthyFor(live[prev].Meta, g.Candidates[prev]):
 		m.Reason, m.Message = MoveInterfaceDown, fmt.Sprintf("the announcing interfaces of %s lost carrier; %s took over", prev, c.Node)
 	case !hasKey(g.Candidates, prev):

@@ -208,7 +208,7 @@ func TestMoveReasons(t *testing.T) {
 			c.mem["b"].gone["a"] = membership.Departure{Graceful: true}
 		}, MoveNodeLeft},
 		"interface down": {func(c *cluster, g *L2Group) {
-			c.mem["b"].live = []membership.Member{{Name: "a", Meta: EncodeMeta(l2.Health{NoCarrier: []string{"eth0"}}, 512)}, {Name: "b"}}
+			c.mem["b"].live = []membership.Member{{Name: "a", Meta: EncodeMeta(l2.Health{NoCarrier: []string{"eth0"}}, SelfMeta{}, 512)}, {Name: "b"}}
 		}, MoveInterfaceDown},
 		"not eligible": {func(c *cluster, g *L2Group) { delete(g.Candidates, "a") }, MoveNotEligible},
 	}
@@ -270,21 +270,21 @@ func TestWatchesRunnerUp(t *testing.T) {
 // TestInterfaceHealthFiltersCandidates: a node whose announcing interface
 // lost carrier is passed over for groups on that interface only.
 func TestInterfaceHealthFiltersCandidates(t *testing.T) {
-	meta := EncodeMeta(l2.Health{Running: []string{"eth0"}, NoCarrier: []string{"eth1"}}, 512)
+	meta := EncodeMeta(l2.Health{Running: []string{"eth0"}, NoCarrier: []string{"eth1"}}, SelfMeta{}, 512)
 	if !healthyFor(meta, nil) || !healthyFor(meta, []string{"eth0"}) || healthyFor(meta, []string{"eth1"}) {
 		t.Error("health filter")
 	}
 	if !healthyFor(nil, []string{"eth1"}) || !healthyFor([]byte("garbage"), nil) {
 		t.Error("unknown health must count as healthy")
 	}
-	if healthyFor(EncodeMeta(l2.Health{NoCarrier: []string{"eth0"}}, 512), nil) {
+	if healthyFor(EncodeMeta(l2.Health{NoCarrier: []string{"eth0"}}, SelfMeta{}, 512), nil) {
 		t.Error("a node without any running interface is healthy")
 	}
 	many := l2.Health{}
 	for i := range 200 {
 		many.Running = append(many.Running, "ethernet-interface-"+string(rune('a'+i%26)))
 	}
-	if b := EncodeMeta(many, 512); len(b) > 512 || !healthyFor(b, []string{"x"}) {
+	if b := EncodeMeta(many, SelfMeta{}, 512); len(b) > 512 || !healthyFor(b, []string{"x"}) {
 		t.Errorf("large health: %d bytes", len(b))
 	}
 }

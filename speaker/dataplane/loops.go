@@ -10,7 +10,6 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/utils/clock"
 
-	"github.com/lbstack/lbstack/speaker/l2"
 	"github.com/lbstack/lbstack/speaker/membership"
 )
 
@@ -85,24 +84,8 @@ func WatchKey(ctx context.Context, clk clock.Clock, path string, current []byte,
 	}
 }
 
-// MetaSetter is what PublishHealth needs of membership
+// MetaSetter is what PublishMeta needs of membership
 // (*membership.Membership).
 type MetaSetter interface {
 	SetMeta(meta []byte) error
-}
-
-// PublishHealth publishes each interface health report from health in the
-// membership metadata (see EncodeMeta), so the others pass over a node whose
-// announcing interfaces lost carrier. It returns when ctx ends.
-func PublishHealth(ctx context.Context, health <-chan l2.Health, mem MetaSetter, log logr.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case h := <-health:
-			if err := mem.SetMeta(EncodeMeta(h, membership.MaxMetaSize)); err != nil {
-				log.Error(err, "Publishing interface health")
-			}
-		}
-	}
 }

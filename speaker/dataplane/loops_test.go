@@ -155,18 +155,35 @@ type fakeMeta struct{ metas chan []byte }
 
 func (f *fakeMeta) SetMeta(b []byte) error { f.metas <- b; return errors.New("not running") }
 
-// TestPublishHealth: each health report becomes the membership metadata
-// that healthyFor reads back.
-func TestPublishHealth(t *testing.T) {
+// TestPublishMeta: each health report and each change of the node's own
+// state becomes the membership metadata that healthyFor, freshMeta and
+// withdrawnMeta read back; before the first interface scan the node says
+// nothing of its interfaces (and counts as healthy).
+func TestPublishMeta(t *testing.T) {
 	mem := &fakeMeta{metas: make(chan []byte, 1)}
 	health := make(chan l2.Health, 1)
+	self := make(chan SelfMeta, 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { defer close(done); PublishHealth(ctx, health, mem, testr.New(t)) }()
+	go func() { defer close(done); PublishMeta(ctx, health, self, mem, testr.New(t)) }()
 	defer func() { cancel(); <-done }()
-	health <- l2.Health{Running: []string{"eth0"}}
+
+	self <- SelfMeta{Fresh: true}
 	meta := <-mem.metas
+	if !freshMeta(meta) || withdrawnMeta(meta) || !healthyFor(meta, []string{"eth1"}) {
+		t.Errorf("before any scan: metadata %s does not say fresh, not withdrawn, interfaces unknown", meta)
+	}
+	health <- l2.Health{Running: []string{"eth0"}}
+	meta = <-mem.metas
 	if !healthyFor(meta, []string{"eth0"}) || healthyFor(meta, []string{"eth1"}) {
 		t.Errorf("metadata %s does not say eth0 has carrier and eth1 not", meta)
+	}
+	if !freshMeta(meta) {
+		t.Errorf("metadata %s lost the node's fresh view on a health report", meta)
+	}
+	self <- SelfMeta{Withdrawn: true}
+	meta = <-mem.metas
+	if freshMeta(meta) || !withdrawnMeta(meta) || !healthyFor(meta, []string{"eth0"}) {
+		t.Errorf("metadata %s does not say withdrawn, stale, eth0 with carrier", meta)
 	}
 }

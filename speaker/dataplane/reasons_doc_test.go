@@ -22,7 +22,7 @@ func TestMoveReasonsDocumented(t *testing.T) {
 	for _, m := range regexp.MustCompile(`"([A-Za-z]+)"`).FindAllSubmatch(doc[1], -1) {
 		named = append(named, string(m[1]))
 	}
-	want := []string{MoveAssigned, MoveNodeFailed, MoveNodeLeft, MoveInterfaceDown, MoveNotEligible, MoveRebalanced}
+	want := []string{MoveAssigned, MoveNodeFailed, MoveNodeLeft, MoveInterfaceDown, MoveNotEligible, MoveRebalanced, MoveAPIUnreachable}
 	slices.Sort(named)
 	slices.Sort(want)
 	if !slices.Equal(named, want) {
