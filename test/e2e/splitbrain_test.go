@@ -470,3 +470,102 @@ func TestL2KeyMismatch(t *testing.T) {
 		}
 	}
 }
+
+// cutAPI drops (cut) or restores the traffic between node and the test API
+// server, inside the node's namespace: membership, ARP and the probe's
+// traffic go on.
+func (f *l2Fixture) cutAPI(t testing.TB, node *lab.Node, cut bool) {
+	t.Helper()
+	op := "-D"
+	if cut {
+		op = "-I"
+	}
+	for _, rule := range [][]string{{"OUTPUT", "-d", lab.HostIPv4.String()}, {"INPUT", "-s", lab.HostIPv4.String()}} {
+		if err := f.c.Lab.Run(node.NS, append(append([]string{"iptables", "-w", op}, rule...), "-j", "DROP")...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestL2APICut cuts the owner off from the API server only: its links,
+// membership and data plane stay up. Past the stale bound (the speakers'
+// default --api-stale-after, 3 s) it withdraws: another node takes the
+// address over with the reason APIUnreachable, the clients' connections go
+// on (the old node forwards until they follow the gratuitous ARP), and no
+// ARP request is answered twice. When the cut heals the node announces
+// again and the address stays where it went. Then a node is cut off and
+// the Service it announces deleted at once: the address stops being
+// answered once the node withdraws, not when the cut ends.
+func TestL2APICut(t *testing.T) {
+	f := newL2Fixture(t, "apicut", "192.0.2.210-192.0.2.219", 2)
+	ctx := tctx(t, 3*time.Minute)
+	ip, url := f.ips[0], f.urls[0]
+	owner := f.owner(t, ip)
+	cut := time.Now()
+	f.cutAPI(t, owner, true)
+	healed := false
+	defer func() {
+		if !healed {
+			f.cutAPI(t, owner, false)
+		}
+	}()
+	next := f.answeredBy(t, url, cut, owner.Name)
+	tookOver, _ := f.probe.FirstAnswer(url, cut, func(n string) bool { return n == next })
+	key := client.ObjectKey{Namespace: "default", Name: "apicut-0"}
+	st, err := f.c.WaitAnnounced(ctx, key, func(n string) bool { return n == next })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastMove == nil || st.LastMove.Reason != "APIUnreachable" || st.LastMove.From != owner.Name {
+		t.Errorf("lastMove %+v, want from %s with reason APIUnreachable", st.LastMove, owner.Name)
+	}
+	waitLog(t, f.c.Speakers[owner.Name], "Withdrawing", 5*time.Second)
+	if d := doubles(f.arp.between(cut, time.Now())); len(d) > 0 {
+		t.Errorf("ARP answered by two MACs during the withdrawal: %v", d)
+	}
+	gaps := f.probe.Gaps(url, cut, time.Now())
+	for _, g := range gaps {
+		if g > time.Second {
+			t.Errorf("the probe of %s was down for %s during the withdrawal (gaps %v): the cut node's data plane should forward until the clients follow", url, g, gaps)
+		}
+	}
+	t.Logf("%s cut off from the API server; %s answered the probe %s after the cut; probe gaps %v", owner.Name, next, tookOver.Sub(cut).Round(time.Millisecond), gaps)
+
+	f.cutAPI(t, owner, false)
+	healed = true
+	heal := time.Now()
+	waitLog(t, f.c.Speakers[owner.Name], "Announcing again", 30*time.Second)
+	time.Sleep(2 * time.Second)
+	if now := f.owner(t, ip); now.Name != next {
+		t.Errorf("after the heal %s answers for %s, want %s (no move back)", now.Name, ip, next)
+	}
+	f.checkOneMAC(t, "after the heal", heal, time.Now(), nil)
+	t.Logf("%s announces again %s after the heal", owner.Name, time.Since(heal).Round(time.Millisecond))
+
+	// A deletion the cut node cannot see.
+	ip1 := f.ips[1]
+	owner1 := f.owner(t, ip1)
+	cut = time.Now()
+	f.cutAPI(t, owner1, true)
+	defer f.cutAPI(t, owner1, false)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "apicut-1"}}
+	if err := f.c.Client.Delete(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	var silentAt time.Time
+	err = lab.WaitFor(tctx(t, 20*time.Second), 100*time.Millisecond, func() error {
+		macs, err := f.c.Lab.ArpingOnce(ip1, 200*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		if len(macs) > 0 {
+			return fmt.Errorf("%s of the deleted Service answered by %v", ip1, macs)
+		}
+		silentAt = time.Now()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v: the node cut off from the API server still announces a deleted Service", err)
+	}
+	t.Logf("Service deleted while its node %s was cut off from the API server: its address answered until %s after the cut", owner1.Name, silentAt.Sub(cut).Round(time.Millisecond))
+}
