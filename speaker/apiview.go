@@ -112,32 +112,52 @@ func (v *APIView) stateLocked(now time.Time) dataplane.APIState {
 }
 
 // Run checks every Interval until ctx ends, and calls OnChange when the
-// state changes (also between checks: Fresh and Unreached end by time).
+// state changes. The state is looked at every tenth of the stale bound,
+// apart from the checks: Fresh and Unreached end by time, and a check of an
+// API server that does not answer takes its whole Timeout; the peers must
+// learn that this node's view went stale promptly.
 func (v *APIView) Run(ctx context.Context) {
-	tick := v.Clock.NewTicker(v.interval())
-	defer tick.Stop()
+	checked := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := v.Clock.NewTicker(v.interval())
+		defer tick.Stop()
+		for {
+			cctx, cancel := context.WithTimeout(ctx, v.timeout())
+			err := v.Check(cctx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			v.observe(v.Clock.Now(), err == nil)
+			select {
+			case checked <- struct{}{}:
+			default:
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C():
+			}
+		}
+	}()
+	defer func() { <-done }()
+	look := v.Clock.NewTicker(max(v.StaleAfter/10, time.Millisecond))
+	defer look.Stop()
 	var last dataplane.APIState
-	report := func() {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-checked:
+		case <-look.C():
+		}
 		st := v.State()
 		if st != last && v.OnChange != nil {
 			v.OnChange(st)
 		}
 		last = st
-	}
-	for {
-		cctx, cancel := context.WithTimeout(ctx, v.timeout())
-		err := v.Check(cctx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		v.observe(v.Clock.Now(), err == nil)
-		report()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C():
-		}
 	}
 }
 

@@ -315,7 +315,8 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 				core.APIChanged()
 			}}
 		core.API = view.State
-		core.PeerFreshFor = o.APIStaleAfter
+		core.PeerFreshFor = 2 * o.APIStaleAfter
+		core.ConfirmFor = o.APIStaleAfter / 3
 		core.OnWithdrawn = func(w bool) {
 			gate.SetWithdrawn(w)
 			publishSelf(func(s *dataplane.SelfMeta) { s.Withdrawn = w })

@@ -182,8 +182,14 @@ type Core struct {
 	API func() APIState
 	// PeerFreshFor is how long a peer must have published a current API
 	// view before this node, cut off from the API server, withdraws in its
-	// favour.
+	// favour: a peer that got the API server back a moment before this node
+	// (after a restart of the API server) is no reason to move addresses.
 	PeerFreshFor time.Duration
+	// ConfirmFor is how long this node must have been unreached (API) with
+	// a fresh peer before it withdraws: the peers' freshness reaches it
+	// late (their own checks, gossip), so when the API server went away
+	// for everyone, their flags have dropped by then.
+	ConfirmFor time.Duration
 	// OnWithdrawn is called (from the loop) when this node withdraws (true)
 	// or announces again (false); it must not block.
 	OnWithdrawn func(bool)
@@ -211,6 +217,7 @@ type Core struct {
 	withdrawn     bool
 	withdrawnFlag atomic.Bool          // withdrawn, for other goroutines (Withdrawn)
 	freshSince    map[string]time.Time // peer → since when it publishes a current view
+	unreachedAt   time.Time            // since when the API state says Unreached (zero: it does not)
 	peerSeen      map[string]time.Time // peer → when it was last live
 }
 

@@ -70,9 +70,9 @@ func freshMeta(meta []byte) bool {
 	return ok && m.Fresh && !m.Withdrawn
 }
 
-// decideWithdrawn decides whether this node withdraws: it cannot reach the
-// API server (Unreached) while a live peer has had a current view for at
-// least PeerFreshFor. Then the peers, which see deletions and changes this
+// decideWithdrawn decides whether this node withdraws: it has not reached
+// the API server (Unreached) for ConfirmFor while a live peer has had a
+// current view for at least PeerFreshFor. Then the peers, which see deletions and changes this
 // node cannot, announce instead: this node passes itself over in every
 // layer 2 group another candidate can take and advertises no BGP path. It
 // comes back once its own view has settled, or at once when no live peer
@@ -115,17 +115,23 @@ func (c *Core) decideWithdrawn(members map[string]membership.Member, now time.Ti
 			delete(c.freshSince, name)
 		}
 	}
+	switch {
+	case !st.Unreached:
+		c.unreachedAt = time.Time{}
+	case c.unreachedAt.IsZero():
+		c.unreachedAt = now
+	}
 	was := c.withdrawn
 	if was {
 		c.withdrawn = !st.Settled && anyFresh
 	} else {
-		c.withdrawn = st.Unreached && longFresh
+		c.withdrawn = st.Unreached && now.Sub(c.unreachedAt) >= c.ConfirmFor && longFresh
 	}
 	if c.withdrawn != was {
 		c.withdrawnFlag.Store(c.withdrawn)
 		switch {
 		case c.withdrawn:
-			c.Log.Info("Withdrawing: the API server is unreachable from this node while another speaker reaches it; the others announce instead", "peerFreshFor", c.PeerFreshFor)
+			c.Log.Info("Withdrawing: the API server is unreachable from this node while another speaker reaches it; the others announce instead", "unreachedFor", now.Sub(c.unreachedAt).Round(time.Millisecond))
 		case st.Settled:
 			c.Log.Info("Announcing again: the API server answers and the view has caught up")
 		default:

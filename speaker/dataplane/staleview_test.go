@@ -26,6 +26,7 @@ func withAPI(c *cluster, freshFor time.Duration) *apiStates {
 		a.state[n] = APIState{Fresh: true, Settled: true}
 		core.API = func() APIState { a.mu.Lock(); defer a.mu.Unlock(); return a.state[n] }
 		core.PeerFreshFor = freshFor
+		core.ConfirmFor = time.Second
 		core.OnWithdrawn = func(w bool) {
 			a.mu.Lock()
 			s := a.self[n]
@@ -107,6 +108,11 @@ func TestStaleViewWithdraws(t *testing.T) {
 	c.moves = nil
 
 	api.set("a", unreached)
+	c.electInOrder(nodes...)
+	if c.cores["a"].Withdrawn() {
+		t.Fatal("a withdrew before it had been unreached for ConfirmFor")
+	}
+	c.clock.Step(time.Second)
 	c.electInOrder(nodes...)
 	if !c.cores["a"].Withdrawn() || ownedBy(c, "a") != 0 {
 		t.Fatalf("a, cut off from the API server, withdrawn=%v, still announces %d addresses", c.cores["a"].Withdrawn(), ownedBy(c, "a"))
@@ -195,6 +201,33 @@ func TestStaleViewEveryoneCutOff(t *testing.T) {
 	}
 }
 
+// TestStaleViewPeerFlagLate: when the API server goes away for everyone,
+// a peer's fresh flag reaches this node late (its checks, gossip). A node
+// unreached for less than ConfirmFor does not withdraw, and once the peer's
+// flag has dropped it has no reason to.
+func TestStaleViewPeerFlagLate(t *testing.T) {
+	nodes := []string{"a", "b"}
+	c, api := settledCluster(groups(10, nodes...), nodes...)
+	before := c.owners()
+	api.set("a", unreached) // b still says fresh
+	c.electInOrder(nodes...)
+	c.clock.Step(600 * time.Millisecond)
+	c.electInOrder(nodes...)
+	api.set("b", APIState{}) // b's flag drops
+	c.clock.Step(600 * time.Millisecond)
+	c.electInOrder(nodes...)
+	c.clock.Step(5 * time.Second)
+	c.electInOrder(nodes...)
+	if c.cores["a"].Withdrawn() {
+		t.Fatal("a withdrew in favour of a peer whose fresh flag was only late")
+	}
+	for ip, o := range c.owners() {
+		if len(o) != 1 || o[0] != before[ip][0] {
+			t.Errorf("%s: %v before, %v after", ip, before[ip], o)
+		}
+	}
+}
+
 // TestStaleViewPeerFreshTooShort: a peer whose view has been current for
 // less than PeerFreshFor (it just reconnected after the same outage) does
 // not make a node withdraw; once it has been, it does.
@@ -238,6 +271,8 @@ func TestStaleViewComesBackWhenPeersLoseAPI(t *testing.T) {
 	c.clock.Step(4 * time.Second)
 	api.set("a", unreached)
 	c.electInOrder(nodes...)
+	c.clock.Step(time.Second)
+	c.electInOrder(nodes...)
 	if !c.cores["a"].Withdrawn() {
 		t.Fatal("a did not withdraw")
 	}
@@ -262,6 +297,8 @@ func TestStaleViewKeepsSoleCandidate(t *testing.T) {
 	c.electInOrder(nodes...)
 	c.clock.Step(4 * time.Second)
 	api.set("a", unreached)
+	c.electInOrder(nodes...)
+	c.clock.Step(time.Second)
 	c.electInOrder(nodes...)
 	c.electInOrder(nodes...)
 	if !c.cores["a"].Withdrawn() {
