@@ -116,6 +116,8 @@ type Rotator struct {
 	// missing names the configurations reported missing, so the frequent
 	// checks do not repeat it.
 	missing sync.Map
+	// syncMu serializes syncs.
+	syncMu sync.Mutex
 	// Clock is the time source; nil means the real clock.
 	Clock clock.Clock
 	// Log receives what the rotator does.
@@ -221,6 +223,12 @@ var (
 )
 
 func (r *Rotator) sync(ctx context.Context, force bool) error {
+	// One sync at a time: Start's and a caller's (Rotate) would otherwise
+	// write the key and certificate files over each other, and the server
+	// could load a key of one with the certificate of the other (seen as a
+	// failed rename of the shared temporary file in CI).
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
 	trustNewer := false
 	for attempt := 1; ; attempt++ {
 		err := r.syncOnce(ctx, force, trustNewer)

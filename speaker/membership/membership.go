@@ -264,6 +264,7 @@ type Membership struct {
 
 	sentPackets, sentBytes, sentStreams atomic.Uint64
 	declaredDead                        atomic.Uint64 // members declared dead by heartbeat
+	overruled                           atomic.Uint64 // memberlist failures overruled by heartbeats
 
 	foreign     atomic.Uint64 // undecryptable packets and streams
 	foreignMu   sync.Mutex
@@ -1317,6 +1318,29 @@ func (m *Membership) memberUp(n *memberlist.Node, joined bool) {
 func (m *Membership) memberDown(n *memberlist.Node) {
 	m.mu.Lock()
 	now := m.cfg.Clock.Now()
+	if hb, ok := m.lastHB[n.Name]; ok && n.State != memberlist.StateLeft && n.Name != m.cfg.NodeName &&
+		now.Sub(hb) < time.Duration(m.cfg.MissedHeartbeats)*m.cfg.HeartbeatInterval && !m.det.Dead(n.Name) {
+		if info, member := m.members[n.Name]; member {
+			// memberlist's verdict contradicts a heartbeat that arrived
+			// within the detection time: a "dead" gossiped by a node that
+			// was cut off and has just healed, or memberlist's slower
+			// probes losing a race. The heartbeats decide (they declare
+			// it dead when they stop); memberlist is joined again with it
+			// so that it learns the member is alive (the member refutes).
+			ml := m.ml
+			m.mu.Unlock()
+			m.overruled.Add(1)
+			m.log.Info("memberlist reports a member failed, but its heartbeats arrive: keeping it", "member", n.Name, "lastHeartbeat", now.Sub(hb).Round(time.Millisecond))
+			if ml != nil {
+				go func() {
+					if _, err := ml.Join([]string{info.addr.String()}); err != nil {
+						m.log.V(1).Info("Joining a member memberlist reported failed", "member", n.Name, "err", err)
+					}
+				}()
+			}
+			return
+		}
+	}
 	if _, ok := m.departed[n.Name]; !ok {
 		m.departed[n.Name] = Departure{Graceful: n.State == memberlist.StateLeft, LastHeard: m.det.LastHeard(n.Name), At: now}
 	}

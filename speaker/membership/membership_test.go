@@ -295,6 +295,31 @@ func TestGoodbye(t *testing.T) {
 	}
 }
 
+// TestMemberlistFailureOverruledByHeartbeats: memberlist reports a member
+// failed — as it does when a node that was cut off heals and gossips the
+// "dead" it concluded meanwhile — while the member's heartbeats arrive:
+// the member stays live (no takeover, no second announcer). Once its
+// heartbeats stop, it is declared dead as ever.
+func TestMemberlistFailureOverruledByHeartbeats(t *testing.T) {
+	nodes := startCluster(t, testKey, "a", "b")
+	a, b := nodes[0], nodes[1]
+	waitFor(t, 5*time.Second, "a hears b's heartbeats", func() bool { return a.heard("b") })
+	a.m.memberDown(&memberlist.Node{Name: "b", State: memberlist.StateDead})
+	if !a.sees("b") {
+		t.Fatal("b dropped on memberlist's word although its heartbeats arrive")
+	}
+	time.Sleep(10 * DefaultHeartbeatInterval)
+	if !a.sees("b") {
+		t.Fatal("b dropped later although its heartbeats arrive")
+	}
+	if n := a.m.overruled.Load(); n != 1 {
+		t.Errorf("overruled %d memberlist failures, want 1", n)
+	}
+	b.crash()
+	took := waitFor(t, 5*time.Second, "a drops b once its heartbeats stop", func() bool { return !a.sees("b") })
+	t.Logf("b dropped %s after its crash", took)
+}
+
 func TestMetadataPropagates(t *testing.T) {
 	a := startNode(t, "a", testKey, nil)
 	b, err := New(Config{NodeName: "b", BindAddr: "127.0.0.1", SecretKey: testKey, Log: testLogger(t)})

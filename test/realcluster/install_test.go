@@ -278,7 +278,19 @@ func TestInstall(t *testing.T) {
 		}
 		t.Logf("30 connections to %s through the router entered at %v", ip, entered)
 		if len(entered) < 2 || entered[""] > 0 {
-			t.Errorf("connections to %s entered the cluster at %v: want several nodes (ECMP)", ip, entered)
+			route, _ := c.Lab.Output(bird.NS, "ip", "route", "show", prefix.String())
+			hash, _ := c.Lab.Output(bird.NS, "sysctl", "net.ipv4.fib_multipath_hash_policy")
+			t.Errorf("connections to %s entered the cluster at %v: want several nodes (ECMP); the router's route now: %s(%s)", ip, entered, route, strings.TrimSpace(hash))
+			for _, n := range c.Nodes {
+				if pod, err := c.SpeakerPod(ctx, operatorNamespace, n.Name); err == nil {
+					out, _ := c.KubectlOutput(ctx, "logs", "-n", operatorNamespace, pod.Name)
+					for _, l := range strings.Split(out, "\n") {
+						if strings.Contains(l, "Withdrawing") || strings.Contains(l, "Announcing again") || strings.Contains(l, "BGP session") {
+							t.Logf("%s: %s", n.Name, l)
+						}
+					}
+				}
+			}
 		}
 		leaks.collect(t, ctx, c, "bgp")
 		deleteStack(t, ctx, c, netip.Addr{})
