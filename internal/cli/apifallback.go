@@ -219,7 +219,7 @@ func (f *APIFallback) Refresh(ctx context.Context, r client.Reader) error {
 	slices.SortFunc(found, netip.AddrPort.Compare)
 	addrs := make([]string, len(found))
 	for i, ap := range found {
-		addrs[i] = net.JoinHostPort(ap.Addr().String(), fmt.Sprint(ap.Port()))
+		addrs[i] = ap.String()
 	}
 	f.SetEndpoints(addrs)
 	return nil

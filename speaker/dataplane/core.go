@@ -120,17 +120,16 @@ func EncodeMeta(h l2.Health, s SelfMeta, limit int) []byte {
 }
 
 // healthyFor reports whether a member with metadata meta can announce on
-// interfaces (nil: any). Unknown or unreadable metadata counts as healthy:
-// only a node that says it lost carrier is passed over.
+// interfaces (nil: any); see NodeMeta.healthyOn.
 func healthyFor(meta []byte, interfaces []string) bool {
-	if len(meta) == 0 {
-		return true
-	}
-	var m NodeMeta
-	if err := json.Unmarshal(meta, &m); err != nil || !m.Known {
-		return true
-	}
-	if m.AnyRunning {
+	return decodeMeta(meta).healthyOn(interfaces)
+}
+
+// healthyOn reports whether the member can announce on interfaces (nil:
+// any). Unknown or unreadable metadata (the zero NodeMeta) counts as
+// healthy: only a node that says it lost carrier is passed over.
+func (m NodeMeta) healthyOn(interfaces []string) bool {
+	if !m.Known || m.AnyRunning {
 		return true
 	}
 	if interfaces == nil {
@@ -391,7 +390,12 @@ func (c *Core) Elect() {
 	for _, m := range c.Members.Live() {
 		members[m.Name] = m
 	}
-	withdrawn := c.decideWithdrawn(members, now)
+	// Each member's metadata, decoded once for every group below.
+	metas := make(map[string]NodeMeta, len(members))
+	for n, m := range members {
+		metas[n] = decodeMeta(m.Meta)
+	}
+	withdrawn := c.decideWithdrawn(metas, now)
 	claims := c.Members.Claims()
 	// Members seen before, gone at the last election and live again: a
 	// partition healed or a node came back. It may have announced what this
@@ -424,8 +428,8 @@ func (c *Core) Elect() {
 		_, yielded := c.yielded[g.Key]
 		var cands []string
 		for _, n := range g.CandidateNames() {
-			m, ok := members[n]
-			if !ok || !healthyFor(m.Meta, g.Candidates[n]) {
+			m, ok := metas[n]
+			if !ok || !m.healthyOn(g.Candidates[n]) {
 				continue
 			}
 			if n == c.Node && (!c.joined || yielded) {
@@ -433,7 +437,7 @@ func (c *Core) Elect() {
 			}
 			cands = append(cands, n)
 		}
-		cands = passOverWithdrawn(cands, members, c.Node, withdrawn)
+		cands = passOverWithdrawn(cands, metas, c.Node, withdrawn)
 		var claimants []membership.Claimant
 		for _, n := range cands {
 			self := n == c.Node
@@ -591,7 +595,7 @@ func (c *Core) reportMove(g L2Group, prev string, live map[string]membership.Mem
 			}
 			m.Message = fmt.Sprintf("%s stopped answering heartbeats (detected in %s); %s took over", prev, m.DetectionTime.Round(time.Millisecond), c.Node)
 		}
-	case withdrawnMeta(live[prev].Meta):
+	case decodeMeta(live[prev].Meta).Withdrawn:
 		m.Reason, m.Message = MoveAPIUnreachable, fmt.Sprintf("%s cannot reach the API server while %s can; %s took over", prev, c.Node, c.Node)
 	case hasKey(g.Candidates, prev) && !healthyFor(live[prev].Meta, g.Candidates[prev]):
 		m.Reason, m.Message = MoveInterfaceDown, fmt.Sprintf("the announcing interfaces of %s lost carrier; %s took over", prev, c.Node)

@@ -156,8 +156,8 @@ type fakeMeta struct{ metas chan []byte }
 func (f *fakeMeta) SetMeta(b []byte) error { f.metas <- b; return errors.New("not running") }
 
 // TestPublishMeta: each health report and each change of the node's own
-// state becomes the membership metadata that healthyFor, freshMeta and
-// withdrawnMeta read back; before the first interface scan the node says
+// state becomes the membership metadata that healthyFor and decodeMeta
+// read back; before the first interface scan the node says
 // nothing of its interfaces (and counts as healthy).
 func TestPublishMeta(t *testing.T) {
 	mem := &fakeMeta{metas: make(chan []byte, 1)}
@@ -170,7 +170,7 @@ func TestPublishMeta(t *testing.T) {
 
 	self <- SelfMeta{Fresh: true}
 	meta := <-mem.metas
-	if !freshMeta(meta) || withdrawnMeta(meta) || !healthyFor(meta, []string{"eth1"}) {
+	if !decodeMeta(meta).fresh() || decodeMeta(meta).Withdrawn || !healthyFor(meta, []string{"eth1"}) {
 		t.Errorf("before any scan: metadata %s does not say fresh, not withdrawn, interfaces unknown", meta)
 	}
 	health <- l2.Health{Running: []string{"eth0"}}
@@ -178,12 +178,12 @@ func TestPublishMeta(t *testing.T) {
 	if !healthyFor(meta, []string{"eth0"}) || healthyFor(meta, []string{"eth1"}) {
 		t.Errorf("metadata %s does not say eth0 has carrier and eth1 not", meta)
 	}
-	if !freshMeta(meta) {
+	if !decodeMeta(meta).fresh() {
 		t.Errorf("metadata %s lost the node's fresh view on a health report", meta)
 	}
 	self <- SelfMeta{Withdrawn: true}
 	meta = <-mem.metas
-	if freshMeta(meta) || !withdrawnMeta(meta) || !healthyFor(meta, []string{"eth0"}) {
+	if decodeMeta(meta).fresh() || !decodeMeta(meta).Withdrawn || !healthyFor(meta, []string{"eth0"}) {
 		t.Errorf("metadata %s does not say withdrawn, stale, eth0 with carrier", meta)
 	}
 }

@@ -47,28 +47,20 @@ type SelfMeta struct {
 // out of sight had a fresh view.
 const PeerStaleForget = 10 * time.Minute
 
-// decodeMeta reads a member's metadata; ok is false for none or garbage.
-func decodeMeta(meta []byte) (NodeMeta, bool) {
+// decodeMeta reads a member's metadata; none or garbage gives the zero
+// NodeMeta: interfaces unknown (healthy), not fresh, not withdrawn.
+func decodeMeta(meta []byte) NodeMeta {
 	var m NodeMeta
 	if len(meta) == 0 || json.Unmarshal(meta, &m) != nil {
-		return NodeMeta{}, false
+		return NodeMeta{}
 	}
-	return m, true
+	return m
 }
 
-// withdrawnMeta reports whether a member says it withdrew.
-func withdrawnMeta(meta []byte) bool {
-	m, ok := decodeMeta(meta)
-	return ok && m.Withdrawn
-}
-
-// freshMeta reports whether a member says its API view is current. Speakers
+// fresh reports whether the member says its API view is current. Speakers
 // that publish nothing (older versions) never count as fresh: no node
 // withdraws in their favour.
-func freshMeta(meta []byte) bool {
-	m, ok := decodeMeta(meta)
-	return ok && m.Fresh && !m.Withdrawn
-}
+func (m NodeMeta) fresh() bool { return m.Fresh && !m.Withdrawn }
 
 // decideWithdrawn decides whether this node withdraws: it has not reached
 // the API server (Unreached) for ConfirmFor while a live peer has had a
@@ -78,7 +70,7 @@ func freshMeta(meta []byte) bool {
 // comes back once its own view has settled, or at once when no live peer
 // has a current view any more (announcing from a stale view beats no
 // announcement at all). Without API (nil), it never withdraws.
-func (c *Core) decideWithdrawn(members map[string]membership.Member, now time.Time) bool {
+func (c *Core) decideWithdrawn(members map[string]NodeMeta, now time.Time) bool {
 	if c.API == nil {
 		return false
 	}
@@ -93,7 +85,7 @@ func (c *Core) decideWithdrawn(members map[string]membership.Member, now time.Ti
 			continue
 		}
 		c.peerSeen[name] = now
-		if !freshMeta(m.Meta) {
+		if !m.fresh() {
 			delete(c.freshSince, name)
 			continue
 		}
@@ -154,10 +146,10 @@ func (c *Core) APIChanged() { c.kick.Notify() }
 // ones, unless that leaves none: an address only a withdrawn node can
 // announce stays with it. self reports whether this node withdrew (its own
 // metadata may not have reached the others yet, but it knows).
-func passOverWithdrawn(cands []string, members map[string]membership.Member, node string, self bool) []string {
+func passOverWithdrawn(cands []string, metas map[string]NodeMeta, node string, self bool) []string {
 	var keep []string
 	for _, n := range cands {
-		if n == node && self || n != node && withdrawnMeta(members[n].Meta) {
+		if n == node && self || n != node && metas[n].Withdrawn {
 			continue
 		}
 		keep = append(keep, n)

@@ -78,6 +78,15 @@ func settledCluster(gs []L2Group, nodes ...string) (*cluster, *apiStates) {
 	return c, api
 }
 
+// cutOff makes node n unreached and runs the elections until it has been
+// so for ConfirmFor (1 s).
+func cutOff(c *cluster, api *apiStates, n string, nodes ...string) {
+	api.set(n, unreached)
+	c.electInOrder(nodes...)
+	c.clock.Step(time.Second)
+	c.electInOrder(nodes...)
+}
+
 // electInOrder runs the nodes' elections in a fixed order.
 func (c *cluster) electInOrder(nodes ...string) {
 	for _, n := range nodes {
@@ -269,10 +278,7 @@ func TestStaleViewComesBackWhenPeersLoseAPI(t *testing.T) {
 	c.snapshot(&Snapshot{L2: groups(10, nodes...)})
 	c.electInOrder(nodes...)
 	c.clock.Step(4 * time.Second)
-	api.set("a", unreached)
-	c.electInOrder(nodes...)
-	c.clock.Step(time.Second)
-	c.electInOrder(nodes...)
+	cutOff(c, api, "a", nodes...)
 	if !c.cores["a"].Withdrawn() {
 		t.Fatal("a did not withdraw")
 	}
@@ -296,10 +302,7 @@ func TestStaleViewKeepsSoleCandidate(t *testing.T) {
 	c.snapshot(&Snapshot{L2: append(groups(10, nodes...), only)})
 	c.electInOrder(nodes...)
 	c.clock.Step(4 * time.Second)
-	api.set("a", unreached)
-	c.electInOrder(nodes...)
-	c.clock.Step(time.Second)
-	c.electInOrder(nodes...)
+	cutOff(c, api, "a", nodes...)
 	c.electInOrder(nodes...)
 	if !c.cores["a"].Withdrawn() {
 		t.Fatal("a did not withdraw")
